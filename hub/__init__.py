@@ -1,0 +1,1 @@
+"""callhub: the call event hub (API replicas, schema, keyspace, settings)."""

@@ -1,0 +1,77 @@
+"""The Redis keyspace: every key callhub reads or writes is built here.
+
+All keys of one call live in one shard, and a shard is one Redis Cluster hash
+slot fixed by the hash tag ``{s}``: so the commit script, which touches the
+shard log, the call's hash and stream and the shard's indexes at once, runs
+unchanged on a cluster (DESIGN section 2).
+
+    <prefix>:{s}:log                    stream  every event of the shard's calls
+    <prefix>:{s}:call:<sid>:events      stream  one call's events (same entry ids)
+    <prefix>:{s}:call:<sid>             hash    the call's status
+    <prefix>:{s}:active                 zset    active calls by start time (ms)
+    <prefix>:{s}:active:<dialog>        zset    the same, per dialog
+    <prefix>:{s}:leases                 zset    call -> lease expiry (ms)
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass, field
+
+MAX_SHARDS = 16384  # one per Redis Cluster hash slot at the most
+PREFIX_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+@dataclass(frozen=True)
+class Keyspace:
+    """Key names for one deployment (a prefix and a fixed number of shards)."""
+
+    prefix: str = "callhub"
+    shards: int = 1
+    _tags: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not PREFIX_PATTERN.fullmatch(self.prefix):
+            raise ValueError(
+                f"prefix {self.prefix!r} must be 1-64 characters of A-Z a-z 0-9 . _ -"
+            )
+        if not 1 <= self.shards <= MAX_SHARDS:
+            raise ValueError(f"shards must be from 1 to {MAX_SHARDS}, got {self.shards}")
+        tags = tuple(f"{self.prefix}:{{{s}}}" for s in range(self.shards))
+        object.__setattr__(self, "_tags", tags)
+
+    def shard_of(self, session_id: str) -> int:
+        """The shard that holds a call: ``crc32(session_id) % shards``."""
+        return zlib.crc32(session_id.encode()) % self.shards
+
+    def log(self, shard: int) -> str:
+        return f"{self._tags[shard]}:log"
+
+    def active(self, shard: int) -> str:
+        return f"{self._tags[shard]}:active"
+
+    def active_dialog(self, shard: int, dialog_name: str) -> str:
+        return f"{self._tags[shard]}:active:{dialog_name}"
+
+    def leases(self, shard: int) -> str:
+        return f"{self._tags[shard]}:leases"
+
+    def call(self, session_id: str) -> str:
+        return f"{self._tags[self.shard_of(session_id)]}:call:{session_id}"
+
+    def call_events(self, session_id: str) -> str:
+        return f"{self.call(session_id)}:events"
+
+    def commit_keys(self, session_id: str, dialog_name: str) -> tuple[str, ...]:
+        """The KEYS of the commit script, in its order (see ``commit_event.lua``)."""
+        shard = self.shard_of(session_id)
+        call = self.call(session_id)
+        return (
+            self.log(shard),
+            call,
+            f"{call}:events",
+            self.active(shard),
+            self.active_dialog(shard, dialog_name),
+            self.leases(shard),
+        )

@@ -1,0 +1,1 @@
+"""callhub workers: the write side (publisher and commit script)."""

@@ -1,0 +1,248 @@
+"""CallPublisher: how a worker commits call events to Redis.
+
+Each event is validated against the schema, encoded once with msgspec, and
+committed by ``commit_event.lua`` in one atomic step (DESIGN I1). Many calls'
+events go out in one pipeline, one round trip. A commit is idempotent by
+``seq`` (I2), which is what makes retrying a whole batch after a connection
+error safe: what already landed comes back as ``duplicate`` with its original
+entry id, never twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Final, Literal
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from hub.events import (
+    EVENT_MAX_BYTES,
+    ActionExecuted,
+    CallStarted,
+    CallTerminated,
+    Event,
+    StateTransition,
+    decode_event,
+    encode_event,
+    variables_patch,
+)
+from hub.keyspace import Keyspace
+from hub.settings import Settings
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MS: Final = timedelta(milliseconds=1)
+_NULL: Final = b"null"
+
+COMMIT_SCRIPT: Final = resources.files("workers").joinpath("commit_event.lua").read_text()
+COMMIT_SHA: Final = hashlib.sha1(COMMIT_SCRIPT.encode()).hexdigest()
+
+Status = Literal["committed", "duplicate", "rejected"]
+
+
+class CommitOutcome(msgspec.Struct, frozen=True):
+    """What became of one event.
+
+    ``committed``: stored now, at ``entry_id``. ``duplicate``: its ``seq`` was
+    already stored (by an earlier run, or an earlier attempt of this batch),
+    at ``entry_id``. ``rejected``: not stored; ``code`` and ``reason`` say why.
+    """
+
+    event: Event
+    status: Status
+    entry_id: str | None = None
+    code: str | None = None
+    reason: str | None = None
+
+    @property
+    def stored(self) -> bool:
+        return self.status != "rejected"
+
+
+class PublisherUnavailable(Exception):
+    """Redis stayed unreachable for longer than the publisher's retry window."""
+
+
+def timestamp_ms(moment: datetime) -> int:
+    """Unix milliseconds, in exact integer arithmetic."""
+    return (moment - _EPOCH) // _MS
+
+
+def hash_attributes(event: Event) -> tuple[str, str]:
+    """The per-type values the commit script writes into the call hash."""
+    match event:
+        case CallStarted():
+            return event.caller_id, event.called_number
+        case StateTransition():
+            return event.to_state, ""
+        case ActionExecuted():
+            return event.action, ""
+        case CallTerminated():
+            return event.reason, event.final_state
+    return "", ""
+
+
+class CallPublisher:
+    """Commits events for the calls a worker handles.
+
+    The publisher remembers each call's dialog from its ``call_started`` (the
+    commit script needs the dialog's index key, and Redis Cluster wants every
+    key named up front); a call it has not seen start is looked up once.
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        settings: Settings,
+        *,
+        retry_for_s: float = 10.0,
+        validate: bool = True,
+        max_dialog_cache: int = 100_000,
+    ) -> None:
+        self._redis = redis
+        self._settings = settings
+        self._keys: Keyspace = settings.keyspace
+        self._retry_for_s = retry_for_s
+        self._validate = validate
+        self._dialogs: dict[str, str] = {}
+        self._max_dialog_cache = max_dialog_cache
+        self.retries = 0
+
+    async def commit(self, event: Event) -> CommitOutcome:
+        """Commit one event (see ``commit_many``)."""
+        return (await self.commit_many([event]))[0]
+
+    async def commit_many(self, events: Sequence[Event]) -> list[CommitOutcome]:
+        """Commit events in order, in one round trip; one outcome per event.
+
+        Events of one call must be given in ``seq`` order; events of different
+        calls may interleave freely. Raises ``PublisherUnavailable`` only when
+        Redis stays unreachable for the retry window; then nothing is known of
+        the batch, and committing it again is safe.
+        """
+        outcomes: list[CommitOutcome | None] = [None] * len(events)
+        commits: list[tuple[int, Event, bytes]] = []
+        for index, event in enumerate(events):
+            data = encode_event(event)
+            problem = self._problem(data)
+            if problem:
+                outcomes[index] = CommitOutcome(event, "rejected", code="invalid", reason=problem)
+            else:
+                commits.append((index, event, data))
+        await self._learn_dialogs([event for _, event, _ in commits])
+
+        replies = await self._with_retries(commits)
+        for (index, event, _), reply in zip(commits, replies, strict=True):
+            outcomes[index] = self._outcome(event, reply)
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _problem(self, data: bytes) -> str | None:
+        if len(data) > EVENT_MAX_BYTES:
+            return f"event is {len(data)} bytes, more than the {EVENT_MAX_BYTES} allowed"
+        if self._validate:
+            try:
+                decode_event(data)
+            except msgspec.ValidationError as error:
+                return str(error)
+        return None
+
+    async def _learn_dialogs(self, events: Sequence[Event]) -> None:
+        """Look up, in one round trip, the dialog of calls ending here unseen."""
+        unknown = {
+            event.session_id
+            for event in events
+            if isinstance(event, CallTerminated) and event.session_id not in self._dialogs
+        }
+        for event in events:
+            if isinstance(event, CallStarted):
+                unknown.discard(event.session_id)
+        if not unknown:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        ordered = sorted(unknown)
+        for session_id in ordered:
+            pipe.hget(self._keys.call(session_id), "dialog_name")
+        found = await pipe.execute()
+        for session_id, dialog in zip(ordered, found, strict=True):
+            if dialog is not None:
+                self._remember(session_id, dialog.decode() if isinstance(dialog, bytes) else dialog)
+
+    def _remember(self, session_id: str, dialog: str) -> None:
+        if len(self._dialogs) >= self._max_dialog_cache:
+            del self._dialogs[next(iter(self._dialogs))]
+        self._dialogs[session_id] = dialog
+
+    def _arguments(self, event: Event, data: bytes) -> list[str | bytes | int]:
+        if isinstance(event, CallStarted):
+            self._remember(event.session_id, event.dialog_name)
+        dialog = self._dialogs.get(event.session_id, "")
+        settings = self._settings
+        a, b = hash_attributes(event)
+        args: list[str | bytes | int] = [
+            *self._keys.commit_keys(event.session_id, dialog),
+            type(event).__struct_config__.tag,  # type: ignore[list-item]
+            event.session_id,
+            event.seq,
+            data,
+            dialog,
+            timestamp_ms(event.timestamp),
+            settings.log_retention_ms,
+            settings.call_retention_ms,
+            settings.lease_ms,
+            a,
+            b,
+        ]
+        for name, value in variables_patch(event).items():
+            args.append(name)
+            args.append(_NULL if value is None else msgspec.json.encode(value))
+        return args
+
+    async def _with_retries(self, commits: list[tuple[int, Event, bytes]]) -> list[object]:
+        if not commits:
+            return []
+        argument_lists = [self._arguments(event, data) for _, event, data in commits]
+        deadline = time.monotonic() + self._retry_for_s
+        delay = 0.05
+        while True:
+            try:
+                return await self._send(argument_lists)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+                if time.monotonic() + delay > deadline:
+                    raise PublisherUnavailable(f"Redis is unreachable: {error}") from error
+                self.retries += 1
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def _send(self, argument_lists: list[list[str | bytes | int]]) -> list[object]:
+        for _ in range(2):
+            pipe = self._redis.pipeline(transaction=False)
+            for args in argument_lists:
+                pipe.evalsha(COMMIT_SHA, 6, *args)
+            replies = await pipe.execute(raise_on_error=False)
+            if not any(isinstance(reply, NoScriptError) for reply in replies):
+                return list(replies)
+            # The script cache was flushed (restart, failover): load it, resend
+            # the whole batch. What did commit comes back as a duplicate.
+            await self._redis.script_load(COMMIT_SCRIPT)
+        raise NoScriptError("the commit script could not be loaded")
+
+    def _outcome(self, event: Event, reply: object) -> CommitOutcome:
+        if isinstance(reply, Exception):
+            return CommitOutcome(event, "rejected", code="redis_error", reason=str(reply))
+        assert isinstance(reply, list)
+        status, *rest = (part.decode() if isinstance(part, bytes) else part for part in reply)
+        if status == "rejected":
+            return CommitOutcome(event, "rejected", code=rest[0], reason=rest[1])
+        if isinstance(event, CallTerminated):
+            self._dialogs.pop(event.session_id, None)
+        return CommitOutcome(
+            event, "duplicate" if status == "duplicate" else "committed", entry_id=rest[0]
+        )
