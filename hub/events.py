@@ -42,10 +42,13 @@ DIALOG_NAME_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0, le=2**53 - 1)]
 Confidence = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 Seq = Annotated[int, msgspec.Meta(ge=1, le=2**53 - 1, description="Per-call sequence number")]
-EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[^\r\n]+$")]
-Name = Annotated[str, msgspec.Meta(max_length=NAME_MAX, pattern=r"^[^\r\n]*$")]
+# No CR or LF anywhere (they would break SSE framing and log lines). Written
+# as a lookahead so it means the same in Python and in JSON Schema (ECMA) regex.
+ONE_LINE = r"^(?![\s\S]*[\r\n])"
+EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=ONE_LINE)]
+Name = Annotated[str, msgspec.Meta(max_length=NAME_MAX, pattern=ONE_LINE)]
 Text = Annotated[str, msgspec.Meta(max_length=TEXT_MAX)]
-PhoneNumber = Annotated[str, msgspec.Meta(max_length=64, pattern=r"^[^\r\n]*$")]
+PhoneNumber = Annotated[str, msgspec.Meta(max_length=64, pattern=ONE_LINE)]
 Scalar: TypeAlias = str | int | float | bool | None
 Variables = dict[Annotated[str, msgspec.Meta(min_length=1, max_length=NAME_MAX)], Scalar]
 
