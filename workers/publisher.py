@@ -137,9 +137,11 @@ class CallPublisher:
                 outcomes[index] = CommitOutcome(event, "rejected", code="invalid", reason=problem)
             else:
                 commits.append((index, event, data))
-        await self._learn_dialogs([event for _, event, _ in commits])
+        dialogs = await self._dialogs_for([event for _, event, _ in commits])
 
-        replies = await self._with_retries(commits)
+        replies = await self._with_retries(
+            [self._arguments(event, data, dialogs) for _, event, data in commits]
+        )
         for (index, event, _), reply in zip(commits, replies, strict=True):
             outcomes[index] = self._outcome(event, reply)
         return [outcome for outcome in outcomes if outcome is not None]
@@ -154,36 +156,47 @@ class CallPublisher:
                 return str(error)
         return None
 
-    async def _learn_dialogs(self, events: Sequence[Event]) -> None:
-        """Look up, in one round trip, the dialog of calls ending here unseen."""
-        unknown = {
-            event.session_id
-            for event in events
-            if isinstance(event, CallTerminated) and event.session_id not in self._dialogs
-        }
+    async def _dialogs_for(self, events: Sequence[Event]) -> dict[str, str]:
+        """The dialog of every call in the batch that the commit script needs.
+
+        Known from the cache (calls this publisher saw start), from a
+        ``call_started`` in the batch, or looked up in one round trip for a
+        call that ends here unseen (started by another process).
+        """
+        dialogs: dict[str, str] = {}
         for event in events:
             if isinstance(event, CallStarted):
-                unknown.discard(event.session_id)
-        if not unknown:
-            return
-        pipe = self._redis.pipeline(transaction=False)
-        ordered = sorted(unknown)
-        for session_id in ordered:
-            pipe.hget(self._keys.call(session_id), "dialog_name")
-        found = await pipe.execute()
-        for session_id, dialog in zip(ordered, found, strict=True):
-            if dialog is not None:
-                self._remember(session_id, dialog.decode() if isinstance(dialog, bytes) else dialog)
+                dialogs.setdefault(event.session_id, event.dialog_name)
+        unknown = sorted(
+            {
+                event.session_id
+                for event in events
+                if isinstance(event, CallTerminated)
+                and event.session_id not in dialogs
+                and event.session_id not in self._dialogs
+            }
+        )
+        if unknown:
+            pipe = self._redis.pipeline(transaction=False)
+            for session_id in unknown:
+                pipe.hget(self._keys.call(session_id), "dialog_name")
+            for session_id, dialog in zip(unknown, await pipe.execute(), strict=True):
+                if dialog is not None:
+                    dialogs[session_id] = dialog.decode()
+        return dialogs
 
     def _remember(self, session_id: str, dialog: str) -> None:
         if len(self._dialogs) >= self._max_dialog_cache:
             del self._dialogs[next(iter(self._dialogs))]
         self._dialogs[session_id] = dialog
 
-    def _arguments(self, event: Event, data: bytes) -> list[str | bytes | int]:
+    def _arguments(
+        self, event: Event, data: bytes, dialogs: dict[str, str]
+    ) -> list[str | bytes | int]:
         if isinstance(event, CallStarted):
-            self._remember(event.session_id, event.dialog_name)
-        dialog = self._dialogs.get(event.session_id, "")
+            dialog = event.dialog_name
+        else:  # what was committed wins over a start retried in this batch
+            dialog = self._dialogs.get(event.session_id) or dialogs.get(event.session_id, "")
         settings = self._settings
         a, b = hash_attributes(event)
         args: list[str | bytes | int] = [
@@ -205,10 +218,9 @@ class CallPublisher:
             args.append(_NULL if value is None else msgspec.json.encode(value))
         return args
 
-    async def _with_retries(self, commits: list[tuple[int, Event, bytes]]) -> list[object]:
-        if not commits:
+    async def _with_retries(self, argument_lists: list[list[str | bytes | int]]) -> list[object]:
+        if not argument_lists:
             return []
-        argument_lists = [self._arguments(event, data) for _, event, data in commits]
         deadline = time.monotonic() + self._retry_for_s
         delay = 0.05
         while True:
@@ -240,9 +252,13 @@ class CallPublisher:
         assert isinstance(reply, list)
         status, *rest = (part.decode() if isinstance(part, bytes) else part for part in reply)
         if status == "rejected":
+            if rest[0] == "dialog_mismatch":
+                self._dialogs.pop(event.session_id, None)
             return CommitOutcome(event, "rejected", code=rest[0], reason=rest[1])
         if isinstance(event, CallTerminated):
             self._dialogs.pop(event.session_id, None)
+        elif isinstance(event, CallStarted) and status == "committed":
+            self._remember(event.session_id, event.dialog_name)
         return CommitOutcome(
             event, "duplicate" if status == "duplicate" else "committed", entry_id=rest[0]
         )
