@@ -29,8 +29,26 @@ def build_parser() -> argparse.ArgumentParser:
         "stores nothing twice. Exit status 1 if any line failed.",
     )
     publish.add_argument("file", nargs="?", default="-", help="JSON Lines file, or - for stdin")
+    publish.add_argument(
+        "--retry-for", type=_seconds, default=10.0, metavar="SECONDS",
+        help="how long to keep retrying while Redis is unreachable (default 10)",
+    )
+    publish.add_argument(
+        "--progress-interval", type=_seconds, default=None, metavar="SECONDS",
+        help="seconds between progress lines (default: 0.2 on a terminal, 5 otherwise)",
+    )
     _redis_options(publish)
     return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86_400:
+        raise argparse.ArgumentTypeError(f"expected seconds from 0 to 86400, got {text!r}")
+    return value
 
 
 def _redis_options(parser: argparse.ArgumentParser) -> None:
@@ -52,14 +70,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "publish":
         from workers.publish_command import publish_file
 
+        options = {"retry_for_s": args.retry_for, "progress_interval_s": args.progress_interval}
         if args.file == "-":
-            return asyncio.run(publish_file(settings, sys.stdin.buffer))
+            return asyncio.run(publish_file(settings, sys.stdin.buffer, **options))
         try:
             source = open(args.file, "rb")  # noqa: SIM115 - closed below
         except OSError as error:
             parser.exit(2, f"callhub publish: cannot read {args.file}: {error.strerror}\n")
         with source:
-            return asyncio.run(publish_file(settings, source))
+            return asyncio.run(publish_file(settings, source, **options))
     parser.error(f"unknown command {args.command}")  # pragma: no cover
 
 

@@ -46,8 +46,11 @@ def read_event_lines(lines: Iterable[bytes]) -> Iterator[NumberedEvent | LineErr
             continue
         try:
             fields = _json_object.decode(raw)
+        except msgspec.ValidationError:
+            yield LineError(number, "not a JSON object: an event is one object per line")
+            continue
         except msgspec.DecodeError as error:
-            yield LineError(number, f"not a JSON object: {error}")
+            yield LineError(number, f"invalid JSON: {error}")
             continue
         session_id = fields.get("session_id")
         if isinstance(session_id, str):

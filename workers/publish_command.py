@@ -35,13 +35,20 @@ class PublishTally:
 
 
 async def publish_file(
-    settings: Settings, source: BinaryIO, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr
+    settings: Settings,
+    source: BinaryIO,
+    *,
+    retry_for_s: float = 10.0,
+    progress_interval_s: float | None = None,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
 ) -> int:
     """Commit every event of ``source``; return the process exit status."""
     client = connect(settings)
-    publisher = CallPublisher(client, settings, validate=False)
+    # Lines were validated when they were read; the publisher need not again.
+    publisher = CallPublisher(client, settings, validate=False, retry_for_s=retry_for_s)
     tally = PublishTally()
-    status = StatusLine(err)
+    status = StatusLine(err, interval_s=progress_interval_s)
     started = time.monotonic()
 
     def report(line: int, reason: str) -> None:

@@ -45,7 +45,7 @@ def test_each_kind_of_bad_line_gets_its_own_message_and_number() -> None:
              _line(type="dtmf_received", session_id="a{b", digit="1", duration_ms=1)]
     errors = [item for item in read_event_lines(lines) if isinstance(item, LineError)]
     assert [e.line for e in errors] == [1, 2, 4, 5, 6]
-    assert "malformed" in errors[0].reason
+    assert "invalid JSON" in errors[0].reason
     assert "object" in errors[1].reason
     assert "missing field `type`" in errors[2].reason
     assert "unknown type 'nope'" in errors[3].reason

@@ -1,0 +1,32 @@
+# The two commands of the README: `make demo` and `make test`. Everything they
+# need is installed by `make setup`: redis-server from Debian when missing, and
+# a virtualenv in .venv with callhub and its dev tools.
+
+VENV ?= .venv
+PYTHON ?= python3
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup system test lint bench-ingest
+
+setup: system $(VENV)/.installed
+
+system:
+	@command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null || \
+	  { $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server redis-tools; }
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+test: setup
+	$(VENV)/bin/pytest
+
+lint: setup
+	$(VENV)/bin/ruff check hub workers tests bench
+	$(VENV)/bin/mypy
+
+bench-ingest: setup
+	$(VENV)/bin/python bench/ingest.py
