@@ -36,6 +36,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     call_retention_ms: int = 3_600_000
     # A worker's lease on a call; the reaper ends calls whose lease expired.
     lease_ms: int = 30_000
+    # API keys (comma-separated) and a keys file of hashed, scoped keys.
+    api_keys: str | None = None
+    api_keys_file: str | None = None
+
+    def __repr__(self) -> str:  # never print keys or the Redis password
+        return f"Settings(shards={self.shards}, prefix={self.prefix!r})"
 
     @property
     def keyspace(self) -> Keyspace:
@@ -71,6 +77,10 @@ def parse_prefix(name: str, value: str) -> str:
     return value
 
 
+def parse_text(name: str, value: str) -> str:
+    return value
+
+
 def parse_duration_ms(name: str, value: str) -> int:
     """``90``, ``90s``, ``500ms``, ``15m``, ``24h``, ``7d``: a plain number is seconds."""
     match = _DURATION.fullmatch(value.strip())
@@ -89,6 +99,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CALLHUB_LOG_RETENTION": ("log_retention_ms", parse_duration_ms),
     "CALLHUB_CALL_RETENTION": ("call_retention_ms", parse_duration_ms),
     "CALLHUB_LEASE": ("lease_ms", parse_duration_ms),
+    "CALLHUB_API_KEYS": ("api_keys", parse_text),
+    "CALLHUB_API_KEYS_FILE": ("api_keys_file", parse_text),
 }
 FLAG_FOR_FIELD = {"redis_url": "--redis-url", "shards": "--shards", "prefix": "--prefix"}
 

@@ -1,0 +1,229 @@
+"""Reading calls: Get Call and List Calls over the call hashes and active indexes.
+
+List Calls is keyset pagination (DESIGN section 3): a page token names the last
+(start_ms, session_id) returned, and the next page starts strictly after it in
+every index it reads, merged across shards. So walking the pages while calls
+start and end never returns a call twice and never skips one that stayed
+active throughout; an offset would do both.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Final, Literal
+
+import msgspec
+import redis.asyncio as aioredis
+
+from hub.cursor import Cursor, parse_stream_id
+from hub.errors import BadParameter, NotFound
+from hub.events import Scalar
+from hub.keyspace import Keyspace
+from hub.opaque import InvalidToken, seal, unseal
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_PAGE_KIND = b"callhub-page"
+_PAGE_VERSION = 1
+_VAR = b"var:"
+
+CallStatus = Literal["active", "on_hold", "transferring", "terminated"]
+Scope = frozenset[str] | None  # the dialogs a key may see; None sees all
+
+
+class CallView(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The spec's call object, plus the cursor this snapshot reflects.
+
+    ``cursor`` is a stream position: subscribing to ``/v1/calls/events`` with
+    it as ``last_event_id`` continues exactly after the last event this
+    snapshot includes. ``end_time``, ``reason`` and ``final_state`` appear once
+    the call has ended.
+    """
+
+    session_id: str
+    caller_id: str
+    called_number: str
+    dialog_name: str
+    current_state: str
+    start_time: str
+    duration_seconds: int
+    status: CallStatus
+    variables: dict[str, Scalar]
+    cursor: str
+    end_time: str | None = None
+    reason: str | None = None
+    final_state: str | None = None
+
+
+class ListCallsPage(msgspec.Struct, frozen=True):
+    """One page of active calls; ``next_page_token`` is empty on the last page."""
+
+    calls: list[CallView]
+    next_page_token: str
+    total_count: int
+
+
+class PagePosition(msgspec.Struct, frozen=True, array_like=True):
+    """What a page token holds: the listing it belongs to and where it stopped."""
+
+    dialog: str
+    start_ms: int
+    session_id: str
+
+
+def encode_page_token(position: PagePosition) -> str:
+    return seal(_PAGE_KIND, _PAGE_VERSION, position)
+
+
+def decode_page_token(token: str, dialog: str) -> PagePosition:
+    """The position in a token from an earlier page of the same listing."""
+    try:
+        position = unseal(_PAGE_KIND, _PAGE_VERSION, token, PagePosition)
+    except InvalidToken as error:
+        raise BadParameter(f"page_token is not valid: {error}", param="page_token") from None
+    if position.dialog != dialog:
+        raise BadParameter(
+            "page_token belongs to a listing with a different dialog_name", param="page_token"
+        )
+    return position
+
+
+def iso_ms(ms: int) -> str:
+    moment = _EPOCH + timedelta(milliseconds=ms)
+    text = moment.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+_variable: msgspec.json.Decoder[Scalar] = msgspec.json.Decoder(Scalar)
+
+
+class CallStore:
+    """Reads call state for the API; never writes."""
+
+    def __init__(self, redis: aioredis.Redis, keyspace: Keyspace) -> None:
+        self._redis = redis
+        self._keys = keyspace
+
+    async def get_call(self, session_id: str, scope: Scope) -> CallView:
+        fields: dict[bytes, bytes] = await self._redis.hgetall(  # type: ignore[assignment]
+            self._keys.call(session_id)
+        )
+        view = self._view(session_id, fields, time.time())
+        if view is None or not _visible(view.dialog_name, scope):
+            raise NotFound(f"call {session_id} does not exist", param="id")
+        return view
+
+    async def list_calls(
+        self, dialog: str, page_size: int, after: PagePosition | None, scope: Scope
+    ) -> ListCallsPage:
+        indexes = self._indexes(dialog, scope)
+        if not indexes:
+            return ListCallsPage(calls=[], next_page_token="", total_count=0)
+        candidates, more, total = await self._scan(indexes, page_size, after)
+        page = candidates[:page_size]
+        more = more or len(candidates) > page_size
+        pipe = self._redis.pipeline(transaction=False)
+        for _, session_id in page:
+            pipe.hgetall(self._keys.call(session_id))
+        now = time.time()
+        calls = []
+        for (_, session_id), fields in zip(page, await pipe.execute(), strict=True):
+            view = self._view(session_id, fields, now)
+            if view is not None and view.status != "terminated":  # ended since the scan
+                calls.append(view)
+        token = ""
+        if more and page:
+            start_ms, session_id = page[-1]
+            token = encode_page_token(PagePosition(dialog, start_ms, session_id))
+        return ListCallsPage(calls=calls, next_page_token=token, total_count=total)
+
+    def _indexes(self, dialog: str, scope: Scope) -> list[str]:
+        shards = range(self._keys.shards)
+        if dialog:
+            if not _visible(dialog, scope):
+                return []
+            return [self._keys.active_dialog(s, dialog) for s in shards]
+        if scope is not None:
+            return [self._keys.active_dialog(s, d) for s in shards for d in sorted(scope)]
+        return [self._keys.active(s) for s in shards]
+
+    async def _scan(
+        self, indexes: Sequence[str], page_size: int, after: PagePosition | None
+    ) -> tuple[list[tuple[int, str]], bool, int]:
+        """Up to page_size + 1 entries after ``after``, merged over ``indexes``.
+
+        Each index is read from the position's score on; entries that tie on
+        the score but sort at or before the position's session id are skipped
+        (many calls can start in the same millisecond), reading on when a
+        chunk was all ties. Also returns whether any index has more, and the
+        total of the indexes' sizes.
+        """
+        low = after.start_ms if after else "-inf"
+        want = page_size + 1
+        found: list[list[tuple[int, str]]] = [[] for _ in indexes]
+        offsets = [0] * len(indexes)
+        pending = list(range(len(indexes)))
+        total = 0
+        more = False
+        first = True
+        while pending:
+            pipe = self._redis.pipeline(transaction=False)
+            for i in pending:
+                pipe.zrange(indexes[i], low, "+inf", byscore=True, offset=offsets[i],
+                            num=want, withscores=True)
+            if first:
+                for key in indexes:
+                    pipe.zcard(key)
+            replies = await pipe.execute()
+            if first:
+                total = sum(replies[len(pending):])
+                first = False
+            still = []
+            for i, chunk in zip(pending, replies, strict=False):
+                offsets[i] += len(chunk)
+                for member, score in chunk:
+                    entry = (int(score), member.decode())
+                    if after and entry <= (after.start_ms, after.session_id):
+                        continue
+                    found[i].append(entry)
+                if len(chunk) == want and len(found[i]) < want:
+                    still.append(i)  # a chunk of ties: read on
+                elif len(found[i]) >= want:
+                    more = True
+            pending = still
+        merged = list(heapq.merge(*found))
+        return merged[:want], more, total
+
+    def _view(self, session_id: str, fields: dict[bytes, bytes], now: float) -> CallView | None:
+        if b"start_ms" not in fields:
+            return None
+        text = {k.decode(): v.decode() for k, v in fields.items() if not k.startswith(_VAR)}
+        variables = {k[len(_VAR):].decode(): _variable.decode(v)
+                     for k, v in fields.items() if k.startswith(_VAR)}
+        start_ms = int(text["start_ms"])
+        status: CallStatus = text["status"]  # type: ignore[assignment]
+        ended = status == "terminated"
+        end_ms = int(text["end_ms"]) if ended else int(now * 1000)
+        shard = self._keys.shard_of(session_id)
+        cursor = Cursor.at(self._keys.shards, shard, parse_stream_id(text["last_id"]))
+        return CallView(
+            session_id=session_id,
+            caller_id=text["caller_id"],
+            called_number=text["called_number"],
+            dialog_name=text["dialog_name"],
+            current_state=text["current_state"],
+            start_time=iso_ms(start_ms),
+            duration_seconds=max(0, (end_ms - start_ms) // 1000),
+            status=status,
+            variables=variables,
+            cursor=cursor.encode(),
+            end_time=iso_ms(end_ms) if ended else None,
+            reason=text.get("reason") if ended else None,
+            final_state=text.get("final_state") if ended else None,
+        )
+
+
+def _visible(dialog: str, scope: Scope) -> bool:
+    return scope is None or dialog in scope
