@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from hub import access_log
 from hub.auth import ApiKeys
 from hub.calls import CallStore, decode_page_token
 from hub.errors import REDIS_ERRORS, ApiError, BadParameter, error_response, json_error
@@ -140,4 +141,7 @@ def create_app(settings: Settings) -> Starlette:
 
 def create_app_from_environment() -> Starlette:
     """The factory ``callhub serve`` hands uvicorn (each worker process builds one)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    access_log.install()
     return create_app(load_settings(os.environ))

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from hub.settings import SettingsError, load_settings
+from hub.settings import Settings, SettingsError, load_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +38,44 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between progress lines (default: 0.2 on a terminal, 5 otherwise)",
     )
     _redis_options(publish)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the API (REST and event stream) with uvicorn",
+        description="Run API replicas. Keys: CALLHUB_API_KEYS or CALLHUB_API_KEYS_FILE.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=_port, default=8080, help="port (8080)")
+    serve.add_argument("--workers", type=_workers, default=1, help="worker processes (1)")
+    serve.add_argument("--tls-cert", help="server certificate (PEM): serve HTTPS")
+    serve.add_argument("--tls-key", help="server private key (PEM)")
+    serve.add_argument("--tls-ca", help="CA bundle (PEM) that signs client certificates")
+    serve.add_argument("--require-client-cert", action="store_true",
+                       help="mTLS: refuse clients without a certificate signed by --tls-ca")
+    _redis_options(serve)
+
+    hash_key = commands.add_parser(
+        "hash-key",
+        help="make an API key and its keys-file entry",
+        description="Print a new API key (or hash the one given) and the entry for "
+        "CALLHUB_API_KEYS_FILE.",
+    )
+    hash_key.add_argument("key", nargs="?", help="an existing key (default: make a new one)")
+    hash_key.add_argument("--name", default="my-key", help="the key's name in the file")
+    hash_key.add_argument("--dialogs", default="", help="comma-separated dialogs it may see")
     return parser
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {text!r}")
+    return int(text)
+
+
+def _workers(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"expected 1 to 64 workers, got {text!r}")
+    return int(text)
 
 
 def _seconds(text: str) -> float:
@@ -79,7 +116,51 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.exit(2, f"callhub publish: cannot read {args.file}: {error.strerror}\n")
         with source:
             return asyncio.run(publish_file(settings, source, **options))
+    if args.command == "serve":
+        return _serve(parser, args, settings)
+    if args.command == "hash-key":
+        return _hash_key(args)
     parser.error(f"unknown command {args.command}")  # pragma: no cover
+
+
+def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Settings) -> int:
+    from hub.auth import ApiKeys
+    from hub.serve_command import TlsOptions, serve
+
+    tls = TlsOptions(args.tls_cert, args.tls_key, args.tls_ca, args.require_client_cert)
+    problem = tls.problem()
+    if problem:
+        parser.exit(2, f"callhub serve: {problem}\n")
+    try:
+        ApiKeys.load(settings.api_keys, settings.api_keys_file)  # fail here, not per worker
+    except SettingsError as error:
+        parser.exit(2, f"callhub serve: {error}\n")
+    overrides = {
+        variable: value
+        for variable, value in (
+            ("CALLHUB_REDIS_URL", args.redis_url),
+            ("CALLHUB_SHARDS", args.shards),
+            ("CALLHUB_PREFIX", args.prefix),
+        )
+        if value is not None
+    }
+    serve(args.host, args.port, args.workers, tls, overrides)
+    return 0
+
+
+def _hash_key(args: argparse.Namespace) -> int:
+    from hub.auth import hash_key, new_key
+
+    key = args.key or new_key()
+    if not args.key:
+        print(f"key: {key}")
+    print("[[keys]]")
+    print(f'name = "{args.name}"')
+    print(f'sha256 = "{hash_key(key)}"')
+    dialogs = [d.strip() for d in args.dialogs.split(",") if d.strip()]
+    if dialogs:
+        print("dialogs = [" + ", ".join(f'"{d}"' for d in dialogs) + "]")
+    return 0
 
 
 if __name__ == "__main__":
