@@ -6,20 +6,24 @@ that asks for it, and is stopped by PID when the session ends.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 import redis.asyncio as aioredis
 
+from hub.app import create_app
 from hub.settings import Settings
 
 DATA = Path(__file__).parent / "data"
@@ -31,18 +35,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(condition: Callable[[], object], *, timeout: float = 10.0, what: str = "") -> None:
-    """Poll ``condition`` until it is truthy; fail the test at the deadline."""
+def wait_for(
+    condition: Callable[[], object], *, timeout: float = 10.0, what: str = "",
+    interval: float = 0.01,
+) -> None:
+    """Poll ``condition`` until it is truthy; fail the test at the deadline.
+
+    Other exceptions count as "not yet" (a server still starting refuses
+    connections); an AssertionError from the condition ends the wait at once.
+    """
     deadline = time.monotonic() + timeout
     while True:
         try:
             if condition():
                 return
-        except Exception:  # a server still starting refuses connections
+        except AssertionError:
+            raise
+        except Exception:
             pass
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
-        time.sleep(0.01)
+        time.sleep(interval)
 
 
 @dataclass
@@ -133,3 +146,76 @@ async def aredis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 def callhub_env() -> dict[str, str]:
     """The environment for running ``callhub`` as a subprocess: no CALLHUB_* leaks in."""
     return {k: v for k, v in os.environ.items() if not k.startswith("CALLHUB_")}
+
+
+# ---------------------------------------------------------------------------
+# The hub: in process (ASGI, fast) and as a real `callhub serve` process
+
+
+@contextlib.asynccontextmanager
+async def hub_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client wired straight into a hub app, its lifespan running."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
+            yield client
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with hub_client(settings) as client:
+        yield client
+
+
+@dataclass
+class HubProcess:
+    """A `callhub serve` process this test started and stops by PID."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_hub(
+    redis_url: str, *args: str, env: dict[str, str] | None = None, scheme: str = "http",
+    ready: Callable[[str], object] | None = None, log_dir: Path | None = None,
+) -> HubProcess:
+    port = free_port()
+    log = Path(tempfile.mkstemp(prefix="callhub-hub-", suffix=".log", dir=log_dir)[1])
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("CALLHUB_")}
+    environment.update(env or {})
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", "serve", "--host", "127.0.0.1", "--port",
+             str(port), "--redis-url", redis_url, *args],
+            stdout=out, stderr=subprocess.STDOUT, env=environment,
+        )
+    hub = HubProcess(f"{scheme}://127.0.0.1:{port}", process, log)
+
+    def up() -> object:
+        if process.poll() is not None:
+            raise AssertionError(f"callhub serve exited: {hub.output()}")
+        if ready is not None:
+            return ready(hub.url)
+        return httpx.get(f"{hub.url}/healthz", timeout=1).status_code == 200
+
+    try:
+        wait_for(up, timeout=20, what="callhub serve to answer", interval=0.05)
+    except BaseException:
+        hub.stop()
+        raise
+    return hub
+
