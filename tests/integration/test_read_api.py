@@ -36,7 +36,7 @@ async def test_the_spec_examples_answer_as_the_spec_shows(
 ) -> None:
     publish_spec_examples(redis_url, 2)
     call = (await api.get("/v1/calls/call-abc-123")).json()
-    assert SPEC_CALL_FIELDS <= set(call)
+    assert set(call) >= SPEC_CALL_FIELDS
     assert set(call) - SPEC_CALL_FIELDS == {"cursor"}
     assert call["session_id"] == "call-abc-123"
     assert call["caller_id"] == "+15551234567"
