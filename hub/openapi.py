@@ -14,7 +14,7 @@ import msgspec
 
 from hub.calls import CallView, ListCallsPage
 from hub.errors import ErrorBody
-from hub.events import AnyEvent
+from hub.events import DIALOG_NAME_PATTERN, AnyEvent
 
 _REF = "#/components/schemas/{name}"
 
@@ -48,7 +48,8 @@ def openapi_document() -> dict[str, Any]:
         "oneOf": [_ref(cls.__name__) for cls in AnyEvent.__args__],
         "discriminator": {"propertyName": "type"},
     }
-    dialog = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}
+    # Empty means "all dialogs", as the spec says.
+    dialog = {"type": "string", "pattern": f"^({DIALOG_NAME_PATTERN.pattern})?$"}
     return {
         "openapi": "3.1.0",
         "info": {"title": "callhub: Call Event Stream API", "version": "1"},

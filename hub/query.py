@@ -33,7 +33,7 @@ class Query:
         values = self._params.getlist(name)
         if len(values) > 1:
             raise BadParameter(f"{name} is given more than once", param=name)
-        if not values or values[0] == "":
+        if not values or values[0] == "":  # empty is "not given" for text
             return default
         value = values[0]
         if len(value) > MAX_VALUE:
@@ -46,9 +46,9 @@ class Query:
         return value
 
     def integer(self, name: str, default: int, low: int, high: int) -> int:
-        value = self.text(name)
-        if not value:
+        if name not in self._params:
             return default
+        value = self.text(name)
         if not (value.isascii() and value.isdigit()) or len(value) > 12:
             raise BadParameter(f"{name} must be a whole number from {low} to {high}", param=name)
         number = int(value)
@@ -57,9 +57,9 @@ class Query:
         return number
 
     def boolean(self, name: str, default: bool) -> bool:
-        value = self.text(name).lower()
-        if not value:
+        if name not in self._params:
             return default
+        value = self.text(name).lower()
         if value in ("true", "1", "yes"):
             return True
         if value in ("false", "0", "no"):

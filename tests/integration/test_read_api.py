@@ -124,7 +124,7 @@ async def test_pages_walk_every_call_once_in_start_order_across_shards(
 @pytest.mark.parametrize(
     ("query", "param"),
     [
-        ("page_size=0", "page_size"), ("page_size=1001", "page_size"),
+        ("page_size=0", "page_size"), ("page_size=1001", "page_size"), ("page_size=", "page_size"),
         ("page_size=abc", "page_size"), ("page_size=99999999999999999999", "page_size"),
         ("page_size=-1", "page_size"), ("page_size=1&page_size=2", "page_size"),
         ("page_token=garbage", "page_token"), ("dialog_name=a%7Bb", "dialog_name"),
