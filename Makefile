@@ -6,7 +6,7 @@ VENV ?= .venv
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system test lint bench-ingest
+.PHONY: setup system test lint bench-ingest bench-read-api
 
 setup: system $(VENV)/.installed
 
@@ -29,4 +29,9 @@ lint: setup
 	$(VENV)/bin/mypy
 
 bench-ingest: setup
-	$(VENV)/bin/python bench/ingest.py
+	$(VENV)/bin/python -m bench.ingest
+
+bench-read-api: setup
+	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk; }
+	$(VENV)/bin/python -m bench.read_api

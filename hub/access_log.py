@@ -16,6 +16,8 @@ _KEY_IN_QUERY = re.compile(rf"([?&]{KEY_QUERY_PARAMETER}=)[^&\s]*")
 
 
 def redact(text: str) -> str:
+    if KEY_QUERY_PARAMETER not in text:
+        return text
     return _KEY_IN_QUERY.sub(r"\1***", text)
 
 

@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from hub.cursor import Cursor, parse_stream_id
 from hub.errors import BadParameter, NotFound
 from hub.events import Scalar
+from hub.hash_reads import CoalescedHashReader
 from hub.keyspace import Keyspace
 from hub.opaque import InvalidToken, seal, unseal
 
@@ -105,11 +106,10 @@ class CallStore:
     def __init__(self, redis: aioredis.Redis, keyspace: Keyspace) -> None:
         self._redis = redis
         self._keys = keyspace
+        self._hashes = CoalescedHashReader(redis)
 
     async def get_call(self, session_id: str, scope: Scope) -> CallView:
-        fields: dict[bytes, bytes] = await self._redis.hgetall(  # type: ignore[assignment]
-            self._keys.call(session_id)
-        )
+        fields = await self._hashes.hgetall(self._keys.call(session_id))
         view = self._view(session_id, fields, time.time())
         if view is None or not _visible(view.dialog_name, scope):
             raise NotFound(f"call {session_id} does not exist", param="id")
@@ -121,9 +121,9 @@ class CallStore:
         indexes = self._indexes(dialog, scope)
         if not indexes:
             return ListCallsPage(calls=[], next_page_token="", total_count=0)
-        candidates, more, total = await self._scan(indexes, page_size, after)
+        candidates, total = await self._scan(indexes, page_size, after)
         page = candidates[:page_size]
-        more = more or len(candidates) > page_size
+        more = len(candidates) > page_size
         pipe = self._redis.pipeline(transaction=False)
         for _, session_id in page:
             pipe.hgetall(self._keys.call(session_id))
@@ -151,50 +151,53 @@ class CallStore:
 
     async def _scan(
         self, indexes: Sequence[str], page_size: int, after: PagePosition | None
-    ) -> tuple[list[tuple[int, str]], bool, int]:
-        """Up to page_size + 1 entries after ``after``, merged over ``indexes``.
+    ) -> tuple[list[tuple[int, str]], int]:
+        """Up to page_size + 1 entries after ``after``, merged over ``indexes``,
+        and the total of the indexes' sizes.
 
-        Each index is read from the position's score on; entries that tie on
-        the score but sort at or before the position's session id are skipped
-        (many calls can start in the same millisecond), reading on when a
-        chunk was all ties. Also returns whether any index has more, and the
-        total of the indexes' sizes.
+        Keyset order is (start_ms, session_id), the zset's own order. Per
+        index, one round trip reads the entries with a greater score and the
+        ties on the position's score (many calls can start in the same
+        millisecond); ties at or before the position's session id are
+        dropped. Only a tie group longer than a page takes more round trips.
         """
-        low = after.start_ms if after else "-inf"
         want = page_size + 1
-        found: list[list[tuple[int, str]]] = [[] for _ in indexes]
-        offsets = [0] * len(indexes)
-        pending = list(range(len(indexes)))
-        total = 0
-        more = False
-        first = True
-        while pending:
-            pipe = self._redis.pipeline(transaction=False)
-            for i in pending:
-                pipe.zrange(indexes[i], low, "+inf", byscore=True, offset=offsets[i],
+        pipe = self._redis.pipeline(transaction=False)
+        for key in indexes:
+            low = f"({after.start_ms}" if after else "-inf"
+            pipe.zrange(key, low, "+inf", byscore=True, offset=0, num=want, withscores=True)
+            if after:
+                pipe.zrange(key, after.start_ms, after.start_ms, byscore=True, offset=0,
                             num=want, withscores=True)
-            if first:
-                for key in indexes:
-                    pipe.zcard(key)
-            replies = await pipe.execute()
-            if first:
-                total = sum(replies[len(pending):])
-                first = False
-            still = []
-            for i, chunk in zip(pending, replies, strict=False):
-                offsets[i] += len(chunk)
-                for member, score in chunk:
-                    entry = (int(score), member.decode())
-                    if after and entry <= (after.start_ms, after.session_id):
-                        continue
-                    found[i].append(entry)
-                if len(chunk) == want and len(found[i]) < want:
-                    still.append(i)  # a chunk of ties: read on
-                elif len(found[i]) >= want:
-                    more = True
-            pending = still
-        merged = list(heapq.merge(*found))
-        return merged[:want], more, total
+            pipe.zcard(key)
+        replies = iter(await pipe.execute())
+        found: list[list[tuple[int, str]]] = []
+        total = 0
+        for key in indexes:
+            later = [(int(score), member.decode()) for member, score in next(replies)]
+            if after:
+                ties = await self._ties_after(key, after, next(replies), want)
+                later = ties + later
+            total += next(replies)
+            found.append(later)
+        return list(heapq.merge(*found))[:want], total
+
+    async def _ties_after(
+        self, key: str, after: PagePosition, chunk: list[tuple[bytes, float]], want: int
+    ) -> list[tuple[int, str]]:
+        """The entries scored ``after.start_ms`` that sort after its session id."""
+        ties: list[tuple[int, str]] = []
+        offset = 0
+        while True:
+            ties += [(after.start_ms, m.decode()) for m, _ in chunk
+                     if m.decode() > after.session_id]
+            offset += len(chunk)
+            if len(chunk) < want or len(ties) >= want:
+                return ties
+            chunk = await self._redis.zrange(  # type: ignore[assignment]
+                key, after.start_ms, after.start_ms, byscore=True, offset=offset, num=want,
+                withscores=True,
+            )
 
     def _view(self, session_id: str, fields: dict[bytes, bytes], now: float) -> CallView | None:
         if b"start_ms" not in fields:

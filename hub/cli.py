@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=_port, default=8080, help="port (8080)")
     serve.add_argument("--workers", type=_workers, default=1, help="worker processes (1)")
+    serve.add_argument("--no-access-log", action="store_true",
+                       help="do not log a line per request (errors are still logged)")
     serve.add_argument("--tls-cert", help="server certificate (PEM): serve HTTPS")
     serve.add_argument("--tls-key", help="server private key (PEM)")
     serve.add_argument("--tls-ca", help="CA bundle (PEM) that signs client certificates")
@@ -144,7 +146,7 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: 
         )
         if value is not None
     }
-    serve(args.host, args.port, args.workers, tls, overrides)
+    serve(args.host, args.port, args.workers, tls, overrides, access_log=not args.no_access_log)
     return 0
 
 

@@ -35,7 +35,10 @@ class TlsOptions:
         return None
 
 
-def serve(host: str, port: int, workers: int, tls: TlsOptions, overrides: dict[str, str]) -> None:
+def serve(
+    host: str, port: int, workers: int, tls: TlsOptions, overrides: dict[str, str],
+    *, access_log: bool = True,
+) -> None:
     os.environ.update(overrides)
     uvicorn.run(
         "hub.app:create_app_from_environment",
@@ -51,4 +54,5 @@ def serve(host: str, port: int, workers: int, tls: TlsOptions, overrides: dict[s
         server_header=False,
         timeout_graceful_shutdown=5,
         log_config=None,
+        access_log=access_log,
     )

@@ -1,0 +1,222 @@
+"""Read API benchmark: is a deep page as fast as the first, and what does Get Call
+cost next to a bare route?
+
+Run as ``.venv/bin/python -m bench.read_api [--calls N] [--seconds S]`` (needs
+``wrk``: ``make bench-read-api`` installs it).
+
+With N active calls (default 100,000) committed by the real publisher into a
+private redis-server, one ``callhub serve`` process is measured with wrk:
+
+1. List Calls latency (one connection, p50/p99): page 1 against a page 90% of
+   the way through the listing, reached by its page token. Keyset pagination
+   should make them cost the same (target ratio deep/first <= 1.2); an offset
+   would make the deep page scan everything before it.
+2. Requests/s of Get Call against a bare Starlette route answering a body of the
+   same size from the same uvicorn set-up (``bench/bare_app.py``), one after
+   the other with the same wrk load (target ratio >= 0.6).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import redis
+
+from bench.harness import BenchError, LocalRedis, free_port
+from hub import events as ev
+from hub.calls import PagePosition, encode_page_token
+from hub.progress import StatusLine
+from hub.redis_connection import connect
+from hub.settings import Settings
+from workers.publisher import CallPublisher
+
+ROOT = Path(__file__).resolve().parents[1]
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+class Server:
+    """A server process started for the benchmark, stopped by its PID."""
+
+    def __init__(self, name: str, command: list[str], port: int) -> None:
+        self.name = name
+        self.url = f"http://127.0.0.1:{port}"
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, cwd=ROOT)
+
+    def wait_ready(self, path: str, within_s: float = 20.0) -> None:
+        import time
+
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                break
+            try:
+                if httpx.get(self.url + path, timeout=1).status_code < 500:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)  # poll interval, bounded by the deadline
+        self._log.seek(0)
+        raise BenchError(f"{self.name} did not start:\n{self._log.read().decode()[-2000:]}")
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._log.close()
+
+
+async def populate(url: str, calls: int) -> None:
+    """N active calls, ten starting in each second (so pages cross ties)."""
+    settings = Settings(redis_url=url)
+    client = connect(settings)
+    publisher = CallPublisher(client, settings)
+    status = StatusLine(sys.stderr)
+    batch = 2000
+    for first in range(0, calls, batch):
+        events = [
+            ev.CallStarted(
+                event_id=f"evt-{n}", session_id=f"call-{n:06}",
+                timestamp=T0 + timedelta(seconds=n // 10), seq=1,
+                caller_id="+15551234567", called_number="+18001234567",
+                dialog_name=("helpdesk", "billing")[n % 2],
+            )
+            for n in range(first, min(first + batch, calls))
+        ]
+        outcomes = await publisher.commit_many(events)
+        if any(o.status != "committed" for o in outcomes):
+            raise BenchError(f"a commit failed: {next(o for o in outcomes if not o.stored)}")
+        status.update(f"populating: {first + len(events):,}/{calls:,} calls")
+    status.clear()
+    await client.aclose()
+
+
+def deep_token(url: str, fraction: float) -> str:
+    settings = Settings(redis_url=url)
+    keys = settings.keyspace
+    with redis.Redis.from_url(url) as client:
+        size = client.zcard(keys.active(0))
+        index = int(size * fraction)
+        [(member, score)] = client.zrange(keys.active(0), index, index, withscores=True)
+    return encode_page_token(PagePosition("", int(score), member.decode()))
+
+
+def wrk(url: str, *, seconds: float, connections: int, threads: int = 1) -> dict[str, float]:
+    done = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
+         url],
+        capture_output=True, text=True, timeout=seconds + 30, check=False,
+    )
+    if done.returncode != 0:
+        raise BenchError(f"wrk failed: {done.stderr or done.stdout}")
+    out = done.stdout
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
+    for label in ("50", "99"):
+        match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
+        if match is None:
+            raise BenchError(f"wrk printed no {label}% latency:\n{out}")
+        result[f"p{label}_ms"] = float(match.group(1)) * _UNITS[match.group(2)]
+    if "Non-2xx" in out:
+        raise BenchError(f"wrk saw errors:\n{out}")
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--calls", type=int, default=100_000)
+    parser.add_argument("--seconds", type=float, default=3.0, help="wrk duration per run")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections, rate runs")
+    args = parser.parse_args(argv)
+    for tool in ("wrk", "redis-server"):
+        if shutil.which(tool) is None:
+            print(f"read_api: {tool} is not installed (make bench-read-api installs it)",
+                  file=sys.stderr)
+            return 2
+    servers: list[Server] = []
+    local = LocalRedis(shutil.which("redis-server") or "redis-server")
+    try:
+        local.start()
+        asyncio.run(populate(local.url, args.calls))
+        token = deep_token(local.url, 0.9)
+        # Both servers without access logs: a log line costs about as much as
+        # the rest of a small request, and would hide the work compared here.
+        hub = Server("callhub serve", [sys.executable, "-m", "hub.cli", "serve", "--port",
+                                       str(port := free_port()), "--redis-url", local.url,
+                                       "--no-access-log"], port)
+        servers.append(hub)
+        bare = Server("bare starlette", [sys.executable, "-m", "uvicorn", "bench.bare_app:create",
+                                         "--factory", "--host", "127.0.0.1", "--port",
+                                         str(bare_port := free_port()), "--no-access-log"],
+                      bare_port)
+        servers.append(bare)
+        hub.wait_ready("/healthz")
+        bare.wait_ready("/v1/calls/x")
+
+        first_url = f"{hub.url}/v1/calls?page_size=50"
+        deep_url = f"{hub.url}/v1/calls?page_size=50&page_token={token}"
+        deep_page = httpx.get(deep_url).json()
+        if len(deep_page["calls"]) != 50 or deep_page["total_count"] != args.calls:
+            raise BenchError(f"the deep page is not a full page: {str(deep_page)[:300]}")
+        runs = [
+            ("List Calls, page 1 (c=1)", first_url, 1),
+            ("List Calls, page at 90% (c=1)", deep_url, 1),
+            (f"Get Call (c={args.connections})", f"{hub.url}/v1/calls/call-000042",
+             args.connections),
+            (f"bare Starlette route (c={args.connections})", f"{bare.url}/v1/calls/call-000042",
+             args.connections),
+        ]
+        # This VM's speed drifts: the runs alternate, round after round, and
+        # each row reports its median round, so a slow spell hits every row.
+        results: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in runs}
+        status = StatusLine(sys.stderr)
+        for round_number in range(1, args.rounds + 1):
+            for name, url, connections in runs:
+                status.update(f"round {round_number}/{args.rounds}: {name}", force=True)
+                results[name].append(wrk(url, seconds=args.seconds, connections=connections))
+        rows = [(name, {key: statistics.median(r[key] for r in results[name])
+                        for key in results[name][0]}) for name, _, _ in runs]
+        status.clear()
+    except BenchError as error:
+        print(f"read_api: {error}", file=sys.stderr)
+        return 1
+    finally:
+        for server in servers:
+            server.stop()
+        local.stop()
+
+    print(f"\nRead API, {args.calls:,} active calls, one `callhub serve` process; median of "
+          f"{args.rounds} alternating wrk runs of {args.seconds:g}s per row; 2-core machine\n")
+    print(f"{'what':<38} {'requests/s':>12} {'p50 ms':>9} {'p99 ms':>9}")
+    for name, result in rows:
+        print(f"{name:<38} {result['rps']:>12,.0f} {result['p50_ms']:>9.2f} "
+              f"{result['p99_ms']:>9.2f}")
+    first, deep, get, bare_result = (r for _, r in rows)
+    print()
+    print(f"deep page p50 / page 1 p50     {deep['p50_ms'] / first['p50_ms']:.2f}  "
+          "(target <= 1.2)")
+    print(f"deep page p99 / page 1 p99     {deep['p99_ms'] / first['p99_ms']:.2f}")
+    print(f"Get Call / bare route req/s    {get['rps'] / bare_result['rps']:.2f}  "
+          "(target >= 0.6)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
