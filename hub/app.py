@@ -7,15 +7,16 @@ so any replica can serve any request.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import signal
+from collections.abc import AsyncIterator, Callable
+from types import FrameType
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -25,12 +26,16 @@ from starlette.routing import Route
 from hub import access_log
 from hub.auth import ApiKeys
 from hub.calls import CallStore, decode_page_token
+from hub.dispatcher import Dispatcher
 from hub.errors import REDIS_ERRORS, ApiError, BadParameter, error_response, json_error
+from hub.event_stream import open_event_stream
 from hub.events import check_dialog_name, check_session_id
 from hub.openapi import openapi_document
 from hub.query import Query
 from hub.redis_connection import connect
+from hub.replica import Hub, StreamOptions, hub_of
 from hub.settings import Settings, load_settings
+from hub.shard_reader import ShardReader
 
 log = logging.getLogger("callhub.hub")
 _encoder = msgspec.json.Encoder()
@@ -39,24 +44,9 @@ PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 1000
 
 
-@dataclass
-class Hub:
-    """What a running replica holds: passed to handlers through ``app.state``."""
-
-    settings: Settings
-    keys: ApiKeys
-    redis: aioredis.Redis
-    store: CallStore
-
-
 def json_response(content: Any, status_code: int = 200) -> Response:
     return Response(_encoder.encode(content), status_code=status_code,
                     media_type="application/json")
-
-
-def hub_of(request: Request) -> Hub:
-    hub: Hub = request.app.state.hub
-    return hub
 
 
 async def get_call(request: Request) -> Response:
@@ -106,7 +96,10 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return json_error(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False) -> Starlette:
+    """The replica's app. ``end_streams_on_sigterm`` (set by ``callhub serve``)
+    ends every event stream as soon as the process is told to stop, so clients
+    reconnect to another replica instead of holding this one open."""
     keys = ApiKeys.load(settings.api_keys, settings.api_keys_file)
 
     @contextlib.asynccontextmanager
@@ -114,10 +107,25 @@ def create_app(settings: Settings) -> Starlette:
         if not keys.enabled:
             log.warning("no API keys are configured: the API is open to anyone who can reach it")
         client = connect(settings)
-        app.state.hub = Hub(settings, keys, client, CallStore(client, settings.keyspace))
+        dispatcher = Dispatcher(settings.shards)
+        options = StreamOptions(ping_s=settings.ping_interval_ms / 1000,
+                                write_timeout_s=settings.write_timeout_ms / 1000,
+                                buffer_bytes=settings.subscriber_buffer_bytes)
+        app.state.hub = Hub(settings, keys, client, CallStore(client, settings.keyspace),
+                            dispatcher, options)
+        readers = [asyncio.create_task(ShardReader(settings, shard, dispatcher).run(),
+                                       name=f"shard-reader-{shard}")
+                   for shard in range(settings.shards)]
+        restore = _end_streams_on_signal(dispatcher) if end_streams_on_sigterm else None
         try:
             yield
         finally:
+            if restore:
+                restore()
+            dispatcher.close_all()
+            for reader in readers:
+                reader.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
             await client.aclose()
 
     routes = [
@@ -125,6 +133,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/readyz", readyz),
         Route("/openapi.json", openapi),
         Route("/v1/calls", list_calls),
+        Route("/v1/calls/events", open_event_stream),
         Route("/v1/calls/{id}", get_call),
     ]
     return Starlette(
@@ -144,4 +153,30 @@ def create_app_from_environment() -> Starlette:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     access_log.install()
-    return create_app(load_settings(os.environ))
+    return create_app(load_settings(os.environ), end_streams_on_sigterm=True)
+
+
+def _end_streams_on_signal(dispatcher: Dispatcher) -> Callable[[], None]:
+    """Chain onto uvicorn's SIGTERM/SIGINT handlers: close every stream first.
+
+    uvicorn waits for open responses before it exits, and an event stream
+    never finishes by itself; closing the subscribers ends them in one turn of
+    the loop. Returns the function that puts the previous handlers back.
+    """
+    loop = asyncio.get_running_loop()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(dispatcher.close_all)
+        chained = previous[signal.Signals(signum)]
+        if callable(chained):
+            chained(signum, frame)
+
+    for sig in previous:
+        signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore

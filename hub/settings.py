@@ -36,6 +36,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     call_retention_ms: int = 3_600_000
     # A worker's lease on a call; the reaper ends calls whose lease expired.
     lease_ms: int = 30_000
+    # Event streams: heartbeat on idle streams, the longest a write to a client
+    # may take, and the most a subscriber may have buffered before it is cut off.
+    ping_interval_ms: int = 15_000
+    write_timeout_ms: int = 10_000
+    subscriber_buffer_bytes: int = 4 * 1024 * 1024
     # API keys (comma-separated) and a keys file of hashed, scoped keys.
     api_keys: str | None = None
     api_keys_file: str | None = None
@@ -77,6 +82,14 @@ def parse_prefix(name: str, value: str) -> str:
     return value
 
 
+def parse_bytes(name: str, value: str) -> int:
+    match = re.fullmatch(r"(\d+)\s*(k|m|kib|mib|kb|mb)?", value.strip().lower())
+    if not match or int(match.group(1)) == 0:
+        raise SettingsError(f"{name} must be a size like 65536, 512k or 4m, got {value!r}")
+    unit = (match.group(2) or "")[:1]
+    return int(match.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[unit]
+
+
 def parse_text(name: str, value: str) -> str:
     return value
 
@@ -99,6 +112,9 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CALLHUB_LOG_RETENTION": ("log_retention_ms", parse_duration_ms),
     "CALLHUB_CALL_RETENTION": ("call_retention_ms", parse_duration_ms),
     "CALLHUB_LEASE": ("lease_ms", parse_duration_ms),
+    "CALLHUB_PING_INTERVAL": ("ping_interval_ms", parse_duration_ms),
+    "CALLHUB_WRITE_TIMEOUT": ("write_timeout_ms", parse_duration_ms),
+    "CALLHUB_SUBSCRIBER_BUFFER": ("subscriber_buffer_bytes", parse_bytes),
     "CALLHUB_API_KEYS": ("api_keys", parse_text),
     "CALLHUB_API_KEYS_FILE": ("api_keys_file", parse_text),
 }
@@ -121,6 +137,9 @@ def load_settings(environ: Mapping[str, str], **overrides: str | None) -> Settin
     if overrides:
         raise TypeError(f"unknown settings: {sorted(overrides)}")
     settings = Settings(**values)
-    if settings.lease_ms <= 0:
-        raise SettingsError("CALLHUB_LEASE must be longer than 0")
+    for variable, value in (("CALLHUB_LEASE", settings.lease_ms),
+                            ("CALLHUB_PING_INTERVAL", settings.ping_interval_ms),
+                            ("CALLHUB_WRITE_TIMEOUT", settings.write_timeout_ms)):
+        if value <= 0:
+            raise SettingsError(f"{variable} must be longer than 0")
     return settings

@@ -1,0 +1,210 @@
+"""The dispatcher: one replica's live events, routed in memory to subscribers.
+
+Shard readers hand it each XREAD batch. Per event it decodes nothing but the
+routing fields already in the stream entry, finds the matching subscribers
+through an index (by session id, by dialog, or "all"), and builds the SSE frame
+once, only if someone wants it. Per batch, each subscriber gets one chunk with
+all its frames: the cost of a burst grows with subscribers x batches, not
+subscribers x events (DESIGN section 3).
+
+Subscribers never slow the readers: a chunk is appended to a bounded buffer
+and the subscriber's own response task writes it out. A subscriber whose
+buffer overflows is closed (I5); it resumes from Redis with its cursor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterable, Sequence
+from typing import Final
+
+from hub.cursor import Cursor, StreamId, parse_stream_id
+from hub.sse import event_frame
+
+Entry = tuple[bytes, dict[bytes, bytes]]  # an XREAD/XRANGE entry: (id, fields)
+
+CLOSED_OVERFLOW: Final = "overflow"
+CLOSED_SHUTDOWN: Final = "shutdown"
+
+
+class StreamFilter:
+    """What a subscriber asked for, plus the dialogs its key may see."""
+
+    __slots__ = ("dialog_name", "event_types", "scope", "session_id")
+
+    def __init__(
+        self,
+        *,
+        event_types: frozenset[bytes] | None = None,
+        session_id: str = "",
+        dialog_name: str = "",
+        scope: frozenset[str] | None = None,
+    ) -> None:
+        self.event_types = event_types
+        self.session_id = session_id.encode()
+        self.dialog_name = dialog_name.encode()
+        self.scope = frozenset(d.encode() for d in scope) if scope is not None else None
+
+    def matches(self, event_type: bytes, session_id: bytes, dialog: bytes) -> bool:
+        return (
+            (self.event_types is None or event_type in self.event_types)
+            and (not self.session_id or session_id == self.session_id)
+            and (not self.dialog_name or dialog == self.dialog_name)
+            and (self.scope is None or dialog in self.scope)
+        )
+
+    def index_keys(self) -> tuple[str, Sequence[bytes]]:
+        """Where the dispatcher files this filter: its most selective field."""
+        if self.session_id:
+            return "session", (self.session_id,)
+        if self.dialog_name:
+            return "dialog", (self.dialog_name,)
+        if self.scope is not None:
+            return "dialog", sorted(self.scope)
+        return "all", (b"",)
+
+
+class Subscriber:
+    """One open stream: its filter and a bounded buffer of unsent chunks."""
+
+    __slots__ = ("_buffered", "_chunks", "_waiter", "closed", "filter", "max_bytes")
+
+    def __init__(self, stream_filter: StreamFilter, *, max_bytes: int) -> None:
+        self.filter = stream_filter
+        self.max_bytes = max_bytes
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self.closed: str | None = None
+
+    def push(self, chunk: bytes) -> None:
+        if self.closed:
+            return
+        self._buffered += len(chunk)
+        if self._buffered > self.max_bytes:
+            self.close(CLOSED_OVERFLOW)
+            return
+        self._chunks.append(chunk)
+        self._wake()
+
+    def close(self, reason: str) -> None:
+        if not self.closed:
+            self.closed = reason
+            self._chunks.clear()
+            self._buffered = 0
+            self._wake()
+
+    def take(self) -> bytes:
+        """Everything buffered, as one chunk (empty if nothing)."""
+        if not self._chunks:
+            return b""
+        chunk = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        self._chunks.clear()
+        self._buffered = 0
+        return chunk
+
+    def wait(self) -> asyncio.Future[None]:
+        """A future that completes when there is something to take, or on close."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        if self._chunks or self.closed:
+            waiter.set_result(None)
+        else:
+            self._waiter = waiter
+        return waiter
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class Dispatcher:
+    """Routes shard-log entries to subscribers; knows the replica's positions."""
+
+    def __init__(self, shards: int) -> None:
+        self.shards = shards
+        self.positions: list[StreamId | None] = [None] * shards
+        self.ready = asyncio.Event()
+        self._index: dict[str, dict[bytes, set[Subscriber]]] = {
+            "session": {}, "dialog": {}, "all": {}}
+        self.count = 0
+        self.deliveries = 0
+
+    # -- subscribers ------------------------------------------------------------
+
+    def add(self, subscriber: Subscriber) -> Cursor:
+        """Register ``subscriber`` and return the position it joins at.
+
+        Everything at or before the returned cursor was dispatched before the
+        subscriber existed; everything after it goes to its buffer. Nothing
+        awaits in between, so the two are exact (the I4 seam).
+        """
+        kind, keys = subscriber.filter.index_keys()
+        for key in keys:
+            self._index[kind].setdefault(key, set()).add(subscriber)
+        self.count += 1
+        return self.cursor()
+
+    def remove(self, subscriber: Subscriber) -> None:
+        kind, keys = subscriber.filter.index_keys()
+        removed = False
+        for key in keys:
+            bucket = self._index[kind].get(key)
+            if bucket is not None and subscriber in bucket:
+                bucket.discard(subscriber)
+                removed = True
+                if not bucket:
+                    del self._index[kind][key]
+        if removed:
+            self.count -= 1
+
+    def subscribers(self) -> Iterable[Subscriber]:
+        for buckets in self._index.values():
+            for bucket in buckets.values():
+                yield from bucket
+
+    def close_all(self, reason: str = CLOSED_SHUTDOWN) -> None:
+        for subscriber in list(self.subscribers()):
+            subscriber.close(reason)
+
+    # -- positions --------------------------------------------------------------
+
+    def cursor(self) -> Cursor:
+        return Cursor(tuple(self.positions))
+
+    def start_at(self, shard: int, position: StreamId) -> None:
+        """A reader's starting position; the dispatcher is ready once all have one."""
+        self.positions[shard] = position
+        if all(p is not None for p in self.positions):
+            self.ready.set()
+
+    # -- routing ----------------------------------------------------------------
+
+    def dispatch(self, shard: int, entries: Sequence[Entry]) -> None:
+        """Route one XREAD batch of shard ``shard``, one chunk per subscriber."""
+        by_session = self._index["session"]
+        by_dialog = self._index["dialog"]
+        everyone = self._index["all"].get(b"", ())
+        touched: dict[Subscriber, list[bytes]] = {}
+        for entry_id, fields in entries:
+            self.positions[shard] = parse_stream_id(entry_id)
+            session_id = fields[b"session_id"]
+            dialog = fields[b"dialog"]
+            event_type = fields[b"type"]
+            frame: bytes | None = None
+            for group in (by_session.get(session_id, ()), by_dialog.get(dialog, ()), everyone):
+                for subscriber in group:
+                    if not subscriber.filter.matches(event_type, session_id, dialog):
+                        continue
+                    if frame is None:
+                        frame = event_frame(self.cursor().encode(), event_type, fields[b"data"])
+                    frames = touched.get(subscriber)
+                    if frames is None:
+                        touched[subscriber] = [frame]
+                    else:
+                        frames.append(frame)
+        for subscriber, frames in touched.items():
+            subscriber.push(frames[0] if len(frames) == 1 else b"".join(frames))
+            self.deliveries += len(frames)

@@ -1,0 +1,87 @@
+"""ShardReader: the one blocking XREAD loop per shard log in a replica.
+
+It holds a dedicated connection (a blocking read must never borrow from the
+pool that serves Get/List) and always continues from the last id it read,
+never from ``$``: an XREAD that restarts from ``$`` after an empty block or a
+reconnect loses whatever was committed in between. When Redis goes away it
+retries with backoff from the same position, so subscribers stay connected
+and lose nothing; any other failure is logged and the loop goes on (a reader
+that dies quietly would leave every subscriber starving).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Final
+
+import redis.asyncio as aioredis
+
+from hub.cursor import StreamId, format_stream_id, parse_stream_id
+from hub.dispatcher import Dispatcher, Entry
+from hub.errors import REDIS_ERRORS
+from hub.settings import Settings
+
+log = logging.getLogger("callhub.reader")
+
+BLOCK_MS: Final = 5000
+COUNT: Final = 512
+
+
+class ShardReader:
+    def __init__(self, settings: Settings, shard: int, dispatcher: Dispatcher) -> None:
+        self._settings = settings
+        self._shard = shard
+        self._key = settings.keyspace.log(shard)
+        self._dispatcher = dispatcher
+        self.position: StreamId | None = None
+        self.reconnects = 0
+
+    def _connect(self) -> aioredis.Redis:
+        return aioredis.Redis.from_url(
+            self._settings.redis_url,
+            decode_responses=False,
+            single_connection_client=True,
+            socket_connect_timeout=5,
+            socket_timeout=BLOCK_MS / 1000 + 10,
+        )
+
+    async def run(self) -> None:
+        client = self._connect()
+        delay = 0.1
+        try:
+            while True:
+                try:
+                    if self.position is None:
+                        self.position = await self._last_id(client)
+                        self._dispatcher.start_at(self._shard, self.position)
+                    reply: list[tuple[bytes, list[Entry]]] = await client.xread(  # type: ignore[assignment]
+                        {self._key: format_stream_id(self.position)}, count=COUNT, block=BLOCK_MS
+                    )
+                    delay = 0.1
+                except REDIS_ERRORS as error:
+                    self.reconnects += 1
+                    log.warning("shard %d reader lost Redis (%s); retrying in %.1fs",
+                                self._shard, type(error).__name__, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                    continue
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("shard %d reader failed; retrying", self._shard)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                    continue
+                for _, entries in reply or ():
+                    if entries:
+                        self._dispatcher.dispatch(self._shard, entries)
+                        self.position = parse_stream_id(entries[-1][0])
+        finally:
+            await client.aclose()
+
+    async def _last_id(self, client: aioredis.Redis) -> StreamId:
+        last: list[Entry] = await client.xrevrange(  # type: ignore[assignment]
+            self._key, "+", "-", count=1
+        )
+        return parse_stream_id(last[0][0]) if last else (0, 0)

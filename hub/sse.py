@@ -1,0 +1,50 @@
+"""Server-Sent Events framing: every byte the event stream sends is built here.
+
+An event frame is built once per event and shared by every subscriber that
+receives it; the ``data:`` line is the event JSON exactly as the worker
+committed it (msgspec's compact encoding has no raw newline, so it is one line).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+
+RETRY_MS: Final = 3000
+RETRY: Final = f"retry: {RETRY_MS}\n\n".encode()
+PING: Final = b": ping\n\n"
+
+
+def event_frame(cursor: str, event_type: bytes, data: bytes) -> bytes:
+    return b"id: %s\nevent: %s\ndata: %s\n\n" % (cursor.encode(), event_type, data)
+
+
+def history_frame(event_type: bytes, data: bytes) -> bytes:
+    """A replayed event: no ``id:``, so a reconnect during history starts it over."""
+    return b"event: %s\ndata: %s\n\n" % (event_type, data)
+
+
+def cursor_mark(cursor: str) -> bytes:
+    """An ``id:``-only block: moves the client's Last-Event-ID without an event.
+
+    Sent after history and with pings, so a client whose filter matched nothing
+    for a long time still resumes from a recent position.
+    """
+    return b"id: %s\n\n" % cursor.encode()
+
+
+def ping(cursor: str) -> bytes:
+    return PING[:-1] + cursor_mark(cursor)
+
+
+class StreamReset(msgspec.Struct, frozen=True):
+    """The ``stream_reset`` control event: the cursor was older than retention."""
+
+    reason: str
+    oldest_position: str
+    message: str
+
+
+def stream_reset_frame(reset: StreamReset) -> bytes:
+    return event_frame(reset.oldest_position, b"stream_reset", msgspec.json.encode(reset))
