@@ -6,6 +6,7 @@ that asks for it, and is stopped by PID when the session ends.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -22,8 +23,11 @@ import httpx
 import pytest
 import redis
 import redis.asyncio as aioredis
+import uvicorn
+from starlette.applications import Starlette
 
 from hub.app import create_app
+from hub.replica import Hub
 from hub.settings import Settings
 
 DATA = Path(__file__).parent / "data"
@@ -219,3 +223,40 @@ def start_hub(
         raise
     return hub
 
+
+
+@dataclass
+class LiveHub:
+    """A hub app served by uvicorn inside the test's event loop (inspectable)."""
+
+    url: str
+    app: Starlette
+
+    @property
+    def hub(self) -> Hub:
+        hub: Hub = self.app.state.hub
+        return hub
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[LiveHub]:
+    app = create_app(settings)
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                            timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if task.done() or time.monotonic() > deadline:
+                raise AssertionError("the in-process hub did not start")
+            await asyncio.sleep(0.01)
+        live = LiveHub(f"http://127.0.0.1:{port}", app)
+        await asyncio.wait_for(live.hub.dispatcher.ready.wait(), 10)
+        yield live
+    finally:
+        if server.started:
+            app.state.hub.dispatcher.close_all()
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
