@@ -19,6 +19,8 @@ from typing import Any
 import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -113,9 +115,9 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False) -> S
                                 buffer_bytes=settings.subscriber_buffer_bytes)
         app.state.hub = Hub(settings, keys, client, CallStore(client, settings.keyspace),
                             dispatcher, options)
-        readers = [asyncio.create_task(ShardReader(settings, shard, dispatcher).run(),
-                                       name=f"shard-reader-{shard}")
-                   for shard in range(settings.shards)]
+        readers = [ShardReader(settings, shard, dispatcher) for shard in range(settings.shards)]
+        tasks = [asyncio.create_task(reader.run(), name=f"shard-reader-{n}")
+                 for n, reader in enumerate(readers)]
         restore = _end_streams_on_signal(dispatcher) if end_streams_on_sigterm else None
         try:
             yield
@@ -123,9 +125,7 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False) -> S
             if restore:
                 restore()
             dispatcher.close_all()
-            for reader in readers:
-                reader.cancel()
-            await asyncio.gather(*readers, return_exceptions=True)
+            await asyncio.gather(*(r.stop(t) for r, t in zip(readers, tasks, strict=True)))
             await client.aclose()
 
     routes = [
@@ -136,8 +136,14 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False) -> S
         Route("/v1/calls/events", open_event_stream),
         Route("/v1/calls/{id}", get_call),
     ]
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    middleware = [Middleware(
+        CORSMiddleware, allow_origins=origins, allow_methods=["GET"],
+        allow_headers=["Authorization", "X-API-Key", "Last-Event-ID"], max_age=600,
+    )] if origins else []
     return Starlette(
         routes=routes,
+        middleware=middleware,
         lifespan=lifespan,
         exception_handlers={
             HTTPException: http_error,

@@ -41,6 +41,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ping_interval_ms: int = 15_000
     write_timeout_ms: int = 10_000
     subscriber_buffer_bytes: int = 4 * 1024 * 1024
+    # Browser origins allowed to read the API (comma-separated, "*" for any,
+    # empty for none): the spec's EventSource example runs on other origins.
+    cors_origins: str = "*"
     # API keys (comma-separated) and a keys file of hashed, scoped keys.
     api_keys: str | None = None
     api_keys_file: str | None = None
@@ -115,6 +118,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CALLHUB_PING_INTERVAL": ("ping_interval_ms", parse_duration_ms),
     "CALLHUB_WRITE_TIMEOUT": ("write_timeout_ms", parse_duration_ms),
     "CALLHUB_SUBSCRIBER_BUFFER": ("subscriber_buffer_bytes", parse_bytes),
+    "CALLHUB_CORS_ORIGINS": ("cors_origins", parse_text),
     "CALLHUB_API_KEYS": ("api_keys", parse_text),
     "CALLHUB_API_KEYS_FILE": ("api_keys_file", parse_text),
 }

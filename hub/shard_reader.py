@@ -12,10 +12,13 @@ that dies quietly would leave every subscriber starving).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Final
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from hub.cursor import StreamId, format_stream_id, parse_stream_id
 from hub.dispatcher import Dispatcher, Entry
@@ -36,21 +39,46 @@ class ShardReader:
         self._dispatcher = dispatcher
         self.position: StreamId | None = None
         self.reconnects = 0
+        self._stopping = False
+        self._client: aioredis.Redis | None = None
 
     def _connect(self) -> aioredis.Redis:
         return aioredis.Redis.from_url(
             self._settings.redis_url,
             decode_responses=False,
             single_connection_client=True,
+            # The loop below retries, from its own position and with backoff;
+            # redis-py retrying underneath would also re-block after stop().
+            retry=Retry(NoBackoff(), 0),
             socket_connect_timeout=5,
             socket_timeout=BLOCK_MS / 1000 + 10,
         )
 
+    async def stop(self, task: asyncio.Task[None]) -> None:
+        """End the loop, even from inside a blocking read.
+
+        Cancelling alone is not enough: on Python 3.11 redis-py can swallow a
+        cancellation that lands inside a command, and the loop would block on
+        its next read. So the stop flag is set, the task cancelled and the
+        connection closed, again every 100 ms until the task is done.
+        """
+        self._stopping = True
+        for _ in range(BLOCK_MS // 100 + 10):
+            if task.done():
+                return
+            task.cancel()
+            connection = self._client.connection if self._client is not None else None
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(1):
+                        await connection.disconnect(nowait=True)
+            await asyncio.wait({task}, timeout=0.1)
+
     async def run(self) -> None:
-        client = self._connect()
+        client = self._client = self._connect()
         delay = 0.1
         try:
-            while True:
+            while not self._stopping:
                 try:
                     if self.position is None:
                         self.position = await self._last_id(client)
@@ -60,6 +88,8 @@ class ShardReader:
                     )
                     delay = 0.1
                 except REDIS_ERRORS as error:
+                    if self._stopping:
+                        return
                     self.reconnects += 1
                     log.warning("shard %d reader lost Redis (%s); retrying in %.1fs",
                                 self._shard, type(error).__name__, delay)

@@ -21,7 +21,7 @@ from hub.auth import hash_key
 from hub.cursor import Cursor
 from hub.keyspace import Keyspace
 from hub.settings import Settings
-from tests.conftest import DATA, serving, start_hub
+from tests.conftest import DATA, free_port, serving, start_hub, start_redis_server
 from tests.sse_client import EventStreamReader, subscribe, wait_until
 from tests.strategies import action, call_started, dtmf, terminated, transition
 from workers.event_lines import NumberedEvent, read_event_lines
@@ -384,3 +384,28 @@ async def test_a_scoped_key_streams_only_its_dialogs(
             await fence(scoped, outcomes, 1)
     assert len(everything.events) == 4
     assert {ev.decode_event(f.data or b"").session_id for f in scoped.events} == {"h-1"}
+
+
+async def test_subscribers_lose_nothing_across_a_redis_restart(tmp_path: Path) -> None:
+    port = free_port()
+    server = start_redis_server(port, "--appendonly", "yes", "--appendfsync", "always")
+    url = server.url
+    settings = fast(url)
+    client = aioredis.Redis.from_url(url)
+    publisher = CallPublisher(client, settings, retry_for_s=20)
+    try:
+        async with serving(settings) as live, \
+                subscribe(f"{live.url}/v1/calls/events") as stream:
+            before = await publisher.commit_many([call_started(f"c-{n}") for n in range(5)])
+            await wait_until(lambda: len(stream.events) == 5)
+            server.stop()  # a clean shutdown: the AOF has everything
+            server = start_redis_server(port, "--appendonly", "yes", "--appendfsync", "always",
+                                        "--dir", server.directory)
+            after = await publisher.commit_many([dtmf(f"c-{n}", 2) for n in range(5)])
+            await fence(stream, after, 1)
+            assert not stream.ended  # the subscriber stayed connected throughout
+        got = [f.data for f in stream.events]
+        assert got == [ev.encode_event(o.event) for o in before + after]
+    finally:
+        await client.aclose()
+        server.stop()

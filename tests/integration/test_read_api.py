@@ -169,3 +169,16 @@ async def test_lost_redis_is_a_503_with_retry_after_and_readyz_fails() -> None:
             assert answer.json()["error"]["code"] == "unavailable"
         assert (await api.get("/readyz")).status_code == 503
         assert (await api.get("/healthz")).status_code == 200
+
+
+async def test_browsers_on_other_origins_may_read_the_api(redis_url: str) -> None:
+    async with hub_client(Settings(redis_url=redis_url)) as api:
+        answer = await api.get("/v1/calls", headers={"Origin": "http://dashboard.example"})
+        assert answer.headers["access-control-allow-origin"] == "*"
+        preflight = await api.options("/v1/calls/events", headers={
+            "Origin": "http://dashboard.example", "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "last-event-id"})
+        assert preflight.status_code == 200
+    async with hub_client(Settings(redis_url=redis_url, cors_origins="")) as api:
+        answer = await api.get("/v1/calls", headers={"Origin": "http://dashboard.example"})
+        assert "access-control-allow-origin" not in answer.headers
