@@ -1,6 +1,7 @@
 # The two commands of the README: `make demo` and `make test`. Everything they
-# need is installed by `make setup`: redis-server from Debian when missing, and
-# a virtualenv in .venv with callhub and its dev tools.
+# need is installed by `make setup`: redis-server and chromium (for the browser
+# tests) from Debian when missing, and a virtualenv in .venv with callhub and
+# its dev tools.
 
 VENV ?= .venv
 PYTHON ?= python3
@@ -11,9 +12,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 setup: system $(VENV)/.installed
 
 system:
-	@command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null || \
-	  { $(SUDO) apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server redis-tools; }
+	@command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null && \
+	  command -v chromium >/dev/null || \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install \
+	    -y -qq --no-install-recommends redis-server redis-tools chromium; }
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
