@@ -1,11 +1,12 @@
 """The dispatcher: one replica's live events, routed in memory to subscribers.
 
 Shard readers hand it each XREAD batch. Per event it decodes nothing but the
-routing fields already in the stream entry, finds the matching subscribers
+routing fields already in the stream entry, finds the matching filter groups
 through an index (by session id, by dialog, or "all"), and builds the SSE frame
-once, only if someone wants it. Per batch, each subscriber gets one chunk with
-all its frames: the cost of a burst grows with subscribers x batches, not
-subscribers x events (DESIGN section 3).
+once, only if someone wants it. Subscribers with the same filter form one
+group, whose frames are chosen and joined once per batch; each subscriber then
+gets that one shared chunk: the cost of a burst grows with subscribers x
+batches, not subscribers x events (DESIGN section 3).
 
 Subscribers never slow the readers: a chunk is appended to a bounded buffer
 and the subscriber's own response task writes it out. A subscriber whose
@@ -53,6 +54,10 @@ class StreamFilter:
             and (not self.dialog_name or dialog == self.dialog_name)
             and (self.scope is None or dialog in self.scope)
         )
+
+    def key(self) -> tuple[object, ...]:
+        """Equal for filters that match the same events (they share one group)."""
+        return (self.event_types, self.session_id, self.dialog_name, self.scope)
 
     def index_keys(self) -> tuple[str, Sequence[bytes]]:
         """Where the dispatcher files this filter: its most selective field."""
@@ -120,6 +125,16 @@ class Subscriber:
             waiter.set_result(None)
 
 
+class FilterGroup:
+    """Subscribers with the same filter: their frames are chosen and joined once."""
+
+    __slots__ = ("filter", "members")
+
+    def __init__(self, stream_filter: StreamFilter) -> None:
+        self.filter = stream_filter
+        self.members: set[Subscriber] = set()
+
+
 class Dispatcher:
     """Routes shard-log entries to subscribers; knows the replica's positions."""
 
@@ -127,7 +142,8 @@ class Dispatcher:
         self.shards = shards
         self.positions: list[StreamId | None] = [None] * shards
         self.ready = asyncio.Event()
-        self._index: dict[str, dict[bytes, set[Subscriber]]] = {
+        self._groups: dict[tuple[object, ...], FilterGroup] = {}
+        self._index: dict[str, dict[bytes, set[FilterGroup]]] = {
             "session": {}, "dialog": {}, "all": {}}
         self.count = 0
         self.deliveries = 0
@@ -141,29 +157,37 @@ class Dispatcher:
         subscriber existed; everything after it goes to its buffer. Nothing
         awaits in between, so the two are exact (the I4 seam).
         """
-        kind, keys = subscriber.filter.index_keys()
-        for key in keys:
-            self._index[kind].setdefault(key, set()).add(subscriber)
-        self.count += 1
+        key = subscriber.filter.key()
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = FilterGroup(subscriber.filter)
+            kind, index_keys = subscriber.filter.index_keys()
+            for index_key in index_keys:
+                self._index[kind].setdefault(index_key, set()).add(group)
+        if subscriber not in group.members:
+            group.members.add(subscriber)
+            self.count += 1
         return self.cursor()
 
     def remove(self, subscriber: Subscriber) -> None:
-        kind, keys = subscriber.filter.index_keys()
-        removed = False
-        for key in keys:
-            bucket = self._index[kind].get(key)
-            if bucket is not None and subscriber in bucket:
-                bucket.discard(subscriber)
-                removed = True
+        key = subscriber.filter.key()
+        group = self._groups.get(key)
+        if group is None or subscriber not in group.members:
+            return
+        group.members.discard(subscriber)
+        self.count -= 1
+        if not group.members:
+            del self._groups[key]
+            kind, index_keys = group.filter.index_keys()
+            for index_key in index_keys:
+                bucket = self._index[kind][index_key]
+                bucket.discard(group)
                 if not bucket:
-                    del self._index[kind][key]
-        if removed:
-            self.count -= 1
+                    del self._index[kind][index_key]
 
     def subscribers(self) -> Iterable[Subscriber]:
-        for buckets in self._index.values():
-            for bucket in buckets.values():
-                yield from bucket
+        for group in self._groups.values():
+            yield from group.members
 
     def close_all(self, reason: str = CLOSED_SHUTDOWN) -> None:
         for subscriber in list(self.subscribers()):
@@ -187,24 +211,26 @@ class Dispatcher:
         by_session = self._index["session"]
         by_dialog = self._index["dialog"]
         everyone = self._index["all"].get(b"", ())
-        touched: dict[Subscriber, list[bytes]] = {}
+        touched: dict[FilterGroup, list[bytes]] = {}
         for entry_id, fields in entries:
             self.positions[shard] = parse_stream_id(entry_id)
             session_id = fields[b"session_id"]
             dialog = fields[b"dialog"]
             event_type = fields[b"type"]
             frame: bytes | None = None
-            for group in (by_session.get(session_id, ()), by_dialog.get(dialog, ()), everyone):
-                for subscriber in group:
-                    if not subscriber.filter.matches(event_type, session_id, dialog):
+            for groups in (by_session.get(session_id, ()), by_dialog.get(dialog, ()), everyone):
+                for group in groups:
+                    if not group.filter.matches(event_type, session_id, dialog):
                         continue
                     if frame is None:
                         frame = event_frame(self.cursor().encode(), event_type, fields[b"data"])
-                    frames = touched.get(subscriber)
+                    frames = touched.get(group)
                     if frames is None:
-                        touched[subscriber] = [frame]
+                        touched[group] = [frame]
                     else:
                         frames.append(frame)
-        for subscriber, frames in touched.items():
-            subscriber.push(frames[0] if len(frames) == 1 else b"".join(frames))
-            self.deliveries += len(frames)
+        for group, frames in touched.items():
+            chunk = frames[0] if len(frames) == 1 else b"".join(frames)
+            for subscriber in group.members:
+                subscriber.push(chunk)
+            self.deliveries += len(frames) * len(group.members)

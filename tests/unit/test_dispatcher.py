@@ -1,0 +1,78 @@
+"""The dispatcher: routing by index, one chunk per subscriber per batch, groups,
+overflow, and nothing left behind."""
+
+from __future__ import annotations
+
+from hub.dispatcher import CLOSED_OVERFLOW, Dispatcher, StreamFilter, Subscriber
+
+
+def entry(n: int, sid: str, dialog: str = "helpdesk", kind: str = "dtmf_received") -> tuple:
+    data = b'{"n":%d}' % n
+    return (f"{n}-0".encode(), {b"type": kind.encode(), b"session_id": sid.encode(),
+                                b"dialog": dialog.encode(), b"seq": b"1", b"data": data})
+
+
+def subscriber(max_bytes: int = 1 << 20, **filters: object) -> Subscriber:
+    return Subscriber(StreamFilter(**filters), max_bytes=max_bytes)  # type: ignore[arg-type]
+
+
+def test_each_subscriber_gets_its_matching_frames_as_one_chunk_per_batch() -> None:
+    dispatcher = Dispatcher(1)
+    everyone, one_call, billing = subscriber(), subscriber(session_id="a"), subscriber(
+        dialog_name="billing")
+    typed = subscriber(event_types=frozenset({b"call_started"}))
+    for s in (everyone, one_call, billing, typed):
+        dispatcher.add(s)
+    dispatcher.dispatch(0, [entry(1, "a"), entry(2, "b", "billing"), entry(3, "a"),
+                            entry(4, "c", kind="call_started")])
+    assert everyone.take().count(b"event: ") == 4
+    assert one_call.take().count(b"data: ") == 2
+    assert billing.take().count(b'{"n":2}') == 1
+    assert typed.take().count(b"event: call_started") == 1
+    assert everyone.take() == b""  # one chunk held everything
+    assert dispatcher.deliveries == 8
+    assert dispatcher.positions == [(4, 0)]
+
+
+def test_subscribers_with_the_same_filter_share_one_chunk() -> None:
+    dispatcher = Dispatcher(1)
+    members = [subscriber(dialog_name="helpdesk") for _ in range(3)]
+    for s in members:
+        dispatcher.add(s)
+    dispatcher.dispatch(0, [entry(1, "a"), entry(2, "b")])
+    chunks = [s.take() for s in members]
+    assert chunks[0] is chunks[1] is chunks[2]
+
+
+def test_a_scoped_subscriber_sees_only_its_dialogs() -> None:
+    dispatcher = Dispatcher(1)
+    scoped = subscriber(scope=frozenset({"helpdesk"}))
+    dispatcher.add(scoped)
+    dispatcher.dispatch(0, [entry(1, "a", "billing"), entry(2, "b", "helpdesk")])
+    chunk = scoped.take()
+    assert b'{"n":2}' in chunk and b'{"n":1}' not in chunk
+
+
+def test_an_overflowing_subscriber_is_closed_and_the_others_go_on() -> None:
+    dispatcher = Dispatcher(1)
+    small, big = subscriber(max_bytes=100), subscriber()
+    dispatcher.add(small)
+    dispatcher.add(big)
+    dispatcher.dispatch(0, [entry(n, "a") for n in range(1, 20)])
+    assert small.closed == CLOSED_OVERFLOW and small.take() == b""
+    assert big.take().count(b"event: ") == 19
+
+
+def test_removing_subscribers_leaves_no_index_entry() -> None:
+    dispatcher = Dispatcher(2)
+    subs = [subscriber(session_id="a"), subscriber(dialog_name="x"), subscriber(),
+            subscriber(scope=frozenset({"x", "y"})), subscriber(session_id="a")]
+    for s in subs:
+        dispatcher.add(s)
+    assert dispatcher.count == 5
+    for s in subs:
+        dispatcher.remove(s)
+        dispatcher.remove(s)  # twice is harmless
+    assert dispatcher.count == 0
+    assert dispatcher._groups == {}
+    assert all(not buckets for buckets in dispatcher._index.values())
