@@ -80,7 +80,7 @@ class Subscriber:
         self.max_bytes = max_bytes
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[object] | None = None
         self.closed: str | None = None
 
     def push(self, chunk: bytes) -> None:
@@ -109,10 +109,14 @@ class Subscriber:
         self._buffered = 0
         return chunk
 
-    def wait(self) -> asyncio.Future[None]:
+    @property
+    def pending(self) -> bool:
+        return bool(self._chunks)
+
+    def wait(self) -> asyncio.Future[object]:
         """A future that completes when there is something to take, or on close."""
         loop = asyncio.get_running_loop()
-        waiter = loop.create_future()
+        waiter: asyncio.Future[object] = loop.create_future()
         if self._chunks or self.closed:
             waiter.set_result(None)
         else:

@@ -74,6 +74,9 @@ class EventStream(Response):
         subscriber = Subscriber(self._filter, max_bytes=self._options.buffer_bytes)
         joined = self._dispatcher.add(subscriber)
         left = asyncio.ensure_future(_disconnected(receive))
+        # The client leaving closes the subscriber, which wakes the live loop:
+        # one future to wait on per turn, not asyncio.wait over two.
+        left.add_done_callback(lambda _: subscriber.close(CLOSED_LEFT))
         try:
             await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
             await self._write(send, RETRY)
@@ -113,6 +116,7 @@ class EventStream(Response):
             await self._write(send, cursor_mark(joined.encode()))
 
     async def _live(self, send: Send, subscriber: Subscriber, left: asyncio.Future[None]) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             chunk = subscriber.take()
             if chunk:
@@ -121,13 +125,12 @@ class EventStream(Response):
             if subscriber.closed:
                 return
             waiter = subscriber.wait()
-            done, _ = await asyncio.wait({waiter, left}, timeout=self._options.ping_s,
-                                         return_when=asyncio.FIRST_COMPLETED)
-            if left in done:
-                waiter.cancel()
-                return
-            if not done:
-                waiter.cancel()
+            timer = loop.call_later(self._options.ping_s, _ping_due, waiter)
+            try:
+                woken_for = await waiter
+            finally:
+                timer.cancel()
+            if woken_for is PING_DUE and not subscriber.closed and not subscriber.pending:
                 # The buffer is empty: everything dispatched so far that matched
                 # was written, so the dispatcher's position is this client's too.
                 await self._write(send, ping(self._dispatcher.cursor().encode()))
@@ -135,6 +138,15 @@ class EventStream(Response):
 
 class _ClientLeft(Exception):
     pass
+
+
+PING_DUE: Final = object()
+CLOSED_LEFT: Final = "left"
+
+
+def _ping_due(waiter: asyncio.Future[object]) -> None:
+    if not waiter.done():
+        waiter.set_result(PING_DUE)
 
 
 async def _disconnected(receive: Receive) -> None:
