@@ -5,14 +5,19 @@ Servers a benchmark starts listen on 127.0.0.1 and are stopped by PID.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import IO
 
+import httpx
 import redis
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class BenchError(Exception):
@@ -34,8 +39,9 @@ def free_port() -> int:
 class LocalRedis:
     """A throw-away ``redis-server`` without persistence, stopped by its PID."""
 
-    def __init__(self, executable: str) -> None:
+    def __init__(self, executable: str, extra_args: Sequence[str] = ()) -> None:
         self._executable = executable
+        self._extra_args = list(extra_args)
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self.port = 0
@@ -43,6 +49,11 @@ class LocalRedis:
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        """The server's PID while it runs (for /proc readings), else None."""
+        return self._process.pid if self._process is not None else None
 
     def start(self, *, ready_within_s: float = 10.0, attempts: int = 3) -> None:
         for _ in range(attempts):
@@ -56,6 +67,7 @@ class LocalRedis:
                     "--bind", "127.0.0.1",
                     "--save", "",
                     "--appendonly", "no",
+                    *self._extra_args,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=self._log,
@@ -106,6 +118,61 @@ class LocalRedis:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+class Server:
+    """A server process started for the benchmark, stopped by its PID."""
+
+    def __init__(self, name: str, command: list[str], port: int, *,
+                 env: Mapping[str, str] | None = None) -> None:
+        self.name = name
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, cwd=ROOT,
+                                         env=dict(env) if env is not None else None)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def running(self) -> bool:
+        return self._process.poll() is None
+
+    def log_tail(self, size: int = 2000) -> str:
+        """The last ``size`` characters the process wrote (stdout and stderr)."""
+        if self._log.closed:
+            return ""
+        # pread: the child shares the file offset; moving it would misplace its writes.
+        fd = self._log.fileno()
+        end = os.fstat(fd).st_size
+        start = max(0, end - 4 * size)
+        return os.pread(fd, end - start, start).decode(errors="replace")[-size:]
+
+    def wait_ready(self, path: str, within_s: float = 20.0) -> None:
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                break
+            try:
+                if httpx.get(self.url + path, timeout=1).status_code < 500:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)  # poll interval, bounded by the deadline
+        raise BenchError(f"{self.name} did not start:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        if not self._log.closed:
+            self._log.close()
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:

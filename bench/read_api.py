@@ -25,15 +25,13 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import redis
 
-from bench.harness import BenchError, LocalRedis, free_port
+from bench.harness import BenchError, LocalRedis, Server, free_port
 from hub import events as ev
 from hub.calls import PagePosition, encode_page_token
 from hub.progress import StatusLine
@@ -41,46 +39,8 @@ from hub.redis_connection import connect
 from hub.settings import Settings
 from workers.publisher import CallPublisher
 
-ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
-
-
-class Server:
-    """A server process started for the benchmark, stopped by its PID."""
-
-    def __init__(self, name: str, command: list[str], port: int) -> None:
-        self.name = name
-        self.url = f"http://127.0.0.1:{port}"
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
-        self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, cwd=ROOT)
-
-    def wait_ready(self, path: str, within_s: float = 20.0) -> None:
-        import time
-
-        deadline = time.monotonic() + within_s
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                break
-            try:
-                if httpx.get(self.url + path, timeout=1).status_code < 500:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)  # poll interval, bounded by the deadline
-        self._log.seek(0)
-        raise BenchError(f"{self.name} did not start:\n{self._log.read().decode()[-2000:]}")
-
-    def stop(self) -> None:
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        self._log.close()
 
 
 async def populate(url: str, calls: int) -> None:

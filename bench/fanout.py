@@ -1,0 +1,1453 @@
+"""Fan-out benchmark: callhub's event stream beside nchan and a naive sse-starlette app.
+
+Run as ``.venv/bin/python -m bench.fanout [--quick]`` (needs ``redis-server``,
+and ``nginx`` with ``libnginx-mod-nchan`` for the nchan peer).
+
+Three peers are fed the same events in the same run, one after the other:
+
+- callhub: one ``callhub serve`` process. Events are committed with the
+  workers' ``CallPublisher`` to a private redis-server; the hub's shard reader
+  picks them up and fans them out.
+- nchan: an nginx (one worker process, like the one callhub process) started
+  here with a generated config: an ``nchan_publisher`` location and an
+  ``nchan_subscriber eventsource`` one, in nchan's memory mode (no Redis). The
+  same event JSON bytes are POSTed to it over one pipelined HTTP/1.1
+  keep-alive connection (raw asyncio), one channel ``all`` for the all-events
+  case and one channel per session for the per-session case; the event type
+  goes in ``X-EventSource-Event`` so its frames carry ``event:`` like the hub's.
+- naive: ``bench/naive_app.py`` under uvicorn: sse-starlette's
+  ``EventSourceResponse`` with one blocking XREAD loop per client on the same
+  shard log, fed by the same commits as callhub.
+
+Subscribers come from two client processes (forked at start, reused
+throughout) that speak HTTP/1.1 over raw asyncio sockets (uvloop protocols)
+and count ``data:`` lines up to the last complete frame of each read: no
+per-event decoding, except a regex for the publish time in the latency phase.
+
+Per peer, subscriber count (100 and 1,000) and filter (all events, or one
+session per subscriber with sessions spread evenly, 10 subscribers each):
+
+- burst: a fixed burst of events published as fast as the publisher can;
+  deliveries/s = deliveries / (time from the first publish until every
+  subscriber has everything it should), bounded by a deadline.
+- latency: a steady rate (200 events/s for 5 s); each event carries its
+  publish time (CLOCK_MONOTONIC ns, system-wide) in ``event_id``; the client
+  takes commit->receive latency per delivery. Deliveries missing when the
+  drain time ends count as infinitely late in the percentiles.
+- server CPU (utime+stime from /proc/PID/stat) per delivery during the
+  burst, and RSS (/proc/PID/status VmRSS) after it, with the peak (VmHWM).
+
+Each phase runs against a fresh server and a flushed Redis, so the three peers
+get the same events (byte-identical in the bursts; in the latency phase they
+differ only in the publish time they carry). Then: memory per idle subscriber
+(RSS before and after opening 10,000 idle streams) for every peer, and
+callhub's catch-up rate for a client that resumes with Last-Event-ID after
+50,000 events. The targets of the issue are printed beside the figures.
+
+Options: ``--peers callhub,nchan`` and ``--subs 1000`` narrow the run,
+``--no-idle`` and ``--no-catch-up`` skip those phases, ``--py-spy DIR`` records
+callhub's CPU profile per phase and prints its hottest frames. The full run
+takes about 6 minutes on 2 cores; ``--quick`` (50 subscribers, small bursts)
+under 30 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import multiprocessing
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from array import array
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
+from pathlib import Path
+from types import FrameType
+from typing import Any, Final, cast
+
+import uvloop
+
+from bench.harness import BenchError, LocalRedis, Server, free_port, percentile
+from hub import events as ev
+from hub.progress import StatusLine
+from hub.redis_connection import connect
+from hub.settings import Settings
+from workers.publisher import CallPublisher
+
+HOST: Final = "127.0.0.1"
+LOG_KEY: Final = "callhub:{0}:log"
+T0: Final = datetime(2026, 1, 1, tzinfo=UTC)
+EVENT_BYTES: Final = 300
+SUBS_PER_SESSION: Final = 10
+CLIENT_PROCESSES: Final = 2
+PUBLISH_BATCH: Final = 256  # events per commit_many (bench/ingest.py's default)
+NCHAN_WINDOW: Final = 64  # POSTs per pipelined write to nchan
+CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
+NCHAN_MODULE: Final = "/usr/lib/nginx/modules/ngx_nchan_module.so"
+
+TARGET_VS_NCHAN: Final = 0.5
+TARGET_VS_NAIVE: Final = 10.0
+TARGET_P99_MS: Final = 50.0
+TARGET_IDLE_KB: Final = 15.0
+
+LATENCY_RE: Final = re.compile(rb'"event_id":"L(\d+)"')
+EVENT_ID_RE: Final = re.compile(rb'"event_id":"([^"]+)"')
+DATA_LINE: Final = b"\ndata:"
+
+
+@dataclass(frozen=True)
+class Plan:
+    subscriber_counts: tuple[int, ...]
+    burst_all: int  # events in the all-events burst
+    burst_session: int  # events in the per-session burst
+    rate: int  # events/s in the latency phase
+    rate_seconds: float
+    drain_s: float  # how long after the last publish the latency phase waits
+    deadline_s: float  # burst: first publish until everything must be in
+    idle: int  # idle subscribers for the memory measure
+    catch_up: int  # events committed while the resuming client is away
+
+
+FULL = Plan((100, 1000), 2000, 10_000, 200, 5.0, 5.0, 20.0, 10_000, 50_000)
+QUICK = Plan((50,), 300, 600, 100, 2.0, 2.0, 8.0, 300, 3000)
+
+
+# ---------------------------------------------------------------------------
+# /proc readings
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far (0 if it is gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = text[text.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def memory_kb(pid: int, name: str = "VmRSS") -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(name + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def open_fds(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
+def children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def raise_nofile() -> int:
+    """Raise the soft open-files limit to the hard one; return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+# ---------------------------------------------------------------------------
+# The subscriber load: client processes with raw asyncio HTTP/1.1 streams
+
+
+class _Stream(asyncio.Protocol):
+    """One SSE stream: counts ``data:`` lines of complete frames, nothing more."""
+
+    def __init__(self, pool: _Pool, request: bytes, sep: bytes, keep: bool) -> None:
+        self.pool = pool
+        self.request = request
+        self.sep = sep
+        self.transport: asyncio.Transport | None = None
+        self.head = b""
+        self.buf = b""
+        self.status = 0  # the HTTP status once the headers are in
+        self.closed = False
+        self.count = 0
+        self.expected = 0
+        self.done_ns = 0
+        self.keep: list[bytes] | None = [] if keep else None
+        self.answered: asyncio.Future[None] = pool.loop.create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.status:
+            head = self.head + data
+            end = head.find(b"\r\n\r\n")
+            if end < 0:
+                self.head = head
+                return
+            try:
+                self.status = int(head[9:12])
+            except ValueError:
+                self.status = -1
+            self.head = b""
+            data = head[end + 4:]
+            if not self.answered.done():
+                self.answered.set_result(None)
+            if not data:
+                return
+        buf = self.buf + data if self.buf else data
+        end = buf.rfind(self.sep)
+        if end < 0:
+            self.buf = buf
+            return
+        end += len(self.sep)
+        n = buf.count(DATA_LINE, 0, end)
+        if n:
+            pool = self.pool
+            if pool.latency:
+                now = time.monotonic_ns()
+                append = pool.latencies.append
+                for match in LATENCY_RE.finditer(buf, 0, end):
+                    append(now - int(match.group(1)))
+            if self.keep is not None:
+                self.keep.append(buf[:end])
+            self.count += n
+            if not self.done_ns and self.expected and self.count >= self.expected:
+                self.done_ns = time.monotonic_ns()
+                pool.finished()
+        self.buf = buf[end:]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if not self.answered.done():
+            self.answered.set_result(None)
+        self.pool.lost(self)
+
+
+class _Pool:
+    """The streams of one client process, driven by commands from the bench."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.streams: list[_Stream] = []
+        self.latency = False
+        self.latencies: array[int] = array("q")
+        self.remaining = 0
+        self.all_done = asyncio.Event()
+        self.closing = False
+        self.lost_early = 0
+
+    def finished(self) -> None:
+        self.remaining -= 1
+        if self.remaining <= 0:
+            self.all_done.set()
+
+    def lost(self, stream: _Stream) -> None:
+        if self.closing:
+            return
+        self.lost_early += 1
+        if stream.expected and not stream.done_ns:
+            self.finished()  # it will never complete: stop waiting for it
+
+    async def open(self, port: int, paths: Sequence[str], sep: bytes, keep: int,
+                   headers: str, expected: Sequence[int] | None, concurrency: int,
+                   timeout_s: float) -> dict[str, Any]:
+        self.closing = False
+        self.lost_early = 0
+        errors: Counter[str] = Counter()
+        gate = asyncio.Semaphore(concurrency)
+        deadline = time.monotonic() + timeout_s
+        if expected is not None:
+            self._arm_counts(len(paths), expected, latency=False)
+
+        async def one(index: int, path: str) -> None:
+            request = (f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+                       f"Accept: text/event-stream\r\nCache-Control: no-cache\r\n"
+                       f"{headers}\r\n").encode()
+            stream = _Stream(self, request, sep, index < keep)
+            if expected is not None:
+                stream.expected = expected[index]
+            self.streams.append(stream)
+            async with gate:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    errors["not tried: out of time"] += 1
+                    return
+                try:
+                    await asyncio.wait_for(
+                        self.loop.create_connection(lambda: stream, HOST, port), left)
+                    await asyncio.wait_for(asyncio.shield(stream.answered),
+                                           deadline - time.monotonic())
+                except TimeoutError:
+                    errors["no response in time"] += 1
+                except OSError as error:
+                    errors[f"connect: {error.strerror or error}"] += 1
+
+        await asyncio.gather(*(one(i, p) for i, p in enumerate(paths)))
+        ok = sum(1 for s in self.streams if s.status == 200 and not s.closed)
+        for stream in self.streams:
+            if stream.status not in (0, 200):
+                errors[f"HTTP {stream.status}"] += 1
+            elif stream.status == 200 and stream.closed:
+                errors["closed right after 200"] += 1
+            elif stream.status == 0 and stream.closed and stream.transport is not None:
+                errors["closed before answering"] += 1
+        return {"ok": ok, "errors": dict(errors)}
+
+    def _arm_counts(self, n: int, expected: Sequence[int], latency: bool) -> None:
+        self.latency = latency
+        self.latencies = array("q")
+        self.remaining = sum(1 for e in expected[:n] if e)
+        self.all_done = asyncio.Event()
+        if self.remaining == 0:
+            self.all_done.set()
+
+    def arm(self, expected: Sequence[int], latency: bool) -> None:
+        if len(expected) != len(self.streams):
+            raise ValueError(f"{len(expected)} expectations for {len(self.streams)} streams")
+        self._arm_counts(len(expected), expected, latency)
+        for stream, count in zip(self.streams, expected, strict=True):
+            stream.count = 0
+            stream.expected = count
+            stream.done_ns = 0
+            if stream.keep is not None:
+                stream.keep = []
+            if stream.closed and count:
+                self.finished()
+
+    async def wait(self, deadline_ns: int) -> dict[str, Any]:
+        left = (deadline_ns - time.monotonic_ns()) / 1e9
+        if not self.all_done.is_set() and left > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.all_done.wait(), left)
+        streams = self.streams
+        return {
+            "received": sum(s.count for s in streams),
+            "expected": sum(s.expected for s in streams),
+            "incomplete": sum(1 for s in streams if s.count < s.expected),
+            "last_done_ns": max((s.done_ns for s in streams), default=0),
+            "latencies": self.latencies.tobytes(),
+            "kept": {i: b"".join(s.keep) for i, s in enumerate(streams) if s.keep is not None},
+            "closed": sum(1 for s in streams if s.closed),
+        }
+
+    async def close(self) -> dict[str, Any]:
+        streams = self.streams
+        report = {
+            "over": sum(1 for s in streams if s.count > s.expected),
+            "lost_early": self.lost_early,
+            "open": sum(1 for s in streams if s.status == 200 and not s.closed),
+        }
+        self.closing = True
+        for stream in streams:
+            if stream.transport is not None and not stream.closed:
+                stream.transport.close()
+        deadline = time.monotonic() + 5
+        while any(s.transport is not None and not s.closed for s in streams):
+            if time.monotonic() > deadline:
+                for s in streams:
+                    if s.transport is not None and not s.closed:
+                        s.transport.abort()
+                break
+            await asyncio.sleep(0.02)
+        self.streams = []
+        return report
+
+
+async def _client_loop(conn: Connection) -> None:
+    loop = asyncio.get_running_loop()
+    pool = _Pool(loop)
+    while True:
+        command, *args = await loop.run_in_executor(None, conn.recv)
+        try:
+            if command == "exit":
+                await pool.close()
+                conn.send(("ok", None))
+                return
+            if command == "open":
+                result: Any = await pool.open(*args)
+            elif command == "arm":
+                pool.arm(*args)
+                result = None
+            elif command == "wait":
+                result = await pool.wait(*args)
+            elif command == "close":
+                result = await pool.close()
+            else:
+                raise ValueError(f"unknown command {command!r}")
+            conn.send(("ok", result))
+        except Exception as error:  # report it to the bench, which raises it
+            conn.send(("error", f"{type(error).__name__}: {error}"))
+
+
+def _client_main(conn: Connection) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the bench stops us with "exit"
+    raise_nofile()
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_client_loop(conn))
+
+
+class Clients:
+    """The client processes; subscriber ``i`` lives in process ``i % CLIENT_PROCESSES``."""
+
+    def __init__(self, processes: int = CLIENT_PROCESSES) -> None:
+        context = multiprocessing.get_context("fork")
+        self._conns: list[Connection] = []
+        self._procs: list[multiprocessing.process.BaseProcess] = []
+        for n in range(processes):
+            mine, theirs = context.Pipe()
+            proc = context.Process(target=_client_main, args=(theirs,), daemon=True,
+                                   name=f"fanout-client-{n}")
+            proc.start()
+            theirs.close()
+            self._conns.append(mine)
+            self._procs.append(proc)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._procs if p.pid is not None]
+
+    def cpu(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pids)
+
+    async def _call(self, n: int, *command: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        conn = self._conns[n]
+        conn.send(command)
+        status, result = await loop.run_in_executor(None, conn.recv)
+        if status != "ok":
+            raise BenchError(f"client process {n}: {result}")
+        return result
+
+    def _split(self, items: Sequence[Any]) -> list[list[Any]]:
+        k = len(self._conns)
+        return [list(items[n::k]) for n in range(k)]
+
+    async def open(self, port: int, paths: Sequence[str], *, sep: bytes, keep: int = 0,
+                   headers: str = "", expected: Sequence[int] | None = None,
+                   concurrency: int = 128, timeout_s: float = 60.0) -> tuple[int, Counter[str]]:
+        parts = self._split(paths)
+        expected_parts = self._split(expected) if expected is not None else [None] * len(parts)
+        results = await asyncio.gather(*(
+            self._call(n, "open", port, part, sep, keep, headers, expected_parts[n],
+                       concurrency, timeout_s)
+            for n, part in enumerate(parts) if part))
+        errors: Counter[str] = Counter()
+        for result in results:
+            errors.update(result["errors"])
+        return sum(r["ok"] for r in results), errors
+
+    async def arm(self, expected: Sequence[int], *, latency: bool) -> None:
+        await asyncio.gather(*(self._call(n, "arm", part, latency)
+                               for n, part in enumerate(self._split(expected))))
+
+    async def wait(self, deadline_ns: int) -> Delivery:
+        results = await asyncio.gather(*(self._call(n, "wait", deadline_ns)
+                                         for n in range(len(self._conns))))
+        latencies: array[int] = array("q")
+        kept: dict[int, bytes] = {}
+        for n, result in enumerate(results):
+            latencies.frombytes(result["latencies"])
+            for index, data in result["kept"].items():
+                kept[index * len(self._conns) + n] = data
+        return Delivery(
+            received=sum(r["received"] for r in results),
+            expected=sum(r["expected"] for r in results),
+            incomplete=sum(r["incomplete"] for r in results),
+            last_done_ns=max(r["last_done_ns"] for r in results),
+            closed=sum(r["closed"] for r in results),
+            latencies=latencies, kept=kept,
+        )
+
+    async def close(self) -> dict[str, int]:
+        results = await asyncio.gather(*(self._call(n, "close")
+                                         for n in range(len(self._conns))))
+        return {key: sum(r[key] for r in results) for key in ("over", "lost_early", "open")}
+
+    async def stop(self) -> None:
+        for n, proc in enumerate(self._procs):
+            if proc.is_alive():
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._call(n, "exit"), 10)
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()  # this PID only
+                proc.join(timeout=5)
+
+
+@dataclass
+class Delivery:
+    received: int
+    expected: int
+    incomplete: int
+    last_done_ns: int
+    closed: int
+    latencies: array[int]
+    kept: dict[int, bytes]
+
+
+# ---------------------------------------------------------------------------
+# Events
+
+
+@dataclass(frozen=True)
+class Item:
+    """One event as every peer gets it: the Struct (for the publisher) and its bytes."""
+
+    event: ev.Event
+    data: bytes
+
+    @property
+    def type(self) -> bytes:
+        return str(type(self.event).__struct_config__.tag).encode()
+
+
+def session_ids(count: int) -> list[str]:
+    return [f"fan-{k:05d}" for k in range(count)]
+
+
+def call_starts(sessions: Sequence[str]) -> list[ev.Event]:
+    return [
+        ev.CallStarted(
+            event_id=f"{sid}-1", session_id=sid, timestamp=T0, seq=1,
+            caller_id="+15551234567", called_number="+18001234567",
+            dialog_name=("helpdesk", "billing")[n % 2],
+        )
+        for n, sid in enumerate(sessions)
+    ]
+
+
+_WORDS = ("my internet has been down since this morning and the router keeps blinking red "
+          "so I would like to speak to an agent about a refund for the outage please ") * 4
+
+
+def speech(sid: str, seq: int, event_id: str) -> Item:
+    """A speech_partial of about EVENT_BYTES bytes of JSON."""
+
+    def build(transcript: str) -> ev.SpeechPartial:
+        return ev.SpeechPartial(
+            event_id=event_id, session_id=sid, timestamp=T0 + timedelta(milliseconds=seq),
+            seq=seq, transcript=transcript, confidence=0.82, language="en-US",
+            duration_ms=seq * 250,
+        )
+
+    bare = len(ev.encode_event(build("")))
+    event = build(_WORDS[:max(0, EVENT_BYTES - bare)])
+    return Item(event, ev.encode_event(event))
+
+
+class Feed:
+    """Sessions and their next seq: the events of one scenario, in order."""
+
+    def __init__(self, sessions: Sequence[str]) -> None:
+        self.sessions = list(sessions)
+        self.next_seq = dict.fromkeys(self.sessions, 2)  # seq 1 is call_started
+        self.count = 0
+
+    def next(self, event_id: str) -> Item:
+        sid = self.sessions[self.count % len(self.sessions)]
+        self.count += 1
+        seq = self.next_seq[sid]
+        self.next_seq[sid] = seq + 1
+        return speech(sid, seq, event_id)
+
+    def burst(self, n: int) -> list[Item]:
+        return [self.next(f"B{self.count:019d}") for _ in range(n)]
+
+    def timed(self) -> Item:
+        """An event that carries its publish time (monotonic ns) in ``event_id``."""
+        return self.next(f"L{time.monotonic_ns():019d}")
+
+
+def expectations(items: Sequence[Item] | int, sessions: Sequence[str],
+                 follows: Sequence[str | None]) -> list[int]:
+    """Events each subscriber should receive (``follows[i]``: its session, or all)."""
+    if isinstance(items, int):  # round-robin over sessions, as Feed does
+        per = {sid: items // len(sessions) + (1 if n < items % len(sessions) else 0)
+               for n, sid in enumerate(sessions)}
+        total = items
+    else:
+        per = Counter(item.event.session_id for item in items)
+        total = len(items)
+    return [total if sid is None else per.get(sid, 0) for sid in follows]
+
+
+# ---------------------------------------------------------------------------
+# Publishers
+
+
+class RedisFeed:
+    """Commits events with the workers' publisher (callhub and naive read the log)."""
+
+    def __init__(self, url: str) -> None:
+        self.settings = Settings(redis_url=url)
+        self.client = connect(self.settings)
+        self.publisher = CallPublisher(self.client, self.settings)
+
+    async def reset(self, sessions: Sequence[str]) -> None:
+        """An empty database with the scenario's calls started."""
+        await self.client.flushdb()
+        self.publisher = CallPublisher(self.client, self.settings)
+        starts = call_starts(sessions)
+        for first in range(0, len(starts), PUBLISH_BATCH):
+            await self._commit(starts[first:first + PUBLISH_BATCH])
+
+    async def _commit(self, events: Sequence[ev.Event]) -> None:
+        outcomes = await self.publisher.commit_many(events)
+        bad = [o for o in outcomes if o.status != "committed"]
+        if bad or len(outcomes) != len(events):
+            raise BenchError(f"a commit failed: {bad[:1] or 'missing outcomes'}")
+
+    async def publish(self, items: Sequence[Item]) -> None:
+        for first in range(0, len(items), PUBLISH_BATCH):
+            await self._commit([item.event for item in items[first:first + PUBLISH_BATCH]])
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+class NchanPublisher:
+    """POSTs events to nchan's publisher location over one keep-alive connection.
+
+    Requests are pipelined ``NCHAN_WINDOW`` at a time with up to two windows in
+    flight; every response's status is checked (201 or 202).
+    """
+
+    def __init__(self, port: int, channel: Callable[[Item], str]) -> None:
+        self._port = port
+        self._channel = channel
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> None:
+        self._reader, self._writer = await asyncio.open_connection(HOST, self._port)
+
+    def _request(self, item: Item) -> bytes:
+        return (b"POST /pub?id=%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\nX-EventSource-Event: %s\r\n"
+                b"Content-Length: %d\r\n\r\n%s"
+                % (self._channel(item).encode(), item.type, len(item.data), item.data))
+
+    async def _responses(self, n: int) -> None:
+        assert self._reader is not None
+        for _ in range(n):
+            head = await self._reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            if status not in (200, 201, 202):
+                raise BenchError(f"nchan refused a publish: {head[:200]!r}")
+            match = re.search(rb"\r\ncontent-length: *(\d+)", head, re.IGNORECASE)
+            if match:
+                await self._reader.readexactly(int(match.group(1)))
+
+    async def publish(self, items: Sequence[Item]) -> None:
+        assert self._writer is not None
+        in_flight: list[int] = []
+        for first in range(0, len(items), NCHAN_WINDOW):
+            window = items[first:first + NCHAN_WINDOW]
+            self._writer.write(b"".join(self._request(item) for item in window))
+            in_flight.append(len(window))
+            if len(in_flight) > 2:
+                await self._responses(in_flight.pop(0))
+        for n in in_flight:
+            await self._responses(n)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(OSError):
+                await self._writer.wait_closed()
+            self._writer = None
+
+
+# ---------------------------------------------------------------------------
+# Peers
+
+
+class Peer:
+    name = ""
+    sep = b"\n\n"
+
+    def __init__(self, redis_url: str) -> None:
+        self.redis_url = redis_url
+        self.server: Server | None = None
+        self.port = 0
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> int:
+        assert self.server is not None
+        return self.server.pid
+
+    def path(self, session: str | None) -> str:
+        raise NotImplementedError
+
+    async def wait_subscribed(self, n: int, within_s: float) -> int:
+        """How many subscribers the server has registered (waits up to ``within_s``)."""
+        return n
+
+    async def prepare(self, sessions: Sequence[str]) -> None:
+        """Before the server starts: the state it expects (calls started, ...)."""
+
+    def publisher_for(self, all_events: bool) -> Any:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def log_tail(self) -> str:
+        return self.server.log_tail() if self.server is not None else ""
+
+
+class CallhubPeer(Peer):
+    name = "callhub"
+
+    def __init__(self, redis_url: str, feed: RedisFeed) -> None:
+        super().__init__(redis_url)
+        self.feed = feed
+
+    def start(self) -> None:
+        self.port = free_port()
+        self.server = Server("callhub serve", [
+            sys.executable, "-m", "hub.cli", "serve", "--host", HOST, "--port", str(self.port),
+            "--redis-url", self.redis_url, "--no-access-log"], self.port)
+        self.server.wait_ready("/healthz")
+
+    def path(self, session: str | None) -> str:
+        return "/v1/calls/events" + (f"?session_id={session}" if session else "")
+
+    async def prepare(self, sessions: Sequence[str]) -> None:
+        await self.feed.reset(sessions)
+
+    def publisher_for(self, all_events: bool) -> RedisFeed:
+        return self.feed
+
+
+class NaivePeer(CallhubPeer):
+    name = "naive"
+    sep = b"\r\n\r\n"  # sse-starlette's line separator is CRLF
+
+    def start(self) -> None:
+        self.port = free_port()
+        self.server = Server("naive sse-starlette", [
+            sys.executable, "-m", "uvicorn", "bench.naive_app:create", "--factory",
+            "--host", HOST, "--port", str(self.port), "--no-access-log",
+            "--log-level", "warning"], self.port,
+            env={**os.environ, "NAIVE_REDIS_URL": self.redis_url})
+        self.server.wait_ready("/healthz")  # a 404: the app is up
+
+    def path(self, session: str | None) -> str:
+        return "/events" + (f"?session_id={session}" if session else "")
+
+    async def wait_subscribed(self, n: int, within_s: float) -> int:
+        """Until ``n`` XREADs block in Redis: a stream's first XREAD starts at ``$``,
+        so an event committed before it would be missed (the naive app's race)."""
+        deadline = time.monotonic() + within_s
+        blocked = 0
+        while time.monotonic() < deadline:
+            info = await self.feed.client.info("clients")
+            blocked = int(info.get("blocked_clients", 0))
+            if blocked >= n:
+                return blocked
+            await asyncio.sleep(0.1)
+        return blocked
+
+
+class NchanPeer(Peer):
+    name = "nchan"
+
+    def __init__(self, redis_url: str, workdir: Path) -> None:
+        super().__init__(redis_url)
+        self.workdir = workdir
+        self.master = 0
+
+    def config(self) -> str:
+        w = self.workdir
+        return f"""
+load_module {NCHAN_MODULE};
+worker_processes 1;
+daemon off;
+pid {w}/nginx.pid;
+error_log {w}/error.log warn;
+worker_rlimit_nofile {resource.getrlimit(resource.RLIMIT_NOFILE)[1]};
+events {{ worker_connections {resource.getrlimit(resource.RLIMIT_NOFILE)[1] - 100};
+          multi_accept on; }}
+http {{
+  access_log off;
+  client_body_temp_path {w}/body;
+  proxy_temp_path {w}/proxy;
+  fastcgi_temp_path {w}/fastcgi;
+  uwsgi_temp_path {w}/uwsgi;
+  scgi_temp_path {w}/scgi;
+  keepalive_requests 10000000;
+  server {{
+    listen {HOST}:{self.port} backlog=4096;
+    location = /pub {{
+      nchan_publisher;
+      nchan_channel_id $arg_id;
+      nchan_message_buffer_length 100;
+    }}
+    location = /sub {{
+      nchan_subscriber eventsource;
+      nchan_channel_id $arg_id;
+    }}
+    location = /nchan_status {{ nchan_stub_status; }}
+  }}
+}}
+"""
+
+    def start(self) -> None:
+        self.port = free_port()
+        conf = self.workdir / "nginx.conf"
+        conf.write_text(self.config())
+        self.server = Server("nginx (nchan)", [
+            "nginx", "-p", str(self.workdir), "-c", str(conf),
+            "-e", str(self.workdir / "error.log")], self.port)
+        self.server.wait_ready("/nchan_status")
+        self.master = self.server.pid
+        deadline = time.monotonic() + 5
+        while not children(self.master) and time.monotonic() < deadline:
+            time.sleep(0.02)  # poll interval, bounded by the deadline
+        if not children(self.master):
+            raise BenchError("nginx started no worker process")
+
+    @property
+    def pid(self) -> int:
+        return children(self.master)[0]
+
+    def path(self, session: str | None) -> str:
+        return f"/sub?id={'s-' + session if session else 'all'}"
+
+    async def wait_subscribed(self, n: int, within_s: float) -> int:
+        deadline = time.monotonic() + within_s
+        count = 0
+        while time.monotonic() < deadline:
+            reader, writer = await asyncio.open_connection(HOST, self.port)
+            try:
+                writer.write(b"GET /nchan_status HTTP/1.0\r\n\r\n")
+                text = await reader.read()
+            finally:
+                writer.close()
+            match = re.search(rb"\nsubscribers: (\d+)", text)
+            count = int(match.group(1)) if match else 0
+            if count >= n:
+                return count
+            await asyncio.sleep(0.1)
+        return count
+
+    def publisher_for(self, all_events: bool) -> NchanPublisher:
+        if all_events:
+            return NchanPublisher(self.port, lambda item: "all")
+        return NchanPublisher(self.port, lambda item: "s-" + item.event.session_id)
+
+    def log_tail(self) -> str:
+        path = self.workdir / "error.log"
+        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+
+
+# ---------------------------------------------------------------------------
+# Phases
+
+
+@dataclass
+class Row:
+    peer: str
+    subs: int
+    filter: str
+    events: int = 0
+    deliveries: int = 0
+    received: int = 0
+    publish_s: float = 0.0
+    total_s: float = 0.0
+    complete: bool = False
+    server_cpu_s: float = 0.0
+    redis_cpu_s: float = 0.0
+    client_busy: float = 0.0  # client processes' CPU / (wall time x processes)
+    rss_kb: int = 0
+    hwm_kb: int = 0
+    lat_expected: int = 0
+    lat_received: int = 0
+    p50_ms: float = float("nan")
+    p99_ms: float = float("nan")
+    lat_cpu_s: float = 0.0
+    lat_wall_s: float = 0.0
+    lat_client_busy: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.received / self.total_s if self.total_s > 0 else 0.0
+
+    @property
+    def cpu_us(self) -> float:
+        return self.server_cpu_s * 1e6 / self.received if self.received else float("nan")
+
+    @property
+    def redis_us(self) -> float:
+        return self.redis_cpu_s * 1e6 / self.received if self.received else float("nan")
+
+
+@dataclass
+class Scenario:
+    subs: int
+    all_events: bool
+
+    @property
+    def label(self) -> str:
+        return "all" if self.all_events else "session"
+
+    @property
+    def sessions(self) -> list[str]:
+        return session_ids(max(1, self.subs // SUBS_PER_SESSION))
+
+    @property
+    def follows(self) -> list[str | None]:
+        sessions = self.sessions
+        return [None if self.all_events else sessions[i % len(sessions)]
+                for i in range(self.subs)]
+
+
+class Bench:
+    def __init__(self, plan: Plan, clients: Clients, redis: LocalRedis, feed: RedisFeed,
+                 status: StatusLine, profile_dir: Path | None = None) -> None:
+        self.plan = plan
+        self.clients = clients
+        self.redis = redis
+        self.feed = feed
+        self.status = status
+        self.profile_dir = profile_dir
+        self.profiles: list[Path] = []
+
+    def profile(self, peer: Peer, label: str) -> tuple[subprocess.Popen[bytes], Path] | None:
+        """Start ``py-spy record`` on callhub's process (with ``--py-spy DIR``)."""
+        if self.profile_dir is None or peer.name != "callhub":
+            return None
+        out = self.profile_dir / f"callhub-{label}.txt"
+        command = [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(peer.pid),
+                   "-r", "250", "--nonblocking", "-f", "raw", "-o", str(out),
+                   "-d", str(int(self.plan.deadline_s + self.plan.drain_s + 10))]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        time.sleep(0.3)  # py-spy attaches
+        return process, out
+
+    def end_profile(self, profiler: tuple[subprocess.Popen[bytes], Path] | None) -> None:
+        if profiler is None:
+            return
+        process, out = profiler
+        process.send_signal(signal.SIGINT)  # py-spy writes its output and exits
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if out.exists():
+            self.profiles.append(out)
+
+    @contextlib.asynccontextmanager
+    async def subscribed(self, peer: Peer, scenario: Scenario, row: Row, *, keep: int = 0
+                         ) -> AsyncIterator[None]:
+        """A fresh server with the scenario's subscribers connected and registered."""
+        await peer.prepare(scenario.sessions)
+        peer.start()
+        try:
+            paths = [peer.path(sid) for sid in scenario.follows]
+            try:
+                ok, errors = await self.clients.open(peer.port, paths, sep=peer.sep, keep=keep)
+                if ok < len(paths):
+                    raise BenchError(f"only {ok} of {len(paths)} subscribers connected: "
+                                     f"{dict(errors)}\n{peer.log_tail()}")
+                registered = await peer.wait_subscribed(len(paths), 20.0)
+                if registered < len(paths):
+                    raise BenchError(f"{registered} of {len(paths)} subscribers registered "
+                                     "after 20 s")
+                yield
+            finally:
+                report = await self.clients.close()
+                if report["over"]:
+                    row.problems.append(f"{report['over']} subscribers received more "
+                                        "events than were published (duplicates)")
+                if report["lost_early"]:
+                    row.problems.append(f"{report['lost_early']} streams were closed by "
+                                        "the server")
+        finally:
+            if peer.server is not None and not peer.server.running():
+                row.problems.append(f"the server exited: {peer.log_tail()[-500:]}")
+            peer.stop()
+
+    async def burst(self, peer: Peer, scenario: Scenario, row: Row) -> None:
+        feed = Feed(scenario.sessions)
+        n = self.plan.burst_all if scenario.all_events else self.plan.burst_session
+        items = feed.burst(n)
+        expected = expectations(items, scenario.sessions, scenario.follows)
+        row.events = n
+        row.deliveries = sum(expected)
+        keep = 2  # the first streams of each client process keep their bytes for checks
+        async with self.subscribed(peer, scenario, row, keep=keep):
+            publisher = peer.publisher_for(scenario.all_events)
+            if isinstance(publisher, NchanPublisher):
+                await publisher.open()
+            try:
+                await self.clients.arm(expected, latency=False)
+                profiler = self.profile(peer, f"{row.subs}-{row.filter}-burst")
+                cpu0, redis0, client0 = (cpu_seconds(peer.pid), cpu_seconds(self.redis.pid),
+                                         self.clients.cpu())
+                t0 = time.monotonic_ns()
+                await publisher.publish(items)
+                row.publish_s = (time.monotonic_ns() - t0) / 1e9
+                got = await self.clients.wait(t0 + int(self.plan.deadline_s * 1e9))
+                t1 = time.monotonic_ns()
+                row.server_cpu_s = cpu_seconds(peer.pid) - cpu0
+                row.redis_cpu_s = cpu_seconds(self.redis.pid) - redis0
+                row.rss_kb, row.hwm_kb = memory_kb(peer.pid), memory_kb(peer.pid, "VmHWM")
+                self.end_profile(profiler)
+            finally:
+                if isinstance(publisher, NchanPublisher):
+                    await publisher.close()
+            row.received = got.received
+            row.complete = got.incomplete == 0 and got.received == got.expected
+            end = got.last_done_ns if row.complete else t1
+            row.total_s = (end - t0) / 1e9
+            row.client_busy = (self.clients.cpu() - client0) / (
+                (t1 - t0) / 1e9 * len(self.clients.pids))
+            if not row.complete:
+                row.problems.append(
+                    f"burst: {got.incomplete} of {scenario.subs} subscribers incomplete at the "
+                    f"{self.plan.deadline_s:g} s deadline ({got.received:,} of "
+                    f"{got.expected:,} deliveries; {got.closed} streams closed)")
+            self.verify(row, items, scenario, got.kept)
+
+    def verify(self, row: Row, items: Sequence[Item], scenario: Scenario,
+               kept: dict[int, bytes]) -> None:
+        """The kept streams got exactly their events, in order, once each."""
+        follows = scenario.follows
+        for index, data in sorted(kept.items()):
+            want = [item.event.event_id.encode() for item in items
+                    if follows[index] is None or item.event.session_id == follows[index]]
+            have = EVENT_ID_RE.findall(data)
+            if have != want:
+                missing = len(set(want) - set(have))
+                dupes = len(have) - len(set(have))
+                row.problems.append(
+                    f"subscriber {index}: {len(have)} events, expected {len(want)} "
+                    f"({missing} missing, {dupes} duplicated, "
+                    f"{'in' if sorted(have) == have else 'OUT OF'} order)")
+
+    async def latency(self, peer: Peer, scenario: Scenario, row: Row) -> None:
+        feed = Feed(scenario.sessions)
+        total = int(self.plan.rate * self.plan.rate_seconds)
+        expected = expectations(total, scenario.sessions, scenario.follows)
+        row.lat_expected = sum(expected)
+        async with self.subscribed(peer, scenario, row):
+            publisher = peer.publisher_for(scenario.all_events)
+            if isinstance(publisher, NchanPublisher):
+                await publisher.open()
+            try:
+                await self.clients.arm(expected, latency=True)
+                profiler = self.profile(peer, f"{row.subs}-{row.filter}-latency")
+                cpu0, client0 = cpu_seconds(peer.pid), self.clients.cpu()
+                t0 = time.monotonic_ns()
+                start = time.monotonic()
+                for k in range(total):
+                    delay = start + k / self.plan.rate - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    await publisher.publish([feed.timed()])
+                got = await self.clients.wait(
+                    time.monotonic_ns() + int(self.plan.drain_s * 1e9))
+                t1 = time.monotonic_ns()
+                row.lat_cpu_s = cpu_seconds(peer.pid) - cpu0
+                row.lat_wall_s = ((got.last_done_ns or t1) - t0) / 1e9
+                row.lat_client_busy = (self.clients.cpu() - client0) / (
+                    (t1 - t0) / 1e9 * len(self.clients.pids))
+                self.end_profile(profiler)
+            finally:
+                if isinstance(publisher, NchanPublisher):
+                    await publisher.close()
+        row.lat_received = len(got.latencies)
+        missing = row.lat_expected - row.lat_received
+        if missing > 0:
+            row.problems.append(f"latency: {missing:,} of {row.lat_expected:,} deliveries "
+                                f"not in {self.plan.drain_s:g} s after the last publish")
+        values: list[float] = [v / 1e6 for v in got.latencies]
+        values.extend([float("inf")] * max(0, missing))
+        if values:
+            row.p50_ms = percentile(values, 0.50)
+            row.p99_ms = percentile(values, 0.99)
+
+    async def idle(self, peer: Peer, n: int) -> dict[str, Any]:
+        """RSS per idle subscriber: before and after opening ``n`` streams."""
+        result: dict[str, Any] = {"peer": peer.name, "n": n}
+        peer.start()
+        try:
+            path = peer.path(None)
+            # Warm-up: a few streams opened and closed, so lazy set-up is in "before".
+            await self.clients.open(peer.port, [path] * 10, sep=peer.sep)
+            await self.clients.close()
+            await asyncio.sleep(0.5)
+            before = memory_kb(peer.pid)
+            t0 = time.monotonic()
+            ok, errors = await self.clients.open(peer.port, [path] * n, sep=peer.sep,
+                                                 concurrency=256, timeout_s=90.0)
+            result["open_s"] = time.monotonic() - t0
+            result["registered"] = await peer.wait_subscribed(ok, 20.0)
+            await asyncio.sleep(2.0)  # let buffers and the allocator settle
+            after = memory_kb(peer.pid)
+            result["fds"] = open_fds(peer.pid)
+            report = await self.clients.close()
+            alive = report["open"]
+            result.update(ok=ok, alive=alive, errors=dict(errors), before_kb=before,
+                          after_kb=after,
+                          per_kb=(after - before) / alive if alive else float("nan"))
+            if alive < n:
+                result["log"] = _log_summary(peer.log_tail())
+        finally:
+            peer.stop()
+        return result
+
+    async def catch_up(self, peer: CallhubPeer) -> dict[str, Any]:
+        """A client away while ``plan.catch_up`` events are committed resumes with its cursor."""
+        sessions = session_ids(100)
+        feed = Feed(sessions)
+        await peer.prepare(sessions)
+        peer.start()
+        try:
+            path = peer.path(None)
+            ok, errors = await self.clients.open(peer.port, [path], sep=peer.sep, keep=1,
+                                                 expected=[1])
+            if ok != 1:
+                raise BenchError(f"catch-up: the client did not connect: {dict(errors)}")
+            await self.feed.publish(feed.burst(1))
+            got = await self.clients.wait(time.monotonic_ns() + 10**10)
+            await self.clients.close()
+            ids = re.findall(rb"\nid: ([^\n]+)\n", b"\n" + got.kept.get(0, b""))
+            if got.received != 1 or not ids:
+                raise BenchError("catch-up: the first event did not arrive")
+            cursor = ids[-1].decode()
+            items = feed.burst(self.plan.catch_up)
+            t0 = time.monotonic()
+            await self.feed.publish(items)
+            commit_s = time.monotonic() - t0
+            profiler = self.profile(peer, "catch-up")
+            cpu0 = cpu_seconds(peer.pid)
+            t0_ns = time.monotonic_ns()
+            ok, errors = await self.clients.open(
+                peer.port, [path], sep=peer.sep, keep=1, headers=f"Last-Event-ID: {cursor}\r\n",
+                expected=[len(items)])
+            got = await self.clients.wait(t0_ns + 60 * 10**9)
+            cpu = cpu_seconds(peer.pid) - cpu0
+            self.end_profile(profiler)
+            await self.clients.close()
+            seconds = ((got.last_done_ns or time.monotonic_ns()) - t0_ns) / 1e9
+            have = EVENT_ID_RE.findall(got.kept.get(0, b""))
+            want = [item.event.event_id.encode() for item in items]
+            return {"events": len(items), "received": got.received, "seconds": seconds,
+                    "rate": got.received / seconds if seconds else 0.0, "commit_s": commit_s,
+                    "cpu_us": cpu * 1e6 / got.received if got.received else float("nan"),
+                    "exact": have == want, "mb": len(got.kept.get(0, b"")) / 1e6}
+        finally:
+            peer.stop()
+
+
+def _log_summary(log: str) -> str:
+    """The distinct exceptions in a server log, most frequent first."""
+    lines: Counter[str] = Counter()
+    for line in log.splitlines():
+        match = re.search(r"\b\w*(?:Error|Exception)\b: .*", line)
+        if match:
+            lines[match.group(0)[:160]] += 1
+    return "; ".join(f"{text} (x{count})" for text, count in lines.most_common(3))
+
+
+# ---------------------------------------------------------------------------
+# Report
+
+
+def _ms(value: float) -> str:
+    if value != value:  # nan
+        return "-"
+    return ">drain" if value == float("inf") else f"{value:.1f}"
+
+
+def report(plan: Plan, rows: list[Row], idle: list[dict[str, Any]],
+           catch_up: dict[str, Any] | None, nofile: int) -> None:
+    print()
+    print(f"Fan-out: {os.cpu_count()} CPUs; servers on 127.0.0.1; {CLIENT_PROCESSES} client "
+          f"processes (raw asyncio); events ~{EVENT_BYTES} B of JSON; open-files limit {nofile:,}")
+    print("nchan: nginx, 1 worker process, memory mode (no Redis); callhub: 1 process; "
+          "naive: 1 uvicorn process (sse-starlette)")
+    print(f"burst: {plan.burst_all:,} events (all) / {plan.burst_session:,} events (session, "
+          f"{SUBS_PER_SESSION} subscribers per session), deadline {plan.deadline_s:g} s; "
+          f"latency: {plan.rate} events/s for {plan.rate_seconds:g} s, "
+          f"drain {plan.drain_s:g} s\n")
+    print("Burst: the events published as fast as the publisher can")
+    head = (f"{'peer':<8} {'subs':>5} {'filter':<8} {'events':>7} {'deliveries':>10} "
+            f"{'deliv/s':>10} {'publish s':>9} {'total s':>8} {'CPU us/dlv':>10} "
+            f"{'redis us':>8} {'RSS MB':>7} {'peak MB':>7} {'client':>6}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        rate = f"{r.rate:,.0f}" + ("" if r.complete else "*")
+        print(f"{r.peer:<8} {r.subs:>5} {r.filter:<8} {r.events:>7,} {r.deliveries:>10,} "
+              f"{rate:>10} {r.publish_s:>9.2f} {r.total_s:>8.2f} {r.cpu_us:>10.2f} "
+              f"{r.redis_us:>8.2f} {r.rss_kb / 1024:>7.1f} {r.hwm_kb / 1024:>7.1f} "
+              f"{r.client_busy:>6.0%}")
+    print("(deliv/s: deliveries received / time from the first publish until all were in; "
+          "* = not all in by the deadline:\n the rate over the deadline. CPU us/dlv: the "
+          "server process's user+sys CPU during the burst per delivery; redis us: "
+          "redis-server's.\n client: the client processes' CPU share, near 100% would be "
+          "client-bound. RSS after the burst; peak: VmHWM)")
+    print(f"\nSteady rate: {plan.rate} events/s for {plan.rate_seconds:g} s; publish -> "
+          "receive latency per delivery")
+    head = (f"{'peer':<8} {'subs':>5} {'filter':<8} {'deliveries':>10} {'received':>10} "
+            f"{'p50 ms':>7} {'p99 ms':>7} {'server CPU':>10} {'CPU us/dlv':>10} {'client':>6}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        busy = r.lat_cpu_s / r.lat_wall_s if r.lat_wall_s else float("nan")
+        per = r.lat_cpu_s * 1e6 / r.lat_received if r.lat_received else float("nan")
+        print(f"{r.peer:<8} {r.subs:>5} {r.filter:<8} {r.lat_expected:>10,} "
+              f"{r.lat_received:>10,} {_ms(r.p50_ms):>7} {_ms(r.p99_ms):>7} {busy:>10.0%} "
+              f"{per:>10.2f} {r.lat_client_busy:>6.0%}")
+    print(f"(deliveries not received {plan.drain_s:g} s after the last publish count as "
+          "infinitely late (>drain). server CPU: share of one core from the first publish "
+          "until all were in)")
+    problems = [(r, p) for r in rows for p in r.problems]
+    if problems:
+        print("\nproblems seen:")
+        for r, p in problems:
+            print(f"  {r.peer} {r.subs} {r.filter}: {p}")
+
+    if idle:
+        print("\nIdle subscribers: server RSS before and after opening them (all-events "
+              "streams, 2 s settle)")
+        print(f"{'peer':<8} {'asked':>7} {'open':>7} {'open s':>7} {'server fds':>10} "
+              f"{'RSS before MB':>13} {'RSS after MB':>12} {'KB/subscriber':>13}")
+        for one in idle:
+            per = one.get("per_kb", float("nan"))
+            print(f"{one['peer']:<8} {one['n']:>7,} {one.get('alive', 0):>7,} "
+                  f"{one.get('open_s', 0):>7.1f} {one.get('fds', 0):>10,} "
+                  f"{one.get('before_kb', 0) / 1024:>13.1f} "
+                  f"{one.get('after_kb', 0) / 1024:>12.1f} {per:>13.1f}")
+            if one.get("errors"):
+                print(f"         client errors: {one['errors']}")
+            if one.get("log"):
+                print(f"         server log: {one['log']}")
+        print(f"(KB/subscriber over the streams still open; every process may hold "
+              f"{nofile:,} open files, the hard limit here)")
+
+    if catch_up:
+        c = catch_up
+        print(f"\nCatch-up (callhub): {c['events']:,} events committed in {c['commit_s']:.1f} s "
+              f"while the client was away; resumed with Last-Event-ID: {c['received']:,} "
+              f"events in {c['seconds']:.2f} s = {c['rate']:,.0f} events/s "
+              f"({c['mb'] / c['seconds'] if c['seconds'] else 0:.0f} MB/s), "
+              f"server CPU {c['cpu_us']:.1f} us/event; exact sequence: "
+              f"{'yes' if c['exact'] else 'NO'}")
+
+    print("\nTargets (at the largest subscriber count):")
+    top = max(plan.subscriber_counts)
+    for label in ("all", "session"):
+        by = {r.peer: r for r in rows if r.subs == top and r.filter == label}
+        hub = by.get("callhub")
+        if hub is None:
+            continue
+        for peer, target in (("nchan", TARGET_VS_NCHAN), ("naive", TARGET_VS_NAIVE)):
+            other = by.get(peer)
+            if other is None or not other.rate:
+                continue
+            ratio = hub.rate / other.rate
+            note = "" if other.complete else (
+                f" ({peer} missed the deadline: its rate is what it delivered by then)")
+            print(f"  callhub / {peer} deliveries/s, {top} subs, {label}: {ratio:.2f} "
+                  f"({'meets' if ratio >= target else 'BELOW'} >= {target:g}){note}")
+        verdict = "meets" if hub.p99_ms < TARGET_P99_MS else "MISSES"
+        print(f"  callhub p99, {top} subs, {label}: {_ms(hub.p99_ms)} ms "
+              f"({verdict} < {TARGET_P99_MS:g} ms)")
+    for one in idle:
+        if one["peer"] == "callhub":
+            per = one.get("per_kb", float("nan"))
+            verdict = "meets" if per < TARGET_IDLE_KB else "MISSES"
+            print(f"  callhub per idle subscriber at {one['n']:,}: {per:.1f} KB "
+                  f"({verdict} < {TARGET_IDLE_KB:g} KB)")
+
+
+# ---------------------------------------------------------------------------
+# Main
+
+
+def summarize_profile(path: Path, top: int = 12) -> list[str]:
+    """The hottest frames of a py-spy raw (collapsed) profile: by own time, and the
+    share of samples under each frame of hub/ (inclusive)."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")[1:]]  # no thread
+        if not frames:
+            continue
+        total += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            if "hub/" in frame or "workers/" in frame:
+                inclusive[frame] += count
+    if not total:
+        return ["(no samples)"]
+    lines = [f"{total:,} samples; own time:"]
+    lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
+    lines.append("inclusive time, hub/ frames:")
+    lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top)]
+    return lines
+
+
+async def run(plan: Plan, redis: LocalRedis, clients: Clients, nchan_dir: Path | None,
+              status: StatusLine, args: argparse.Namespace) -> int:
+    feed = RedisFeed(redis.url)
+    profile_dir = Path(args.py_spy) if args.py_spy else None
+    if profile_dir is not None:
+        profile_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        bench = Bench(plan, clients, redis, feed, status, profile_dir)
+        peers: list[Peer] = [CallhubPeer(redis.url, feed)]
+        if nchan_dir is not None:
+            peers.append(NchanPeer(redis.url, nchan_dir))
+        peers.append(NaivePeer(redis.url, feed))
+        peers = [peer for peer in peers if peer.name in args.peers]
+        rows: list[Row] = []
+        for subs in plan.subscriber_counts:
+            for all_events in (True, False):
+                scenario = Scenario(subs, all_events)
+                for peer in peers:
+                    row = Row(peer.name, subs, scenario.label)
+                    status.update(f"{peer.name}: {subs} subscribers, {scenario.label}: "
+                                  "latency ...", force=True)
+                    try:
+                        await bench.latency(peer, scenario, row)
+                    except BenchError as error:
+                        row.problems.append(f"latency phase failed: {error}")
+                    status.update(f"{peer.name}: {subs} subscribers, {scenario.label}: "
+                                  "burst ...", force=True)
+                    try:
+                        await bench.burst(peer, scenario, row)
+                    except BenchError as error:
+                        row.problems.append(f"burst phase failed: {error}")
+                    rows.append(row)
+        idle: list[dict[str, Any]] = []
+        if not args.no_idle:
+            for peer in peers:
+                status.update(f"{peer.name}: {plan.idle:,} idle subscribers ...", force=True)
+                await feed.client.flushdb()
+                idle.append(await bench.idle(peer, plan.idle))
+        catch_up = None
+        if "callhub" in args.peers and not args.no_catch_up:
+            status.update("callhub: catch-up ...", force=True)
+            catch_up = await bench.catch_up(CallhubPeer(redis.url, feed))
+        status.clear()
+    finally:
+        await feed.close()
+    report(plan, rows, idle, catch_up, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    for path in bench.profiles:
+        print(f"\npy-spy profile of callhub, {path.name} ({path}):")
+        print("\n".join(summarize_profile(path)))
+    return 0
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM: unwind through the finally blocks that stop every server."""
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="a small smoke run (< 60 s)")
+    parser.add_argument("--peers", default="callhub,nchan,naive",
+                        help="which peers to run, comma-separated (default: all three)")
+    parser.add_argument("--subs", help="subscriber counts, comma-separated (default 100,1000)")
+    parser.add_argument("--no-idle", action="store_true", help="skip the idle-memory phase")
+    parser.add_argument("--no-catch-up", action="store_true", help="skip the catch-up phase")
+    parser.add_argument("--py-spy", metavar="DIR",
+                        help="record callhub's CPU profile (py-spy, raw) per phase into DIR "
+                        "and print the hottest frames (adds some overhead)")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    args.peers = {name.strip() for name in args.peers.split(",") if name.strip()}
+    if not args.peers <= {"callhub", "nchan", "naive"}:
+        parser.error(f"unknown peers: {sorted(args.peers - {'callhub', 'nchan', 'naive'})}")
+    if args.subs:
+        try:
+            counts = tuple(int(n) for n in args.subs.split(","))
+        except ValueError:
+            parser.error("--subs takes numbers, e.g. 100,1000")
+        plan = dataclasses.replace(plan, subscriber_counts=counts)
+    redis_server = shutil.which("redis-server")
+    if redis_server is None:
+        print("fanout: redis-server is not on PATH", file=sys.stderr)
+        return 2
+    nofile = raise_nofile()
+    need = plan.idle + 200
+    if nofile < need:
+        print(f"fanout: the open-files hard limit is {nofile}, {need} are needed per process",
+              file=sys.stderr)
+        return 2
+    has_nchan = shutil.which("nginx") is not None and Path(NCHAN_MODULE).exists()
+    if not has_nchan:
+        print("fanout: nginx or libnginx-mod-nchan is missing: no nchan peer "
+              "(apt-get install nginx libnginx-mod-nchan)", file=sys.stderr)
+    signal.signal(signal.SIGTERM, _terminate)
+    status = StatusLine(sys.stderr)
+    clients = Clients()  # forked before any event loop or connection exists
+    # maxclients: the naive app holds one Redis connection per open stream.
+    local = LocalRedis(redis_server, ["--maxclients", str(max(10_000, nofile - 1000))])
+    workdir = tempfile.TemporaryDirectory(prefix="fanout-nchan-")
+    try:
+        os.chmod(workdir.name, 0o755)  # nginx workers run as nobody
+        local.start()
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            try:
+                return runner.run(run(plan, local, clients,
+                                      Path(workdir.name) if has_nchan else None, status,
+                                      args))
+            finally:
+                runner.run(clients.stop())
+    except BenchError as error:
+        status.clear()
+        print(f"fanout: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    finally:
+        local.stop()
+        workdir.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
