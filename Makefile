@@ -7,7 +7,7 @@ VENV ?= .venv
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system test lint bench-ingest bench-read-api
+.PHONY: setup system test lint bench-ingest bench-read-api bench-fanout
 
 setup: system $(VENV)/.installed
 
@@ -37,3 +37,9 @@ bench-read-api: setup
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk; }
 	$(VENV)/bin/python -m bench.read_api
+
+bench-fanout: setup
+	@command -v nginx >/dev/null && [ -e /usr/share/nginx/modules-available/mod-nchan.conf ] \
+	  || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install \
+	    -y -qq nginx libnginx-mod-nchan; }
+	$(VENV)/bin/python -m bench.fanout
