@@ -156,11 +156,11 @@ async def active_calls(
             keys.call(f.session_id.decode()), "status", "dialog_name"
         )
         status, dialog = fields
-        if status is None or status == b"terminated" or not _visible(f, dialog or b""):
+        if status is None or status == b"terminated" or not f.sees_dialog(dialog or b""):
             return []
         return [f.session_id.decode()]
     if f.dialog_name:
-        dialogs = [f.dialog_name] if f.scope is None or f.dialog_name in f.scope else []
+        dialogs = [f.dialog_name] if f.sees_dialog(f.dialog_name) else []
         indexes = [keys.active_dialog(s, d.decode()) for s in range(keys.shards) for d in dialogs]
     elif f.scope is not None:
         indexes = [keys.active_dialog(s, d.decode()) for s in range(keys.shards)
@@ -171,10 +171,6 @@ async def active_calls(
     for index in indexes:
         pipe.zrange(index, 0, -1)
     return [member.decode() for members in await pipe.execute() for member in members]
-
-
-def _visible(f: StreamFilter, dialog: bytes) -> bool:
-    return (not f.dialog_name or dialog == f.dialog_name) and (f.scope is None or dialog in f.scope)
 
 
 async def replay_history(

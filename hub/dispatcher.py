@@ -51,9 +51,13 @@ class StreamFilter:
         return (
             (self.event_types is None or event_type in self.event_types)
             and (not self.session_id or session_id == self.session_id)
-            and (not self.dialog_name or dialog == self.dialog_name)
-            and (self.scope is None or dialog in self.scope)
+            and self.sees_dialog(dialog)
         )
+
+    def sees_dialog(self, dialog: bytes) -> bool:
+        """Whether events of ``dialog`` pass the dialog filter and the key's scope."""
+        return (not self.dialog_name or dialog == self.dialog_name) and (
+            self.scope is None or dialog in self.scope)
 
     def key(self) -> tuple[object, ...]:
         """Equal for filters that match the same events (they share one group)."""
