@@ -28,6 +28,7 @@ from starlette.routing import Route
 from hub import access_log
 from hub.auth import ApiKeys
 from hub.calls import CallStore, decode_page_token
+from hub.dashboard import dashboard
 from hub.dispatcher import Dispatcher
 from hub.errors import REDIS_ERRORS, ApiError, BadParameter, error_response, json_error
 from hub.event_stream import open_event_stream
@@ -129,6 +130,7 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False) -> S
             await client.aclose()
 
     routes = [
+        Route("/", dashboard),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/openapi.json", openapi),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -65,7 +66,24 @@ def build_parser() -> argparse.ArgumentParser:
     hash_key.add_argument("key", nargs="?", help="an existing key (default: make a new one)")
     hash_key.add_argument("--name", default="my-key", help="the key's name in the file")
     hash_key.add_argument("--dialogs", default="", help="comma-separated dialogs it may see")
+
+    for name, module in COMMAND_MODULES.items():
+        command = importlib.import_module(module)
+        sub = commands.add_parser(name, help=command.HELP, description=command.DESCRIPTION)
+        command.add_arguments(sub)
+        if getattr(command, "REDIS_OPTIONS", True):
+            _redis_options(sub)
     return parser
+
+
+# Commands that live in their own module: each defines HELP, DESCRIPTION,
+# ``add_arguments(parser)`` and ``run(args, settings) -> int`` (its exit status),
+# and keeps its module-level imports light (the parser imports every one).
+COMMAND_MODULES = {
+    "worker": "workers.worker_command",
+    "demo": "hub.demo_command",
+    "tail": "hub.tail_command",
+}
 
 
 def _port(text: str) -> int:
@@ -101,7 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings(
-            os.environ, redis_url=args.redis_url, shards=args.shards, prefix=args.prefix
+            os.environ,
+            redis_url=getattr(args, "redis_url", None),
+            shards=getattr(args, "shards", None),
+            prefix=getattr(args, "prefix", None),
         )
     except SettingsError as error:
         parser.exit(2, f"callhub: error: {error}\n")
@@ -122,6 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(parser, args, settings)
     if args.command == "hash-key":
         return _hash_key(args)
+    if args.command in COMMAND_MODULES:
+        status: int = importlib.import_module(COMMAND_MODULES[args.command]).run(args, settings)
+        return status
     parser.error(f"unknown command {args.command}")  # pragma: no cover
 
 
