@@ -36,6 +36,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     call_retention_ms: int = 3_600_000
     # A worker's lease on a call; the reaper ends calls whose lease expired.
     lease_ms: int = 30_000
+    # The longest a call may last; the reaper ends longer ones with reason timeout.
+    max_call_ms: int = 4 * 3_600_000
     # Event streams: heartbeat on idle streams, the longest a write to a client
     # may take, and the most a subscriber may have buffered before it is cut off.
     ping_interval_ms: int = 15_000
@@ -115,6 +117,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CALLHUB_LOG_RETENTION": ("log_retention_ms", parse_duration_ms),
     "CALLHUB_CALL_RETENTION": ("call_retention_ms", parse_duration_ms),
     "CALLHUB_LEASE": ("lease_ms", parse_duration_ms),
+    "CALLHUB_MAX_CALL_DURATION": ("max_call_ms", parse_duration_ms),
     "CALLHUB_PING_INTERVAL": ("ping_interval_ms", parse_duration_ms),
     "CALLHUB_WRITE_TIMEOUT": ("write_timeout_ms", parse_duration_ms),
     "CALLHUB_SUBSCRIBER_BUFFER": ("subscriber_buffer_bytes", parse_bytes),
@@ -142,6 +145,7 @@ def load_settings(environ: Mapping[str, str], **overrides: str | None) -> Settin
         raise TypeError(f"unknown settings: {sorted(overrides)}")
     settings = Settings(**values)
     for variable, value in (("CALLHUB_LEASE", settings.lease_ms),
+                            ("CALLHUB_MAX_CALL_DURATION", settings.max_call_ms),
                             ("CALLHUB_PING_INTERVAL", settings.ping_interval_ms),
                             ("CALLHUB_WRITE_TIMEOUT", settings.write_timeout_ms)):
         if value <= 0:
