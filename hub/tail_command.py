@@ -41,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--include-history", action="store_true",
                         help="first replay the stored events of the matching active calls")
     parser.add_argument("--last-event-id", default="", metavar="CURSOR",
-                        help="start after this stream cursor (an id: the stream sent, or a Get Call cursor)")
+                        help="start after this stream cursor (an id: the stream sent, "
+                        "or a Get Call cursor)")
     parser.add_argument("--api-key", help="API key (env CALLHUB_API_KEY); sent as a Bearer token")
     parser.add_argument("--json", action="store_true",
                         help="print each event's JSON exactly as received, one per line")
