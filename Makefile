@@ -13,9 +13,11 @@ setup: system $(VENV)/.installed
 
 system:
 	@command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null && \
-	  command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  command -v chromium >/dev/null && command -v chromedriver >/dev/null && \
+	  command -v nginx >/dev/null && command -v docker-compose >/dev/null || \
 	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install \
-	    -y -qq --no-install-recommends redis-server redis-tools chromium chromium-driver; }
+	    -y -qq --no-install-recommends redis-server redis-tools chromium chromium-driver \
+	    nginx docker-compose; }
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
