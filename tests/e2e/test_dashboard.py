@@ -1,0 +1,514 @@
+"""The dashboard at ``/`` in a real headless Chromium, against a `callhub serve`
+process, a real redis-server and a stream of realistic calls committed by
+``CallPublisher`` in the background while the page watches.
+
+The screenshot of the last state goes to ``tests/artifacts/dashboard.png``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+import redis.asyncio as aioredis
+from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from hub.events import (
+    ActionExecuted,
+    CallStarted,
+    CallTerminated,
+    DtmfReceived,
+    Event,
+    HookResult,
+    Segment,
+    SpeechFinal,
+    SpeechPartial,
+    StateTransition,
+    TtsCompleted,
+    TtsStarted,
+)
+from hub.settings import Settings
+from tests.conftest import HubProcess, free_port, start_hub
+from tests.e2e.conftest import script_errors
+from workers.publisher import CallPublisher
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+API_KEY = "chk_dashboard-test-key"
+
+# ---------------------------------------------------------------------------
+# The traffic: calls that talk, press keys, call hooks and hang up.
+
+Step = tuple[type[Event], dict[str, Any]]
+
+CONVERSATIONS = {
+    "helpdesk": {
+        "number": "+18001234567",
+        "greeting": "Welcome to the help desk. How can I help you today?",
+        "first": "I need a password reset",
+        "intent": "password_reset",
+        "second": "yes please send the link",
+    },
+    "billing": {
+        "number": "+18005550100",
+        "greeting": "Billing, how can I help?",
+        # markup and quotes in event text must reach the page as text, not HTML
+        "first": 'my invoice says <b>$0</b> & "paid"',
+        "intent": "invoice_question",
+        "second": "no that is all thanks",
+    },
+}
+NAMES = ("Jane", "Ravi", "Ana", "Tom")
+
+
+def speech(text: str, rng: random.Random) -> list[Step]:
+    words = text.split()
+    steps: list[Step] = [
+        (SpeechPartial, {"transcript": " ".join(words[:n]), "confidence": 0.6,
+                         "language": "en", "duration_ms": 200 * n})
+        for n in range(1, len(words), 2)
+    ]
+    segments = [Segment(text=w, start_ms=300 * i, end_ms=300 * i + 250,
+                        confidence=round(rng.uniform(0.85, 0.99), 2))
+                for i, w in enumerate(words)]
+    steps.append((SpeechFinal, {"transcript": text, "confidence": round(rng.uniform(0.88, 0.97), 2),
+                                "language": "en", "duration_ms": 300 * len(words),
+                                "segments": segments}))
+    return steps
+
+
+def prompt(utterance: str, text: str, state: str) -> list[Step]:
+    return [(TtsStarted, {"utterance_id": utterance, "text": text, "voice": "en-US-1",
+                          "state": state}),
+            (TtsCompleted, {"utterance_id": utterance, "duration_ms": 40 * len(text)})]
+
+
+def scenario(dialog: str, rng: random.Random) -> list[Step]:
+    talk = CONVERSATIONS[dialog]
+    name = rng.choice(NAMES)
+
+    def move(a: str, b: str, trigger: str) -> Step:
+        return (StateTransition, {"from_state": a, "to_state": b, "trigger_event": trigger,
+                                  "dialog_name": dialog})
+
+    steps: list[Step] = [
+        (CallStarted, {"caller_id": f"+1555{rng.randrange(10**7):07d}",
+                       "called_number": talk["number"], "dialog_name": dialog,
+                       "sip_headers": {"X-Tenant": "acme"}}),
+        move("start", "greeting", "call_started"),
+        *prompt("u1", talk["greeting"], "greeting"),
+        *speech(talk["first"], rng),
+        move("greeting", "collect_info", "speech_final"),
+        (ActionExecuted, {"action": "set_variable", "state": "collect_info",
+                          "variables": {"intent": talk["intent"]}}),
+        *prompt("u2", "Please key in your account number.", "collect_info"),
+        *[(DtmfReceived, {"digit": d, "duration_ms": 110}) for d in f"{rng.randrange(10**4):04d}"],
+        (HookResult, {"hook_name": "lookup_account", "state": "collect_info", "status_code": 200,
+                      "duration_ms": rng.randrange(40, 160), "variables": {"customer_name": name}}),
+    ]
+    if dialog == "billing":
+        steps += [(ActionExecuted, {"action": "hold", "state": "collect_info"}),
+                  (ActionExecuted, {"action": "resume", "state": "collect_info"})]
+    steps += [
+        *prompt("u3", f"Thanks {name}. Anything else?", "collect_info"),
+        *speech(talk["second"], rng),
+        move("collect_info", "goodbye", "speech_final"),
+        *prompt("u4", "Goodbye!", "goodbye"),
+        (CallTerminated, {"reason": "normal", "duration_seconds": 4, "state_transitions": 3,
+                          "final_state": "goodbye"}),
+    ]
+    return steps
+
+
+@dataclass
+class Traffic:
+    """Calls committed with CallPublisher from a thread with its own event loop.
+
+    ``lines`` concurrent callers each place one call after another, alternating
+    dialogs; every committed event is remembered per session for the checks.
+    """
+
+    redis_url: str
+    lines: int = 4
+    gap_s: tuple[float, float] = (0.06, 0.14)
+    log_retention_ms: int = Settings().log_retention_ms
+    committed: dict[str, list[Event]] = field(default_factory=dict)
+    dialog_of: dict[str, str] = field(default_factory=dict)
+    ended: set[str] = field(default_factory=set)
+    end_entry: dict[str, str] = field(default_factory=dict)  # the log entry of each call's end
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="traffic", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._error is not None:
+            raise AssertionError(f"the traffic generator failed: {self._error!r}")
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as error:  # surfaced by stop()
+            self._error = error
+
+    async def _main(self) -> None:
+        client = aioredis.Redis.from_url(self.redis_url)
+        settings = Settings(redis_url=self.redis_url, log_retention_ms=self.log_retention_ms)
+        publisher = CallPublisher(client, settings)
+        run = uuid.uuid4().hex[:6]
+        try:
+            await asyncio.gather(*(self._line(publisher, run, n) for n in range(self.lines)))
+        finally:
+            await client.aclose()
+
+    async def _line(self, publisher: CallPublisher, run: str, line: int) -> None:
+        rng = random.Random(f"{run}-{line}")
+        number = 0
+        while not self._stop.is_set():
+            number += 1
+            dialog = ("helpdesk", "billing")[(line + number) % 2]
+            session_id = f"{dialog[:4]}-{run}-{line}{number:03d}"
+            with self._lock:
+                self.dialog_of[session_id] = dialog
+                self.committed[session_id] = []
+            for seq, (kind, fields) in enumerate(scenario(dialog, rng), start=1):
+                if self._stop.is_set():
+                    return
+                event = kind(event_id=f"evt-{uuid.uuid4().hex[:16]}", session_id=session_id,
+                             timestamp=datetime.now(UTC), seq=seq, **fields)
+                outcome = await publisher.commit(event)
+                assert outcome.status == "committed", outcome
+                with self._lock:
+                    self.committed[session_id].append(event)
+                    if isinstance(event, CallTerminated):
+                        self.ended.add(session_id)
+                        self.end_entry[session_id] = str(outcome.entry_id)
+                await asyncio.sleep(rng.uniform(*self.gap_s))
+
+    # -- what the checks read ------------------------------------------------
+
+    def active(self) -> set[str]:
+        with self._lock:
+            return {s for s, events in self.committed.items() if events and s not in self.ended}
+
+    def events_of(self, session_id: str) -> list[Event]:
+        with self._lock:
+            return list(self.committed.get(session_id, []))
+
+    def sessions_of(self, dialog: str) -> set[str]:
+        with self._lock:
+            return {s for s, d in self.dialog_of.items() if d == dialog}
+
+    def is_ended(self, session_id: str) -> bool:
+        with self._lock:
+            return session_id in self.ended
+
+
+@contextlib.contextmanager
+def traffic(redis_url: str, **options: Any) -> Iterator[Traffic]:
+    source = Traffic(redis_url, **options)
+    source.start()
+    try:
+        yield source
+    finally:
+        source.stop()
+
+
+def serve_on(redis_url: str, port: int, env: dict[str, str] | None = None) -> HubProcess:
+    """`callhub serve` on a port of our choosing (a restart must come back on it)."""
+    url = f"http://127.0.0.1:{port}"
+    # start_hub picks its own port; a second --port wins (argparse keeps the last one).
+    hub = start_hub(redis_url, "--port", str(port), env=env,
+                    ready=lambda _: httpx.get(f"{url}/healthz", timeout=1).status_code == 200)
+    hub.url = url
+    return hub
+
+
+# ---------------------------------------------------------------------------
+# Reading the page (one script call per read, so no element goes stale mid-read)
+
+
+def wait(driver: WebDriver, condition: Callable[[WebDriver], Any], what: str,
+         timeout: float = 15) -> Any:
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(
+        condition, f"timed out after {timeout}s waiting for {what}")
+
+
+def js(driver: WebDriver, script: str, *args: Any) -> Any:
+    return driver.execute_script(script, *args)  # type: ignore[no-untyped-call]
+
+
+def connection_state(driver: WebDriver) -> str:
+    return str(js(driver, "return document.getElementById('connection-state').dataset.state"))
+
+
+def rows(driver: WebDriver) -> list[dict[str, str]]:
+    result: list[dict[str, str]] = js(driver, """
+        return [...document.querySelectorAll('#calls-body tr')].map(r => ({
+          session_id: r.dataset.sessionId, dialog: r.dataset.dialog, status: r.dataset.status,
+          state: r.cells[2].textContent, duration: r.cells[4].textContent}));""")
+    return result
+
+
+def transcript(driver: WebDriver) -> list[tuple[str, str]]:
+    lines: list[list[str]] = js(driver, """
+        return [...document.querySelectorAll('#transcript .line')].map(l =>
+          [l.dataset.kind, l.querySelector('.text').textContent]);""")
+    return [(kind, text) for kind, text in lines]
+
+
+def state_path(driver: WebDriver) -> list[str]:
+    return list(js(driver, "return [...document.querySelectorAll('#state-path li')]"
+                           ".map(li => li.dataset.state)"))
+
+
+def feed_rows(driver: WebDriver) -> list[dict[str, str]]:
+    result: list[dict[str, str]] = js(driver, """
+        return [...document.querySelectorAll('#feed .row:not(.control)')].map(r => ({
+          type: r.dataset.type, session_id: r.dataset.sessionId, dialog: r.dataset.dialog}));""")
+    return result
+
+
+def click(driver: WebDriver, css: str) -> None:
+    driver.find_element(By.CSS_SELECTOR, css).click()
+
+
+def expected_transcript(events: list[Event]) -> list[tuple[str, str]]:
+    """What the page shows once a call is over: finals (partials replaced), prompts, keys."""
+    lines: list[tuple[str, str]] = []
+    for event in events:
+        if isinstance(event, SpeechFinal):
+            lines.append(("final", event.transcript))
+        elif isinstance(event, TtsStarted):
+            lines.append(("tts", event.text))
+        elif isinstance(event, DtmfReceived):
+            lines.append(("dtmf", f"pressed {event.digit}"))
+    return lines
+
+
+def expected_path(events: list[Event]) -> list[str]:
+    moves = [e for e in events if isinstance(e, StateTransition)]
+    return [moves[0].from_state, *(m.to_state for m in moves)] if moves else []
+
+
+def follow_to_the_end(driver: WebDriver, source: Traffic, session_id: str,
+                      timeout: float = 20) -> None:
+    """The selected call's transcript and state path, once it ended, are exactly its events."""
+    wait(driver, lambda d: source.is_ended(session_id), f"{session_id} to end", timeout)
+    events = source.events_of(session_id)
+    want = expected_transcript(events)
+
+    def complete(d: WebDriver) -> bool:
+        shown = [(k, t) for k, t in transcript(d) if k in ("final", "tts", "dtmf", "partial")]
+        return shown == want and state_path(d) == expected_path(events)
+
+    try:
+        wait(driver, complete, f"the transcript of {session_id}", timeout)
+    except Exception:
+        print("shown:", transcript(driver), state_path(driver))
+        print("want: ", want, expected_path(events))
+        raise
+
+
+def save_screenshot(driver: WebDriver) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / "dashboard.png"
+    driver.save_screenshot(str(path))
+    print(f"dashboard screenshot: {path}")
+    return path
+
+
+# ---------------------------------------------------------------------------
+
+
+def test_dashboard_follows_live_calls(browser: WebDriver, redis_url: str) -> None:
+    port = free_port()
+    hub = serve_on(redis_url, port)
+    try:
+        with traffic(redis_url) as source:
+            wait(browser, lambda d: len(source.active()) >= 3, "the first calls")
+            browser.get(f"{hub.url}/")
+            assert browser.title == "callhub"
+            wait(browser, lambda d: connection_state(d) == "live", "the stream to be live")
+
+            # The active list: the calls that are running, with dialog, state, duration.
+            wait(browser, lambda d: len([r for r in rows(d) if r["status"] != "terminated"]) >= 3,
+                 "active calls in the list")
+            wait(browser, lambda d: {r["session_id"] for r in rows(d)
+                                     if r["status"] != "terminated"} == source.active(),
+                 "the list to hold exactly the active calls")
+            for row in rows(browser):
+                assert row["dialog"] == source.dialog_of[row["session_id"]]
+                assert re.fullmatch(r"\d+:\d\d", row["duration"]), row
+
+            # Select a billing call: its transcript, prompts and state path follow it live;
+            # its text (with markup in it) arrives as text.
+            def newest_billing(d: WebDriver) -> str | None:
+                return next((r["session_id"] for r in rows(d) if r["dialog"] == "billing"
+                             and r["status"] != "terminated"
+                             and not source.is_ended(r["session_id"])), None)
+
+            chosen = wait(browser, newest_billing, "an active billing call")
+            click(browser, f'#calls-body tr[data-session-id="{chosen}"]')
+            assert js(browser, "return document.getElementById('call-panel')"
+                               ".dataset.sessionId") == chosen
+            follow_to_the_end(browser, source, chosen)
+            finals = [t for k, t in transcript(browser) if k == "final"]
+            assert CONVERSATIONS["billing"]["first"] in finals, finals
+            assert js(browser, "return document.querySelectorAll('#transcript b').length") == 0
+
+            # The feed's filters reconnect its stream with the spec's query parameters.
+            click(browser, "#types-none")
+            click(browser, "#type-dtmf_received")
+            click(browser, "#feed-apply")
+            wait(browser, lambda d: len(feed_rows(d)) >= 6, "DTMF events in the feed")
+            ids = js(browser, "return [...document.querySelectorAll('#feed .row')]"
+                              ".map(r => r.dataset.eventId)")
+            assert len(ids) == len(set(ids)), "an event shown twice in the feed"
+            assert {r["type"] for r in feed_rows(browser)} == {"dtmf_received"}
+            url = js(browser, "return document.getElementById('feed').dataset.url")
+            assert "event_types=dtmf_received" in url and "include_history=true" in url, url
+
+            click(browser, "#types-all")
+            browser.find_element(By.ID, "filter-dialog").send_keys("helpdesk")
+            click(browser, "#feed-apply")
+            wait(browser, lambda d: len({r["type"] for r in feed_rows(d)}) >= 4,
+                 "helpdesk events of several types in the feed")
+            helpdesk = source.sessions_of("helpdesk")
+            assert all(r["session_id"] in helpdesk for r in feed_rows(browser)), feed_rows(browser)
+            url = js(browser, "return document.getElementById('feed').dataset.url")
+            assert "dialog_name=helpdesk" in url and "event_types" not in url, url
+
+            # A dropped connection: the hub goes away mid-call and comes back on the same
+            # port; the page says so, resumes from its last event id and misses nothing.
+            chosen = wait(browser, newest_billing, "another active billing call")
+            click(browser, f'#calls-body tr[data-session-id="{chosen}"]')
+            hub.stop()
+            wait(browser, lambda d: connection_state(d) == "reconnecting", "reconnecting")
+            wait(browser, lambda d: source.is_ended(chosen), f"{chosen} to end", 20)
+            hub = serve_on(redis_url, port)
+            wait(browser, lambda d: connection_state(d) == "live", "live again", 20)
+            follow_to_the_end(browser, source, chosen)
+            wait(browser, lambda d: js(d, "return document.getElementById('feed-state')"
+                                          ".dataset.state") == "live", "the feed live again")
+
+            # The chart has samples and the figures are numbers.
+            assert int(js(browser, "return document.getElementById('chart').dataset.samples")) > 0
+            assert float(browser.find_element(By.ID, "event-rate").text) >= 0
+            save_screenshot(browser)
+        assert script_errors(browser) == []
+    finally:
+        hub.stop()
+
+
+def test_dashboard_asks_for_an_api_key(browser: WebDriver, redis_url: str) -> None:
+    hub = start_hub(redis_url, env={"CALLHUB_API_KEYS": API_KEY})
+    try:
+        with traffic(redis_url) as source:
+            wait(browser, lambda d: len(source.active()) >= 2, "the first calls")
+            browser.get(f"{hub.url}/")
+
+            message = browser.find_element(By.ID, "auth-message")
+            wait(browser, lambda d: message.is_displayed(), "the API key message")
+            assert "requires an API key" in message.text
+            assert connection_state(browser) == "unauthorized"
+            assert rows(browser) == []
+
+            key = browser.find_element(By.ID, "api-key")
+            key.send_keys("chk_wrong")
+            click(browser, "#api-key-save")
+            wait(browser, lambda d: "refused" in message.text, "the refused-key message")
+            assert connection_state(browser) == "unauthorized"
+
+            key.clear()
+            key.send_keys(API_KEY)
+            click(browser, "#api-key-save")
+            wait(browser, lambda d: connection_state(d) == "live", "the stream to be live")
+            assert not message.is_displayed()
+            wait(browser, lambda d: len(rows(d)) >= 2, "calls in the list")
+            wait(browser, lambda d: len(feed_rows(d)) >= 5, "events in the feed")
+            assert js(browser, "return sessionStorage.getItem('callhub.apiKey')") == API_KEY
+
+            # The key lives in sessionStorage: a reload keeps working without asking.
+            browser.refresh()
+            wait(browser, lambda d: connection_state(d) == "live", "live after a reload")
+            wait(browser, lambda d: len(rows(d)) >= 2, "calls after a reload")
+            assert not browser.find_element(By.ID, "auth-message").is_displayed()
+        assert API_KEY not in hub.output()  # the api_key query parameter is masked in the log
+        assert script_errors(browser) == []
+    finally:
+        hub.stop()
+
+
+def test_dashboard_reloads_the_calls_after_a_stream_reset(
+    browser: WebDriver, redis_url: str, sync_redis: redis.Redis
+) -> None:
+    """The page's cursor outlives the log (retention 1 s, the hub away for longer):
+    the stream says stream_reset, and the page reads the call list again, so calls
+    whose end fell out of the log leave the list and the list is the truth again."""
+    log = Settings().keyspace.log(0)
+    node_entries = sync_redis.config_get("stream-node-max-entries")["stream-node-max-entries"]
+    sync_redis.config_set("stream-node-max-entries", 4)  # MINID ~ trims in small steps
+    port = free_port()
+    hub = serve_on(redis_url, port)
+    try:
+        with traffic(redis_url, log_retention_ms=1000) as source:
+            wait(browser, lambda d: len(source.active()) >= 3, "the first calls")
+            browser.get(f"{hub.url}/")
+            wait(browser, lambda d: connection_state(d) == "live", "the stream to be live")
+            wait(browser, lambda d: len(rows(d)) >= 3, "calls in the list")
+            hub.stop()
+            wait(browser, lambda d: connection_state(d) == "reconnecting", "reconnecting")
+            # Every call the page knew has ended, and the log holds neither the page's
+            # position nor those ends: only a reload of the list can tell the page.
+            known = {r["session_id"] for r in rows(browser)}
+            seen_last = stream_id(sync_redis.xinfo_stream(log)["last-generated-id"])
+
+            def forgotten(d: WebDriver) -> bool:
+                with source._lock:
+                    ends = [source.end_entry.get(s) for s in known]
+                if None in ends:
+                    return False
+                oldest = stream_id(sync_redis.xinfo_stream(log)["first-entry"][0])
+                return oldest > max(seen_last, *(stream_id(str(e)) for e in ends))
+
+            wait(browser, forgotten, "the page's position and its calls' ends to leave the log",
+                 25)
+            hub = serve_on(redis_url, port)
+            wait(browser, lambda d: connection_state(d) == "live", "live again", 20)
+            wait(browser, lambda d: js(d, "return [...document.querySelectorAll("
+                                          "'#feed .row.control')].map(r => r.textContent)"
+                                          ".join()").count("call list was reloaded") == 1,
+                 "the stream_reset notice")
+            wait(browser, lambda d: {r["session_id"] for r in rows(d)
+                                     if r["status"] != "terminated"} == source.active(),
+                 "the list to hold exactly the active calls")
+        assert script_errors(browser) == []
+    finally:
+        hub.stop()
+        sync_redis.config_set("stream-node-max-entries", node_entries)
+
+
+def stream_id(raw: bytes | str) -> tuple[int, int]:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq)
