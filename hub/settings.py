@@ -49,6 +49,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # API keys (comma-separated) and a keys file of hashed, scoped keys.
     api_keys: str | None = None
     api_keys_file: str | None = None
+    # Log lines: "text" (readable) or "json" (one object per line, with request ids).
+    log_format: str = "text"
 
     def __repr__(self) -> str:  # never print keys or the Redis password
         return f"Settings(shards={self.shards}, prefix={self.prefix!r})"
@@ -99,6 +101,12 @@ def parse_text(name: str, value: str) -> str:
     return value
 
 
+def parse_log_format(name: str, value: str) -> str:
+    if value not in ("text", "json"):
+        raise SettingsError(f"{name} must be text or json, got {value!r}")
+    return value
+
+
 def parse_duration_ms(name: str, value: str) -> int:
     """``90``, ``90s``, ``500ms``, ``15m``, ``24h``, ``7d``: a plain number is seconds."""
     match = _DURATION.fullmatch(value.strip())
@@ -124,6 +132,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CALLHUB_CORS_ORIGINS": ("cors_origins", parse_text),
     "CALLHUB_API_KEYS": ("api_keys", parse_text),
     "CALLHUB_API_KEYS_FILE": ("api_keys_file", parse_text),
+    "CALLHUB_LOG_FORMAT": ("log_format", parse_log_format),
 }
 FLAG_FOR_FIELD = {"redis_url": "--redis-url", "shards": "--shards", "prefix": "--prefix"}
 
