@@ -199,6 +199,8 @@ class Tail:
         what = str(error) or type(error).__name__
         if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout):
             return f"cannot reach {self.options.url}: {what}"
+        if isinstance(error, httpx.RemoteProtocolError):
+            return "connection lost: the hub went away mid-stream"
         return f"connection lost: {what}"
 
     def _check(self, response: httpx.Response) -> None:

@@ -253,3 +253,10 @@ def test_bad_numbers_are_argument_errors(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         parser.parse_args(argv)
     assert exit_.value.code == 2
+
+
+def test_a_connection_cut_mid_stream_reads_plainly() -> None:
+    cut = httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+    run = tail(stream(frame("c1", EVENT_1), then=cut), stream())
+    assert run.notices[1].startswith(
+        "callhub tail: connection lost: the hub went away mid-stream; reconnecting in 3.0s")
