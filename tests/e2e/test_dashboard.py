@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.server
 import random
 import re
 import threading
@@ -233,6 +234,35 @@ def traffic(redis_url: str, **options: Any) -> Iterator[Traffic]:
         source.stop()
 
 
+@contextlib.contextmanager
+def unavailable(port: int) -> Iterator[list[str]]:
+    """A stand-in on the hub's port answering every request 503; yields the paths asked."""
+    asked: list[str] = []
+
+    class Unavailable(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            body = b'{"error":{"code":"unavailable","message":"no replica is up"}}'
+            self.send_response(503)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Unavailable)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield asked
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
 def serve_on(redis_url: str, port: int, env: dict[str, str] | None = None) -> HubProcess:
     """`callhub serve` on a port of our choosing (a restart must come back on it)."""
     url = f"http://127.0.0.1:{port}"
@@ -388,8 +418,16 @@ def test_dashboard_follows_live_calls(browser: WebDriver, redis_url: str) -> Non
             url = js(browser, "return document.getElementById('feed').dataset.url")
             assert "event_types=dtmf_received" in url and "include_history=true" in url, url
 
+            # A filter the hub refuses (400) is reported with the hub's reason.
             click(browser, "#types-all")
-            browser.find_element(By.ID, "filter-dialog").send_keys("helpdesk")
+            dialog_filter = browser.find_element(By.ID, "filter-dialog")
+            dialog_filter.send_keys("no such/dialog")
+            click(browser, "#feed-apply")
+            notice = browser.find_element(By.ID, "notice")
+            wait(browser, lambda d: "dialog_name" in notice.text, "the refused filter's reason")
+            assert "not valid" in notice.text
+            dialog_filter.clear()
+            dialog_filter.send_keys("helpdesk")
             click(browser, "#feed-apply")
             wait(browser, lambda d: len({r["type"] for r in feed_rows(d)}) >= 4,
                  "helpdesk events of several types in the feed")
@@ -398,13 +436,21 @@ def test_dashboard_follows_live_calls(browser: WebDriver, redis_url: str) -> Non
             url = js(browser, "return document.getElementById('feed').dataset.url")
             assert "dialog_name=helpdesk" in url and "event_types" not in url, url
 
-            # A dropped connection: the hub goes away mid-call and comes back on the same
-            # port; the page says so, resumes from its last event id and misses nothing.
+            # A dropped connection: the hub goes away mid-call; for a while a stand-in on its
+            # port answers 503 (as a load balancer with no replica would), so the browser's
+            # own retry fails and the page recreates its EventSource with last_event_id;
+            # then the hub is back on the same port. The page says so and misses nothing.
             chosen = wait(browser, newest_billing, "another active billing call")
             click(browser, f'#calls-body tr[data-session-id="{chosen}"]')
             hub.stop()
-            wait(browser, lambda d: connection_state(d) == "reconnecting", "reconnecting")
-            wait(browser, lambda d: source.is_ended(chosen), f"{chosen} to end", 20)
+            with unavailable(port) as asked:
+                wait(browser, lambda d: connection_state(d) == "reconnecting", "reconnecting")
+                wait(browser, lambda d: any(
+                    "/v1/calls/events?" in path and "last_event_id=" in path
+                    and "include_history" not in path for path in asked),
+                    "a recreated EventSource resuming with last_event_id")
+                wait(browser, lambda d: source.is_ended(chosen), f"{chosen} to end", 20)
+                assert connection_state(browser) == "reconnecting"
             hub = serve_on(redis_url, port)
             wait(browser, lambda d: connection_state(d) == "live", "live again", 20)
             follow_to_the_end(browser, source, chosen)
