@@ -18,6 +18,7 @@ a URL that is not a hub) end the tail with status 2 and the hub's own message.
 from __future__ import annotations
 
 import random
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,6 +56,9 @@ class TailOptions:
     colour: bool = False
     max_retries: int | None = None  # None: retry for ever
     idle_timeout_s: float | None = 60.0  # None: wait for ever
+    tls_ca: str = ""  # CA bundle that signs the hub's certificate (default: httpx's)
+    tls_cert: str = ""  # client certificate (PEM, may hold the key too) for mTLS
+    tls_key: str = ""
 
     @property
     def stream_url(self) -> str:
@@ -82,6 +86,37 @@ def check_url(url: str) -> str:
     if parts.query or parts.fragment:
         raise UsageError(f"--url {url!r}: give the hub's base URL, without ? or #")
     return url
+
+
+def tls_context(options: TailOptions) -> ssl.SSLContext | bool:
+    """The TLS settings for ``--tls-ca``/``--tls-cert``/``--tls-key``; UsageError if unusable."""
+    if options.tls_key and not options.tls_cert:
+        raise UsageError("--tls-key needs --tls-cert")
+    if not (options.tls_ca or options.tls_cert):
+        return True  # httpx's default trust (certifi, or SSL_CERT_FILE / SSL_CERT_DIR)
+    try:
+        context = (ssl.create_default_context(cafile=options.tls_ca) if options.tls_ca
+                   else httpx.create_ssl_context())
+        if options.tls_cert:
+            context.load_cert_chain(options.tls_cert, options.tls_key or None)
+    except (OSError, ssl.SSLError) as error:
+        raise UsageError(f"cannot use the TLS files given: {error}") from None
+    return context
+
+
+def _untrusted(error: BaseException) -> str | None:
+    """Why the hub's certificate failed verification, if that is what ``error`` is.
+
+    Retrying cannot fix it. (A hub refusing *our* certificate is not as clear:
+    under TLS 1.3 it just closes the connection, which is retried with a hint.)
+    """
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return (f"the hub's certificate is not trusted ({cause.verify_message}); "
+                    "give --tls-ca")
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 class _ErrorDetail(msgspec.Struct):
@@ -143,8 +178,13 @@ class Tail:
         if self.options.api_key:
             headers["Authorization"] = f"Bearer {self.options.api_key}"
         limit = self.options.max_retries
+        try:
+            verify = tls_context(self.options)
+        except UsageError as error:
+            self.notice(f"error: {error}")
+            return 2
         with httpx.Client(timeout=timeout, headers=headers, transport=self._transport,
-                          follow_redirects=True) as client:
+                          verify=verify, follow_redirects=True) as client:
             while True:
                 try:
                     self._stream(client)
@@ -174,9 +214,11 @@ class Tail:
     def _stream(self, client: httpx.Client) -> None:
         """One connection: returns when the server ends the stream, raises otherwise."""
         request_headers = {"Last-Event-ID": self.last_event_id} if self.last_event_id else {}
+        answered = False
         try:
             with client.stream("GET", self.options.stream_url, params=self.options.params(),
                                headers=request_headers) as response:
+                answered = True
                 self._check(response)
                 self.failures = 0
                 self._announce()
@@ -193,14 +235,22 @@ class Tail:
         except httpx.TooManyRedirects as error:
             raise _Fatal(f"{self.options.stream_url}: {error}") from None
         except httpx.RequestError as error:
-            raise _Retry(self._describe(error)) from None
+            untrusted = _untrusted(error)
+            if untrusted is not None:
+                raise _Fatal(untrusted) from None
+            raise _Retry(self._describe(error, answered)) from None
 
-    def _describe(self, error: httpx.RequestError) -> str:
+    def _describe(self, error: httpx.RequestError, answered: bool) -> str:
         what = str(error) or type(error).__name__
         if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout):
             return f"cannot reach {self.options.url}: {what}"
         if isinstance(error, httpx.RemoteProtocolError):
-            return "connection lost: the hub went away mid-stream"
+            if answered:
+                return "connection lost: the hub went away mid-stream"
+            hint = ""
+            if self.options.url.startswith("https:") and not self.options.tls_cert:
+                hint = " (a hub that requires client certificates does that: see --tls-cert)"
+            return f"the hub closed the connection without answering{hint}"
         return f"connection lost: {what}"
 
     def _check(self, response: httpx.Response) -> None:

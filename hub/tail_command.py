@@ -26,7 +26,7 @@ DESCRIPTION = (
     "--json the event JSON exactly as received, one per line. Reconnects with the last "
     "cursor when the connection drops, so no event is missed or repeated. Notices go to "
     "stderr. Exit status: 0 on Ctrl-C, 1 when --max-retries is exhausted, 2 when the hub "
-    "refuses the request (bad key, bad filter)."
+    "refuses the request (bad key, bad filter) or its certificate is not trusted."
 )
 REDIS_OPTIONS = False
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -49,6 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-retries", type=_count, default=None, metavar="N",
                         help="give up (exit 1) after N failed reconnection attempts in a row "
                         "(default: retry for ever)")
+    parser.add_argument("--tls-ca", default="", metavar="PEM",
+                        help="CA bundle that signs the hub's certificate (https)")
+    parser.add_argument("--tls-cert", default="", metavar="PEM",
+                        help="client certificate for a hub that requires one (mTLS)")
+    parser.add_argument("--tls-key", default="", metavar="PEM",
+                        help="the client certificate's key, if not in --tls-cert")
     parser.add_argument("--idle-timeout", type=_seconds, default=60.0, metavar="SECONDS",
                         help="reconnect when nothing, not even a ping, arrives for this long "
                         "(default 60; 0 waits for ever)")
@@ -96,6 +102,9 @@ def tail_options(
         colour=colour and not args.json,
         max_retries=args.max_retries,
         idle_timeout_s=args.idle_timeout or None,
+        tls_ca=args.tls_ca,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
 
 

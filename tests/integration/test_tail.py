@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,7 @@ import httpx
 import pytest
 import redis
 import redis.asyncio as aioredis
+import trustme
 
 from hub import events as ev
 from hub.keyspace import Keyspace
@@ -131,24 +133,30 @@ def hubs() -> Iterator[list[HubProcess]]:
         hub.log.unlink(missing_ok=True)
 
 
-def serve_on(redis_url: str, port: int, hubs: list[HubProcess],
-             env: dict[str, str] | None = None) -> HubProcess:
-    """``callhub serve`` on ``port``: start_hub picks a free one, a restart needs the same."""
+def serve_on(redis_url: str, port: int, hubs: list[HubProcess], *args: str,
+             env: dict[str, str] | None = None, client: httpx.Client | None = None,
+             ) -> HubProcess:
+    """``callhub serve`` on ``port``: start_hub picks a free one, a restart needs the same.
+
+    ``args`` go to ``callhub serve``; ``client`` checks it is up (https needs one).
+    """
     log = Path(tempfile.mkstemp(prefix="callhub-hub-", suffix=".log")[1])
     environment = {k: v for k, v in os.environ.items() if not k.startswith("CALLHUB_")}
     environment.update(env or {})
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "hub.cli", "serve", "--host", "127.0.0.1", "--port",
-             str(port), "--redis-url", redis_url, "--no-access-log"],
+             str(port), "--redis-url", redis_url, "--no-access-log", *args],
             stdout=out, stderr=subprocess.STDOUT, env=environment,
         )
-    hub = HubProcess(f"http://127.0.0.1:{port}", process, log)
+    scheme = "https" if "--tls-cert" in args else "http"
+    hub = HubProcess(f"{scheme}://127.0.0.1:{port}", process, log)
     hubs.append(hub)
 
     def up() -> bool:
         assert process.poll() is None, f"callhub serve exited: {hub.output()}"
-        return httpx.get(f"{hub.url}/healthz", timeout=1).status_code == 200
+        get = client.get if client is not None else httpx.get
+        return get(f"{hub.url}/healthz", timeout=1).status_code == 200
 
     wait_for(up, timeout=20, what="callhub serve to answer", interval=0.05)
     return hub
@@ -317,3 +325,42 @@ def test_keys_and_bad_requests_exit_2_with_a_clear_message(
     assert good_key.interrupt() == 0
     for tail in (no_key, bad_key, bad_type, bad_url):
         assert "Traceback" not in tail.stderr
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A CA, the hub's certificate for 127.0.0.1, and a client certificate from the CA."""
+    folder = tmp_path_factory.mktemp("tail-pki")
+    ca = trustme.CA()
+    server, client = ca.issue_cert("127.0.0.1"), ca.issue_cert("tail@callhub.test")
+    paths = {name: folder / f"{name}.pem" for name in ("ca", "server", "server_key", "client")}
+    ca.cert_pem.write_to_path(str(paths["ca"]))
+    server.cert_chain_pems[0].write_to_path(str(paths["server"]))
+    server.private_key_pem.write_to_path(str(paths["server_key"]))
+    client.private_key_and_cert_chain_pem.write_to_path(str(paths["client"]))
+    return paths
+
+
+def test_mtls_hub_with_its_ca_and_a_client_certificate(
+    redis_url: str, hubs: list[HubProcess], run_tail: TailFactory, pki: dict[str, Path],
+) -> None:
+    context = ssl.create_default_context(cafile=str(pki["ca"]))
+    context.load_cert_chain(str(pki["client"]))
+    with httpx.Client(verify=context) as client:
+        hub = serve_on(redis_url, free_port(), hubs, "--tls-cert", str(pki["server"]),
+                       "--tls-key", str(pki["server_key"]), "--tls-ca", str(pki["ca"]),
+                       "--require-client-cert", client=client)
+    trusted = run_tail(hub.url, "--json", "--tls-ca", str(pki["ca"]),
+                       "--tls-cert", str(pki["client"]))
+    untrusted = run_tail(hub.url, "--tls-cert", str(pki["client"]))
+    anonymous = run_tail(hub.url, "--tls-ca", str(pki["ca"]), "--max-retries", "0")
+    trusted.wait_err("connected to")
+    commit(redis_url, a_call("tls")[:1])
+    assert len(trusted.wait_out(1)) == 1
+    assert untrusted.exit_status() == 2
+    assert "the hub's certificate is not trusted" in untrusted.stderr
+    assert "give --tls-ca" in untrusted.stderr
+    # Under TLS 1.3 a refused client certificate looks like a closed connection.
+    assert anonymous.exit_status() == 1, anonymous.stderr
+    assert ("the hub closed the connection without answering (a hub that requires client "
+            "certificates does that: see --tls-cert)") in anonymous.stderr

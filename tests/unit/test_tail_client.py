@@ -260,3 +260,39 @@ def test_a_connection_cut_mid_stream_reads_plainly() -> None:
     run = tail(stream(frame("c1", EVENT_1), then=cut), stream())
     assert run.notices[1].startswith(
         "callhub tail: connection lost: the hub went away mid-stream; reconnecting in 3.0s")
+
+
+def test_a_hub_closing_before_answering_is_retried_with_a_hint_on_https() -> None:
+    def closed(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+
+    err = io.StringIO()
+    runner = Tail(TailOptions(url="https://hub.test", max_retries=0), io.BytesIO(), err,
+                  transport=httpx.MockTransport(closed))
+    assert runner.run() == 1
+    assert ("giving up after 0 retries: the hub closed the connection without answering "
+            "(a hub that requires client certificates does that: see --tls-cert)"
+            ) in err.getvalue()
+
+
+@pytest.mark.parametrize(("tls", "words"), [
+    ({"tls_key": "key.pem"}, "--tls-key needs --tls-cert"),
+    ({"tls_ca": "/nonexistent/ca.pem"}, "cannot use the TLS files given"),
+    ({"tls_cert": "/nonexistent/cert.pem"}, "cannot use the TLS files given"),
+])
+def test_unusable_tls_files_exit_2_before_connecting(tls: dict[str, str], words: str) -> None:
+    run = tail(**tls)
+    assert run.status == 2 and run.requests == []
+    assert words in run.err
+
+
+def test_colour_only_for_a_terminal_without_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub import tail_command
+
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    assert tail_command._colour({})
+    assert not tail_command._colour({"NO_COLOR": "1"})
+    assert tail_command._colour({"NO_COLOR": ""})  # no-color.org: set and non-empty
+    assert not tail_command._colour({"TERM": "dumb"})
+    monkeypatch.setattr("sys.stdout.isatty", lambda: False)
+    assert not tail_command._colour({})
