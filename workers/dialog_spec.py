@@ -45,7 +45,7 @@ from collections.abc import Iterable
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Final, TypeAlias
+from typing import Annotated, Final, TypeAlias, TypeVar
 
 import msgspec
 
@@ -66,6 +66,9 @@ Keyword = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 class _Spec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Dialog file tables: a misspelt key is an error, not silently ignored."""
+
+
+_S = TypeVar("_S", bound=_Spec)
 
 
 # ---------------------------------------------------------------------------
@@ -277,19 +280,49 @@ def parse_dialog(text: str, file: str = "<dialog>") -> Dialog:
         raise DialogFileError(file, line, f"invalid TOML: {message}") from None
     lines = TomlLines(text)
     try:
-        dialog = msgspec.convert(raw, Dialog)
-    except msgspec.ValidationError as error:
-        where = msgspec_error_path(str(error))
-        message = str(error).split(" - at `", 1)[0]
-        named = f"{describe_path(where)}: {message}" if where else message
-        raise DialogFileError(file, lines.line_of(where), named) from None
-    try:
+        _check_named_tables(raw)
+        dialog = _convert(raw, Dialog, ())
         _check(dialog)
     except _Problem as problem:
-        raise DialogFileError(
-            file, lines.line_of(problem.path), f"{describe_path(problem.path)}: {problem.message}"
-        ) from None
+        where = f"{describe_path(problem.path)}: " if problem.path else ""
+        raise DialogFileError(file, lines.line_of(problem.path),
+                              f"{where}{problem.message}") from None
     return dialog
+
+
+_NAMED_TABLES: Final[dict[str, type[_Spec]]] = {
+    "states": StateSpec, "intents": IntentSpec, "hooks": HookSpec,
+}
+
+
+def _check_named_tables(raw: dict[str, object]) -> None:
+    """Validate ``[states.<name>]``-style tables one by one.
+
+    msgspec's error path stops at a dict key (``$.states[...]``); converting
+    each named table alone keeps its name in the path, hence in the line found.
+    """
+    for table, spec in _NAMED_TABLES.items():
+        named = raw.get(table)
+        if not isinstance(named, dict):
+            continue  # missing or not a table: the whole-file conversion says so
+        for name, value in named.items():
+            if not re.match(IDENTIFIER, name):
+                raise _Problem((table, name), "a name is 1-64 characters of A-Z a-z 0-9 _ . - "
+                               "starting with a letter, digit or _")
+            _convert(value, spec, (table, name))
+
+
+def _convert(value: object, spec: type[_S], at: KeyPath) -> _S:
+    try:
+        return msgspec.convert(value, spec)
+    except msgspec.ValidationError as error:
+        where = (*at, *msgspec_error_path(str(error)))
+        message = str(error).split(" - at `", 1)[0]
+        unknown = re.match(r"Object contains unknown field `([^`]+)`", message)
+        if unknown:  # point at the misspelt key itself, not at its table
+            where = (*where, unknown.group(1))
+            message = "unknown key (misspelt?)"
+        raise _Problem(where, message) from None
 
 
 def _toml_error_line(message: str, text: str) -> tuple[int, str]:

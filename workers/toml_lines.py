@@ -150,7 +150,7 @@ def msgspec_error_path(message: str) -> Path:
     if not match:
         return ()
     parts: list[PathPart] = []
-    for part in _PATH_PART.finditer(match.group(1)):
+    for part in _PATH_PART.finditer(match.group(1).split("[...]", 1)[0]):
         name, index, quoted = part.groups()
         if index is not None:
             parts.append(int(index))
