@@ -436,6 +436,18 @@ def test_dashboard_follows_live_calls(browser: WebDriver, redis_url: str) -> Non
             url = js(browser, "return document.getElementById('feed').dataset.url")
             assert "dialog_name=helpdesk" in url and "event_types" not in url, url
 
+            # Paused, the feed stands still and counts what waits; resumed, it catches up.
+            click(browser, "#feed-pause")
+            shown = js(browser, "return document.querySelector('#feed .row').dataset.eventId")
+            wait(browser, lambda d: "waiting" in js(d, "return document.getElementById("
+                                                       "'feed-count').textContent"),
+                 "events waiting behind the pause")
+            assert js(browser, "return document.querySelector('#feed .row')"
+                               ".dataset.eventId") == shown
+            click(browser, "#feed-pause")
+            wait(browser, lambda d: js(d, "return document.querySelector('#feed .row')"
+                                          ".dataset.eventId") != shown, "the feed to go on")
+
             # A dropped connection: the hub goes away mid-call; for a while a stand-in on its
             # port answers 503 (as a load balancer with no replica would), so the browser's
             # own retry fails and the page recreates its EventSource with last_event_id;
