@@ -13,6 +13,9 @@ failed attempt up to 30 s, with up to 20 % jitter added so that many tails of
 a restarted replica do not return in one burst; a 503's ``Retry-After`` can
 only lengthen the wait. Errors a retry cannot fix (a refused key, a bad filter,
 a URL that is not a hub) end the tail with status 2 and the hub's own message.
+
+Interrupting it (Ctrl-C) is the normal way to stop it; ``hub/tail_command.py``
+turns that into status 0.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from hub.tail_format import clean, format_event
 EVENTS_PATH: Final = "/v1/calls/events"
 DEFAULT_RETRY_MS: Final = 3000
 MAX_BACKOFF_S: Final = 30.0
+MAX_RETRY_AFTER_S: Final = 300.0  # a Retry-After beyond this is a misconfiguration
 JITTER: Final = 0.2
 CONNECT_TIMEOUT_S: Final = 10.0
 RETRYABLE_STATUS: Final = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -329,5 +333,6 @@ def _server_message(response: httpx.Response) -> str:
 
 
 def _retry_after(response: httpx.Response) -> float:
-    value = response.headers.get("retry-after", "")
-    return float(value) if value.isdigit() else 0.0
+    """A 503's Retry-After in seconds (0 if absent or an HTTP date), capped."""
+    value = response.headers.get("retry-after", "").strip()
+    return min(float(value), MAX_RETRY_AFTER_S) if value.isdigit() else 0.0

@@ -296,3 +296,8 @@ def test_colour_only_for_a_terminal_without_no_color(monkeypatch: pytest.MonkeyP
     assert not tail_command._colour({"TERM": "dumb"})
     monkeypatch.setattr("sys.stdout.isatty", lambda: False)
     assert not tail_command._colour({})
+
+
+def test_an_absurd_retry_after_is_capped() -> None:
+    run = tail(error(503, "busy", {"Retry-After": "86400"}), stream())
+    assert run.sleeps[0] == 300.0
