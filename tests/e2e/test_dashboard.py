@@ -284,7 +284,7 @@ def wait(driver: WebDriver, condition: Callable[[WebDriver], Any], what: str,
 
 
 def js(driver: WebDriver, script: str, *args: Any) -> Any:
-    return driver.execute_script(script, *args)  # type: ignore[no-untyped-call]
+    return driver.execute_script(script, *args)
 
 
 def connection_state(driver: WebDriver) -> str:
@@ -524,7 +524,7 @@ def test_dashboard_reloads_the_calls_after_a_stream_reset(
     the stream says stream_reset, and the page reads the call list again, so calls
     whose end fell out of the log leave the list and the list is the truth again."""
     log = Settings().keyspace.log(0)
-    node_entries = sync_redis.config_get("stream-node-max-entries")["stream-node-max-entries"]
+    node_entries = str(sync_redis.config_get("stream-node-max-entries")["stream-node-max-entries"])
     sync_redis.config_set("stream-node-max-entries", 4)  # MINID ~ trims in small steps
     port = free_port()
     hub = serve_on(redis_url, port)
