@@ -44,7 +44,7 @@ class Pace:
         """Real seconds that ``dialog_seconds`` of dialog time take."""
         return 0.0 if math.isinf(self.speed) else dialog_seconds / self.speed
 
-    def real_timeout(self, dialog_seconds: float, *, floor_s: float = 0.25) -> float:
+    def real_timeout(self, dialog_seconds: float, *, floor_s: float = 1.0) -> float:
         """A network timeout scaled like dialog time, but never below ``floor_s``.
 
         An HTTP round trip on loopback does not get faster with the speed

@@ -1,0 +1,142 @@
+"""``callhub worker --simulate`` against a real redis-server: as a process (N calls,
+every event type, SIGTERM, bad arguments) and in process beside the hub (the
+statuses hold and transfer give a call, seen through Get Call and List Calls)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from hub.events import EVENT_TYPES
+from hub.keyspace import Keyspace
+from hub.settings import Settings
+from tests.conftest import DATA, stop_process, wait_for
+from workers.dialog_spec import load_dialog
+from workers.simulated_worker import SimulatedWorker
+
+KEYS = Keyspace()
+
+
+def worker_command(redis_url: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "hub.cli", "worker", "--redis-url", redis_url, "--simulate",
+            *args]
+
+
+def stored_calls(client: redis.Redis) -> dict[str, list[dict[str, object]]]:
+    calls: dict[str, list[dict[str, object]]] = defaultdict(list)
+    for _, fields in client.xrange(KEYS.log(0)):
+        calls[fields[b"session_id"].decode()].append(json.loads(fields[b"data"]))
+    return calls
+
+
+def test_n_calls_make_n_starts_n_ends_and_every_event_type(
+    redis_url: str, sync_redis: redis.Redis, callhub_env: dict[str, str]
+) -> None:
+    done = subprocess.run(
+        worker_command(redis_url, "--calls", "60", "--rate", "2000", "--speed", "1000",
+                       "--seed", "7"),
+        capture_output=True, text=True, env=callhub_env, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "60 calls" in done.stdout and "0 errors" in done.stdout
+    calls = stored_calls(sync_redis)
+    types = Counter(e["type"] for events in calls.values() for e in events)
+    assert types["call_started"] == 60 and types["call_terminated"] == 60
+    for events in calls.values():
+        assert [e["type"] for e in events].count("call_terminated") == 1
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert set(types) == set(EVENT_TYPES), f"missing: {set(EVENT_TYPES) - set(types)}"
+    assert {e["dialog_name"] for es in calls.values() for e in es
+            if e["type"] == "call_started"} == {"helpdesk", "billing_menu"}
+    assert sync_redis.zcard(KEYS.active(0)) == 0
+    assert sync_redis.zcard(KEYS.leases(0)) == 0
+
+
+def test_sigterm_ends_every_active_call_cleanly(
+    redis_url: str, sync_redis: redis.Redis, callhub_env: dict[str, str], tmp_path: Path
+) -> None:
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            worker_command(redis_url, "--rate", "40", "--speed", "4", "--seed", "3"),
+            stdout=out, stderr=subprocess.STDOUT, env=callhub_env,
+        )
+    try:
+        wait_for(lambda: sync_redis.zcard(KEYS.active(0)) >= 5, timeout=30,
+                 what="five active calls")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0, log.read_text()
+    finally:
+        stop_process(process)
+    calls = stored_calls(sync_redis)
+    ends = [e for events in calls.values() for e in events if e["type"] == "call_terminated"]
+    assert len(ends) == len(calls) >= 5
+    assert all([e["type"] for e in events].count("call_terminated") == 1
+               for events in calls.values())
+    assert "system_hangup" in {e["reason"] for e in ends}
+    assert sync_redis.zcard(KEYS.active(0)) == 0
+    assert f"{len(calls)} calls" in log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--rate", "0"], "--rate"),
+        (["--calls", "-3"], "--calls"),
+        (["--speed", "fast"], "--speed"),
+        (["--hook-url", "ftp://example"], "--hook-url must be an http(s) URL"),
+        (["--dialog", "/nonexistent/dialog.toml"], "/nonexistent/dialog.toml:1: cannot read"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message(
+    args: list[str], says: str, callhub_env: dict[str, str]
+) -> None:
+    done = subprocess.run(worker_command("redis://127.0.0.1:1/0", *args), capture_output=True,
+                          text=True, env=callhub_env, timeout=60, check=False)
+    assert done.returncode == 2
+    assert says in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_without_simulate_the_worker_says_what_is_missing(callhub_env: dict[str, str]) -> None:
+    done = subprocess.run([sys.executable, "-m", "hub.cli", "worker"], capture_output=True,
+                          text=True, env=callhub_env, timeout=60, check=False)
+    assert done.returncode == 2 and "--simulate" in done.stderr
+
+
+async def test_hold_and_transfer_show_in_get_call_and_list_calls(
+    aredis: aioredis.Redis, settings: Settings, api: httpx.AsyncClient,
+    sync_redis: redis.Redis,
+) -> None:
+    dialog = load_dialog(DATA / "dialogs" / "hold_and_transfer.toml")
+    worker = SimulatedWorker(aredis, settings, [dialog], rate=1000, calls=3, speed=10, seed=1)
+    running = asyncio.create_task(worker.run())
+    seen: set[str] = set()
+    listed: set[str] = set()
+    sessions: set[str] = set()
+    while not running.done():
+        page = (await api.get("/v1/calls", params={"page_size": "100"})).json()
+        for call in page["calls"]:
+            listed.add(call["status"])
+            sessions.add(call["session_id"])
+            seen.add((await api.get(f"/v1/calls/{call['session_id']}")).json()["status"])
+        await asyncio.sleep(0.02)
+    stats = await running
+    assert stats.reasons == {"transfer": 3}
+    assert {"on_hold", "transferring"} <= seen, seen
+    assert {"on_hold", "transferring"} <= listed, listed
+    for session_id in sessions:
+        call = (await api.get(f"/v1/calls/{session_id}")).json()
+        assert (call["status"], call["reason"]) == ("terminated", "transfer")
+        assert call["final_state"] == "greeting"
+        assert sync_redis.hget(KEYS.call(session_id), "status") == b"terminated"
