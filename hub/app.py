@@ -3,6 +3,10 @@
 No module-level connections: the lifespan opens the Redis pool and closes it,
 so every app (and every test) owns its own. A replica never writes call data,
 so any replica can serve any request.
+
+The event stream is dispatched ahead of the middleware stack (``HubApp``):
+see ``hub.event_stream`` for why, and ``hub.cors`` for how it keeps the same
+CORS policy as every other path.
 """
 
 from __future__ import annotations
@@ -19,19 +23,20 @@ from typing import Any
 import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from hub import access_log
 from hub.auth import ApiKeys
 from hub.calls import CallStore, decode_page_token
+from hub.cors import CorsPolicy
 from hub.dashboard import dashboard
 from hub.dispatcher import Dispatcher
 from hub.errors import REDIS_ERRORS, ApiError, BadParameter, error_response, json_error
-from hub.event_stream import open_event_stream
+from hub.event_stream import PATH as EVENTS_PATH
+from hub.event_stream import serve_event_stream
 from hub.events import check_dialog_name, check_session_id
 from hub.openapi import openapi_document
 from hub.query import Query
@@ -39,6 +44,7 @@ from hub.redis_connection import connect
 from hub.replica import Hub, StreamOptions, hub_of
 from hub.settings import Settings, load_settings
 from hub.shard_reader import ShardReader
+from hub.stream_watchdog import StreamWatchdog
 
 log = logging.getLogger("callhub.hub")
 _encoder = msgspec.json.Encoder()
@@ -99,7 +105,45 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return json_error(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
 
-def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False) -> Starlette:
+class HubApp(Starlette):
+    """The Starlette app, with ``GET /v1/calls/events`` served before its middleware.
+
+    A stream lives for hours and writes thousands of times; the middleware
+    stack (error handling, CORS, exception mapping, routing) would stay
+    suspended around every one of them for nothing. Every other request, and
+    every other method on the stream's path (preflight, 405), goes through
+    the stack as usual.
+    """
+
+    def __init__(self, *, cors: CorsPolicy, **kwargs: Any) -> None:
+        super().__init__(middleware=cors.middleware(), **kwargs)
+        self.cors = cors
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] == "http" and scope["method"] in ("GET", "HEAD")
+                and _route_path(scope) == EVENTS_PATH):
+            scope["app"] = self
+            await serve_event_stream(self.state.hub, scope, receive, send,
+                                     self.cors.simple_headers(scope))
+            return
+        await super().__call__(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the router matches: without the ``root_path`` a proxy mounted us at."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
+
+
+async def _events_route(scope: Scope, receive: Receive, send: Send) -> None:
+    """The router's endpoint for the stream's path, should a request reach it
+    through the stack (``HubApp`` normally serves it first); CORS headers then
+    come from the middleware."""
+    await serve_event_stream(scope["app"].state.hub, scope, receive, send, [])
+
+
+def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False) -> HubApp:
     """The replica's app. ``end_streams_on_sigterm`` (set by ``callhub serve``)
     ends every event stream as soon as the process is told to stop, so clients
     reconnect to another replica instead of holding this one open."""
@@ -119,6 +163,10 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False) -> S
         readers = [ShardReader(settings, shard, dispatcher) for shard in range(settings.shards)]
         tasks = [asyncio.create_task(reader.run(), name=f"shard-reader-{n}")
                  for n, reader in enumerate(readers)]
+        watchdog = asyncio.create_task(
+            StreamWatchdog(dispatcher, ping_s=options.ping_s,
+                           write_timeout_s=options.write_timeout_s).run(),
+            name="stream-watchdog")
         restore = _end_streams_on_signal(dispatcher) if end_streams_on_sigterm else None
         try:
             yield
@@ -126,6 +174,7 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False) -> S
             if restore:
                 restore()
             dispatcher.close_all()
+            watchdog.cancel()
             await asyncio.gather(*(r.stop(t) for r, t in zip(readers, tasks, strict=True)))
             await client.aclose()
 
@@ -135,17 +184,12 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False) -> S
         Route("/readyz", readyz),
         Route("/openapi.json", openapi),
         Route("/v1/calls", list_calls),
-        Route("/v1/calls/events", open_event_stream),
+        Route(EVENTS_PATH, _events_route, methods=["GET"]),
         Route("/v1/calls/{id}", get_call),
     ]
-    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
-    middleware = [Middleware(
-        CORSMiddleware, allow_origins=origins, allow_methods=["GET"],
-        allow_headers=["Authorization", "X-API-Key", "Last-Event-ID"], max_age=600,
-    )] if origins else []
-    return Starlette(
+    return HubApp(
+        cors=CorsPolicy(settings.cors_origins),
         routes=routes,
-        middleware=middleware,
         lifespan=lifespan,
         exception_handlers={
             HTTPException: http_error,

@@ -11,12 +11,15 @@ batches, not subscribers x events (DESIGN section 3).
 Subscribers never slow the readers: a chunk is appended to a bounded buffer
 and the subscriber's own response task writes it out. A subscriber whose
 buffer overflows is closed (I5); it resumes from Redis with its cursor.
+
+A subscriber also carries the little state the replica's one watchdog needs
+(``hub.stream_watchdog``): how many watchdog ticks its current write has taken
+and how long it has been idle, so no subscriber needs a timer of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Final
 
@@ -27,6 +30,9 @@ Entry = tuple[bytes, dict[bytes, bytes]]  # an XREAD/XRANGE entry: (id, fields)
 
 CLOSED_OVERFLOW: Final = "overflow"
 CLOSED_SHUTDOWN: Final = "shutdown"
+CLOSED_STALLED: Final = "stalled"  # a write took longer than the write timeout
+CLOSED_LEFT: Final = "left"  # the client went away
+NOT_WRITING: Final = -1
 
 
 class StreamFilter:
@@ -75,17 +81,29 @@ class StreamFilter:
 
 
 class Subscriber:
-    """One open stream: its filter and a bounded buffer of unsent chunks."""
+    """One open stream: its filter and a bounded buffer of unsent chunks.
 
-    __slots__ = ("_buffered", "_chunks", "_waiter", "closed", "filter", "max_bytes")
+    Kept small on purpose (an idle replica holds thousands): a plain list for
+    the buffer (an empty deque already allocates a 64-slot block), and two
+    small ints the watchdog ages instead of a timer per subscriber.
+    """
+
+    __slots__ = ("_buffered", "_chunks", "_waiter", "closed", "filter", "idle_ticks",
+                 "max_bytes", "task", "write_ticks")
 
     def __init__(self, stream_filter: StreamFilter, *, max_bytes: int) -> None:
         self.filter = stream_filter
         self.max_bytes = max_bytes
-        self._chunks: deque[bytes] = deque()
+        self._chunks: list[bytes] = []
         self._buffered = 0
         self._waiter: asyncio.Future[object] | None = None
         self.closed: str | None = None
+        # Watchdog state: ticks the write in progress has taken (NOT_WRITING
+        # between writes), ticks since the last write ended, and the task that
+        # writes (cancelled if a write stalls).
+        self.write_ticks = NOT_WRITING
+        self.idle_ticks = 0
+        self.task: asyncio.Task[None] | None = None
 
     def push(self, chunk: bytes) -> None:
         if self.closed:
@@ -95,21 +113,40 @@ class Subscriber:
             self.close(CLOSED_OVERFLOW)
             return
         self._chunks.append(chunk)
-        self._wake()
+        self._wake(None)
 
     def close(self, reason: str) -> None:
         if not self.closed:
             self.closed = reason
-            self._chunks.clear()
+            self._chunks = []
             self._buffered = 0
-            self._wake()
+            self._wake(None)
+
+    def client_left(self, _: object = None) -> None:
+        """Done-callback of the task that watches for the client going away."""
+        self.close(CLOSED_LEFT)
+
+    def cut_off(self) -> None:
+        """End a stream whose write is stuck: close it and cancel its task.
+
+        Closing alone would not do: the task waits inside the server's send
+        for a client that does not read, and only a cancel gets it out.
+        """
+        if self.closed == CLOSED_STALLED:
+            return  # cancelled once already
+        self.close(CLOSED_STALLED)
+        self.closed = CLOSED_STALLED  # even if it was closed for another reason first
+        self.write_ticks = NOT_WRITING
+        if self.task is not None:
+            self.task.cancel()
 
     def take(self) -> bytes:
         """Everything buffered, as one chunk (empty if nothing)."""
-        if not self._chunks:
+        chunks = self._chunks
+        if not chunks:
             return b""
-        chunk = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
-        self._chunks.clear()
+        chunk = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self._chunks = []
         self._buffered = 0
         return chunk
 
@@ -118,19 +155,28 @@ class Subscriber:
         return bool(self._chunks)
 
     def wait(self) -> asyncio.Future[object]:
-        """A future that completes when there is something to take, or on close."""
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[object] = loop.create_future()
+        """A future that completes when there is something to take, on close
+        (result None), or when the watchdog says a ping is due (``PING_DUE``)."""
+        waiter: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         if self._chunks or self.closed:
             waiter.set_result(None)
         else:
             self._waiter = waiter
         return waiter
 
-    def _wake(self) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+    def ping_due(self) -> None:
+        """The watchdog found this stream idle for a ping interval."""
+        self._wake(PING_DUE)
+
+    def _wake(self, why: object) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(why)
+
+
+PING_DUE: Final = object()
 
 
 class FilterGroup:
@@ -198,8 +244,13 @@ class Dispatcher:
             yield from group.members
 
     def close_all(self, reason: str = CLOSED_SHUTDOWN) -> None:
+        """End every stream now (shutdown): a stream stuck in a write is cut off,
+        the others end at once."""
         for subscriber in list(self.subscribers()):
-            subscriber.close(reason)
+            if subscriber.write_ticks != NOT_WRITING:
+                subscriber.cut_off()
+            else:
+                subscriber.close(reason)
 
     # -- positions --------------------------------------------------------------
 

@@ -2,33 +2,38 @@
 
 The request registers a ``Subscriber`` with the dispatcher first (live events
 buffer from that moment), catches up from Redis to exactly that point (resume
-or history), then writes live chunks as the dispatcher hands them over. Every
-write runs under a timeout; the client leaving, a full buffer, a stalled
-socket or the replica shutting down end the stream at once, and the
-subscriber is removed in the same step (I5, I6).
+or history), then writes live chunks as the dispatcher hands them over. The
+client leaving, a full buffer, a stalled write (found by the replica's
+watchdog, ``hub.stream_watchdog``) or the replica shutting down end the
+stream at once, and the subscriber is removed in the same step (I5, I6).
+
+This is a plain ASGI function, served by ``hub.app`` ahead of Starlette's
+middleware stack: each middleware layer would hold a suspended coroutine,
+closures and a ``Request`` for the whole life of every stream and wrap every
+write in three more calls, which at thousands of long-lived streams is most
+of their memory and a good part of their CPU. What the stack would add is done
+here: the CORS headers (handed in) and errors as JSON answers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+from dataclasses import dataclass
 from typing import Final
 
-import redis.asyncio as aioredis
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from hub.catch_up import replay_history, replay_log, retention_check
 from hub.cursor import Cursor, InvalidCursor
-from hub.dispatcher import Dispatcher, StreamFilter, Subscriber
-from hub.errors import BadParameter, ServiceUnavailable
+from hub.dispatcher import CLOSED_STALLED, NOT_WRITING, PING_DUE, StreamFilter, Subscriber
+from hub.errors import BadParameter, ServiceUnavailable, error_response
 from hub.events import EVENT_TYPES, check_dialog_name, check_session_id
-from hub.keyspace import Keyspace
 from hub.query import Query
-from hub.replica import StreamOptions, hub_of
+from hub.replica import Hub
 from hub.sse import RETRY, cursor_mark, ping, stream_reset_frame
 
+PATH: Final = "/v1/calls/events"
 HEADERS: Final = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-store"),
@@ -36,6 +41,8 @@ HEADERS: Final = [
     (b"connection", b"keep-alive"),
 ]
 READY_TIMEOUT_S: Final = 5.0
+PARAMETERS: Final = ("event_types", "session_id", "dialog_name", "include_history",
+                     "last_event_id")
 
 
 def parse_event_types(text: str) -> str:
@@ -47,122 +54,19 @@ def parse_event_types(text: str) -> str:
     return text
 
 
-class EventStream(Response):
-    """The ASGI response that drains one subscriber."""
+@dataclass(frozen=True, slots=True)
+class StreamRequest:
+    """What a valid request asked for."""
 
-    def __init__(
-        self,
-        *,
-        dispatcher: Dispatcher,
-        redis: aioredis.Redis,
-        keys: Keyspace,
-        stream_filter: StreamFilter,
-        resume_from: Cursor | None,
-        include_history: bool,
-        options: StreamOptions,
-    ) -> None:
-        super().__init__(media_type="text/event-stream")
-        self._dispatcher = dispatcher
-        self._redis = redis
-        self._keys = keys
-        self._filter = stream_filter
-        self._resume_from = resume_from
-        self._include_history = include_history
-        self._options = options
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        subscriber = Subscriber(self._filter, max_bytes=self._options.buffer_bytes)
-        joined = self._dispatcher.add(subscriber)
-        left = asyncio.ensure_future(_disconnected(receive))
-        # The client leaving closes the subscriber, which wakes the live loop:
-        # one future to wait on per turn, not asyncio.wait over two.
-        left.add_done_callback(lambda _: subscriber.close(CLOSED_LEFT))
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-            await self._write(send, RETRY)
-            await self._catch_up(send, joined, left)
-            await self._live(send, subscriber, left)
-        except (TimeoutError, OSError, _ClientLeft):
-            pass  # a stalled or vanished client: the stream just ends
-        finally:
-            self._dispatcher.remove(subscriber)
-            left.cancel()
-            with contextlib.suppress(Exception):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    async def _write(self, send: Send, data: bytes) -> None:
-        async with asyncio.timeout(self._options.write_timeout_s):
-            await send({"type": "http.response.body", "body": data, "more_body": True})
-
-    async def _catch_up(self, send: Send, joined: Cursor, left: asyncio.Future[None]) -> None:
-        redis = self._redis
-        if self._resume_from is not None:
-            start, reset = await retention_check(redis, self._keys,
-                                                 self._resume_from)
-            if reset is not None:
-                await self._write(send, stream_reset_frame(reset))
-            chunks = replay_log(redis, self._keys, self._filter, start,
-                                joined)
-        elif self._include_history:
-            chunks = replay_history(redis, self._keys, self._filter,
-                                    joined)
-        else:
-            return
-        async for chunk in chunks:
-            if left.done():
-                raise _ClientLeft
-            await self._write(send, chunk)
-        if self._include_history and self._resume_from is None:
-            await self._write(send, cursor_mark(joined.encode()))
-
-    async def _live(self, send: Send, subscriber: Subscriber, left: asyncio.Future[None]) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            chunk = subscriber.take()
-            if chunk:
-                await self._write(send, chunk)
-                continue
-            if subscriber.closed:
-                return
-            waiter = subscriber.wait()
-            timer = loop.call_later(self._options.ping_s, _ping_due, waiter)
-            try:
-                woken_for = await waiter
-            finally:
-                timer.cancel()
-            if woken_for is PING_DUE and not subscriber.closed and not subscriber.pending:
-                # The buffer is empty: everything dispatched so far that matched
-                # was written, so the dispatcher's position is this client's too.
-                await self._write(send, ping(self._dispatcher.cursor().encode()))
+    stream_filter: StreamFilter
+    resume_from: Cursor | None
+    include_history: bool
 
 
-class _ClientLeft(Exception):
-    pass
-
-
-PING_DUE: Final = object()
-CLOSED_LEFT: Final = "left"
-
-
-def _ping_due(waiter: asyncio.Future[object]) -> None:
-    if not waiter.done():
-        waiter.set_result(PING_DUE)
-
-
-async def _disconnected(receive: Receive) -> None:
-    """Completes when the client goes away (the ASGI server says so)."""
-    while True:
-        message: Message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-async def open_event_stream(request: Request) -> EventStream:
-    """``GET /v1/calls/events``: check the request; the stream starts when it is sent."""
-    hub = hub_of(request)
+def check_request(request: Request, hub: Hub) -> StreamRequest:
+    """The request's key and parameters, checked; raises an ``ApiError`` (4xx)."""
     principal = hub.keys.authenticate(request)
-    query = Query(request.query_params, ("event_types", "session_id", "dialog_name",
-                                         "include_history", "last_event_id"))
+    query = Query(request.query_params, PARAMETERS)
     types = query.text("event_types", check=parse_event_types)
     session_id = query.text("session_id", check=check_session_id)
     dialog_name = query.text("dialog_name", check=check_dialog_name)
@@ -174,15 +78,112 @@ async def open_event_stream(request: Request) -> EventStream:
         dialog_name=dialog_name,
         scope=principal.scope,
     )
+    return StreamRequest(stream_filter, resume_from, include_history)
+
+
+async def serve_event_stream(hub: Hub, scope: Scope, receive: Receive, send: Send,
+                             extra_headers: list[tuple[bytes, bytes]]) -> None:
+    """The ASGI app of ``GET /v1/calls/events``; ``extra_headers`` go on every answer."""
+    request = Request(scope)
     try:
-        await asyncio.wait_for(hub.dispatcher.ready.wait(), READY_TIMEOUT_S)
-    except TimeoutError:
-        raise ServiceUnavailable("the event stream is not connected to Redis yet") from None
-    return EventStream(
-        dispatcher=hub.dispatcher, redis=hub.redis, keys=hub.settings.keyspace,
-        stream_filter=stream_filter, resume_from=resume_from,
-        include_history=include_history, options=hub.stream_options,
-    )
+        asked = check_request(request, hub)
+        if not hub.dispatcher.ready.is_set():
+            try:
+                await asyncio.wait_for(hub.dispatcher.ready.wait(), READY_TIMEOUT_S)
+            except TimeoutError:
+                raise ServiceUnavailable(
+                    "the event stream is not connected to Redis yet") from None
+    except Exception as error:  # every error is answered, as the app's handlers do
+        response = await error_response(request, error)
+        response.raw_headers += extra_headers
+        await response(scope, receive, send)
+        return
+    del request  # nothing of the request is kept for the life of the stream
+    await _stream(hub, asked, receive, send, HEADERS + extra_headers)
+
+
+async def _stream(hub: Hub, asked: StreamRequest, receive: Receive, send: Send,
+                  headers: list[tuple[bytes, bytes]]) -> None:
+    dispatcher = hub.dispatcher
+    subscriber = Subscriber(asked.stream_filter, max_bytes=hub.stream_options.buffer_bytes)
+    task = subscriber.task = asyncio.current_task()
+    joined = dispatcher.add(subscriber)
+    # The client leaving closes the subscriber, which wakes the live loop:
+    # one future to wait on per turn, not asyncio.wait over two.
+    left = asyncio.ensure_future(_disconnected(receive))
+    left.add_done_callback(subscriber.client_left)
+    try:
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await _write(subscriber, send, RETRY)
+            await _catch_up(hub, asked, subscriber, send, joined, left)
+            while True:  # live; the write is inlined: this loop runs once per delivery
+                chunk = subscriber.take()
+                if chunk:
+                    subscriber.write_ticks = 0
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    subscriber.write_ticks = NOT_WRITING
+                    subscriber.idle_ticks = 0
+                    continue
+                if subscriber.closed:
+                    break
+                woken_for = await subscriber.wait()
+                if woken_for is PING_DUE and not subscriber.closed and not subscriber.pending:
+                    # The buffer is empty: everything dispatched so far that matched
+                    # was written, so the dispatcher's position is this client's too.
+                    await _write(subscriber, send, ping(dispatcher.cursor().encode()))
+        except (OSError, _ClientLeft):
+            pass  # a vanished client: the stream just ends
+        await _write(subscriber, send, b"", more_body=False)
+    except asyncio.CancelledError:
+        # The watchdog cut off a stalled write: the response stays unfinished
+        # and the server closes the connection. Any other cancel goes on up.
+        if subscriber.closed != CLOSED_STALLED or task is None or task.uncancel():
+            raise
+    finally:
+        dispatcher.remove(subscriber)
+        left.cancel()
+
+
+async def _write(subscriber: Subscriber, send: Send, data: bytes, *,
+                 more_body: bool = True) -> None:
+    """One write, watched: the watchdog cuts the stream off if it takes too long."""
+    subscriber.write_ticks = 0
+    await send({"type": "http.response.body", "body": data, "more_body": more_body})
+    subscriber.write_ticks = NOT_WRITING
+    subscriber.idle_ticks = 0
+
+
+async def _catch_up(hub: Hub, asked: StreamRequest, subscriber: Subscriber, send: Send,
+                    joined: Cursor, left: asyncio.Future[None]) -> None:
+    redis, keys = hub.redis, hub.settings.keyspace
+    if asked.resume_from is not None:
+        start, reset = await retention_check(redis, keys, asked.resume_from)
+        if reset is not None:
+            await _write(subscriber, send, stream_reset_frame(reset))
+        chunks = replay_log(redis, keys, asked.stream_filter, start, joined)
+    elif asked.include_history:
+        chunks = replay_history(redis, keys, asked.stream_filter, joined)
+    else:
+        return
+    async for chunk in chunks:
+        if left.done():
+            raise _ClientLeft
+        await _write(subscriber, send, chunk)
+    if asked.include_history and asked.resume_from is None:
+        await _write(subscriber, send, cursor_mark(joined.encode()))
+
+
+class _ClientLeft(Exception):
+    pass
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Completes when the client goes away (the ASGI server says so)."""
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            return
 
 
 def _resume_cursor(request: Request, query: Query, shards: int) -> Cursor | None:
