@@ -15,7 +15,8 @@ still playing: the prompt is cut (``tts_completed.interrupted``).
 
 ``ScriptedCaller`` plays a fixed list of steps (tests, hypothesis), then hangs
 up. ``RandomCaller`` decides each turn from what the dialog's current state
-accepts, with a seeded ``random.Random``: the same seed and dialog give the
+accepts (mostly its first-listed answer: the main path), with a seeded
+``random.Random``: the same seed and dialog give the
 same call. ``SimulatedChannel`` turns steps into what a recogniser would hear,
 spending dialog time on a ``DialogClock`` (scaled by the worker's speed).
 """
@@ -154,7 +155,10 @@ class RandomCaller:
                 answers.append(Press(digit, think, barge_in))
         if not answers:  # a state that takes anything: say something
             return Say(self._rng.choice(MUMBLES), think, barge_in)
-        return self._rng.choice(answers)
+        # Two times in three the first answer: dialogs list their main path first.
+        if len(answers) == 1 or self._rng.random() < 2 / 3:
+            return answers[0]
+        return self._rng.choice(answers[1:])
 
 
 class SimulatedChannel:

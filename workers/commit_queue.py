@@ -4,10 +4,10 @@ Each call commits its events one at a time (the next is built only after the
 last is stored), but hundreds of calls run at once. Sending each commit alone
 would cost a round trip per event and a pooled connection per waiting call;
 the queue instead collects whatever the calls have ready and sends it through
-``CallPublisher.commit_many`` as one pipeline. Per-call order holds because a
-call never has two events in flight.
+``CallPublisher.commit_many`` as one pipeline (a few pipelines in flight at
+once). Per-call order holds because a call never has two events in flight.
 
-The flusher loop stops on ``close()`` once the queue is empty: it is never
+The sender loops stop on ``close()`` once the queue is empty: it is never
 cancelled in the middle of a Redis command.
 """
 
@@ -23,9 +23,12 @@ from workers.publisher import CallPublisher, CommitOutcome
 class CommitQueue:
     """An ``EventSink`` that batches the commits of many concurrent calls."""
 
-    def __init__(self, publisher: CallPublisher, *, max_batch: int = 512) -> None:
+    def __init__(
+        self, publisher: CallPublisher, *, max_batch: int = 512, pipelines: int = 4
+    ) -> None:
         self._publisher = publisher
         self._max_batch = max_batch
+        self._pipelines = pipelines
         self._waiting: deque[tuple[Event, asyncio.Future[CommitOutcome]]] = deque()
         self._wake = asyncio.Event()
         self._closed = False
@@ -50,6 +53,15 @@ class CommitQueue:
         self._wake.set()
 
     async def run(self) -> None:
+        """Send batches until closed and drained, ``pipelines`` of them in flight at once.
+
+        One pipeline at a time would leave the worker idle for every round
+        trip; a few in flight keep Redis busy while the calls build their next
+        events. Order per call is unaffected: a call has one event in flight.
+        """
+        await asyncio.gather(*(self._send_batches() for _ in range(self._pipelines)))
+
+    async def _send_batches(self) -> None:
         while True:
             if not self._waiting:
                 if self._closed:
@@ -59,6 +71,8 @@ class CommitQueue:
                 continue
             batch = [self._waiting.popleft()
                      for _ in range(min(self._max_batch, len(self._waiting)))]
+            if self._waiting:
+                self._wake.set()  # more is ready: another sender can take it now
             try:
                 outcomes = await self._publisher.commit_many([event for event, _ in batch])
             except Exception as error:  # PublisherUnavailable, or a bug: no call waits forever

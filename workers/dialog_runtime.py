@@ -412,11 +412,11 @@ class DialogCall:
         await self._emit(HookResult, hook_name=name, state=self.state,
                          status_code=outcome.status_code, duration_ms=outcome.duration_ms,
                          variables=outcome.variables)
-        for name, value in outcome.variables.items():  # null removes, as in the call hash
+        for variable, value in outcome.variables.items():  # null removes, as in the call hash
             if value is None:
-                self.variables.pop(name, None)
+                self.variables.pop(variable, None)
             else:
-                self.variables[name] = value
+                self.variables[variable] = value
         for transition in state.transitions:
             if isinstance(transition, OnHookSuccess) and transition.hook in (None, name):
                 return transition.to, "hook_result"

@@ -203,15 +203,23 @@ class SimulatedWorker:
         return max((self._pace.real_timeout(t) for t in timeouts), default=1.0)
 
     async def _admit_calls(self, queue: CommitQueue, hooks: HookClient) -> None:
+        # Arrivals are scheduled on absolute times, so a busy event loop delays
+        # calls but does not lower the rate: late arrivals start at once.
+        loop = asyncio.get_running_loop()
+        arrival = loop.time()
         number = 0
         while not self._stopping.is_set() and (self._calls is None or number < self._calls):
             number += 1
             self._start_call(number, queue, hooks)
             if self._calls is not None and number >= self._calls:
                 break
-            gap = self._arrivals.expovariate(self._rate)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), gap)
+            arrival += self._arrivals.expovariate(self._rate)
+            delay = arrival - loop.time()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+            else:
+                await asyncio.sleep(0)
 
     def _start_call(self, number: int, queue: CommitQueue, hooks: HookClient) -> None:
         rng = random.Random(self._seeds.getrandbits(64))
