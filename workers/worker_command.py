@@ -65,9 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calls", type=_positive(int, "a whole number above 0"), default=None,
                         metavar="N", help="stop after N calls have ended (default: run until "
                         "SIGTERM/SIGINT)")
-    parser.add_argument("--dialog", action="append", default=None, metavar="FILE",
-                        dest="dialogs", help="a dialog file (TOML); repeat for several "
-                        "(default: the bundled helpdesk and billing_menu)")
+    parser.add_argument("--dialog", action="extend", nargs="+", default=None, metavar="FILE",
+                        dest="dialogs", help="dialog files (TOML), calls spread evenly over "
+                        "them (default: the bundled helpdesk and billing_menu)")
     parser.add_argument("--speed", type=_positive(float, "a factor above 0"), default=1.0,
                         metavar="FACTOR", help="run dialog time FACTOR times faster: pauses, "
                         "prompts, timeouts, holds (default 1)")
@@ -85,14 +85,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_dialogs(paths: Sequence[str] | None) -> list[Dialog]:
     """The dialog files named, or the bundled ones; raises ``DialogFileError``."""
-    from workers.dialog_spec import bundled_dialogs, load_dialog
+    from workers.dialog_spec import DialogFileError, bundled_dialogs, load_dialog
 
     if not paths:
         return bundled_dialogs()
     dialogs: dict[str, Dialog] = {}
+    files: dict[str, str] = {}
     for path in paths:
         dialog = load_dialog(path)
-        dialogs[dialog.name] = dialog
+        if dialog.name in dialogs:
+            raise DialogFileError(path, 1, f"the dialog name {dialog.name!r} is taken by "
+                                  f"{files[dialog.name]}")
+        dialogs[dialog.name], files[dialog.name] = dialog, path
     return list(dialogs.values())
 
 
@@ -131,12 +135,21 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 async def _simulate(args: argparse.Namespace, settings: Settings, dialogs: list[Dialog]) -> int:
     import random
 
+    from redis.exceptions import RedisError
+
     from hub.progress import StatusLine
     from hub.redis_connection import connect, describe
     from workers.simulated_worker import SimulatedWorker
 
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     redis = connect(settings, max_connections=64)
+    try:
+        await redis.ping()
+    except (RedisError, OSError) as error:
+        await redis.aclose()
+        sys.stderr.write(f"callhub worker: cannot reach Redis at "
+                         f"{describe(settings.redis_url)}: {error}\n")
+        return 1
     keeper, companions = lease_companions(redis, settings)
     worker = SimulatedWorker(
         redis, settings, dialogs, rate=args.rate, calls=args.calls, speed=args.speed,

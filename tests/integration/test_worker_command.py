@@ -20,11 +20,12 @@ import redis.asyncio as aioredis
 from hub.events import EVENT_TYPES
 from hub.keyspace import Keyspace
 from hub.settings import Settings
-from tests.conftest import DATA, stop_process, wait_for
-from workers.dialog_spec import load_dialog
+from tests.conftest import DATA, free_port, stop_process, wait_for
+from workers.dialog_spec import bundled_dialog_paths, load_dialog
 from workers.simulated_worker import SimulatedWorker
 
 KEYS = Keyspace()
+BUNDLED = [str(path) for path in bundled_dialog_paths()]
 
 
 def worker_command(redis_url: str, *args: str) -> list[str]:
@@ -44,7 +45,7 @@ def test_n_calls_make_n_starts_n_ends_and_every_event_type(
 ) -> None:
     done = subprocess.run(
         worker_command(redis_url, "--calls", "60", "--rate", "2000", "--speed", "1000",
-                       "--seed", "7"),
+                       "--seed", "7", "--dialog", *BUNDLED),
         capture_output=True, text=True, env=callhub_env, timeout=120, check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -96,6 +97,7 @@ def test_sigterm_ends_every_active_call_cleanly(
         (["--speed", "fast"], "--speed"),
         (["--hook-url", "ftp://example"], "--hook-url must be an http(s) URL"),
         (["--dialog", "/nonexistent/dialog.toml"], "/nonexistent/dialog.toml:1: cannot read"),
+        (["--dialog", *BUNDLED, BUNDLED[0]], "is taken by"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(
@@ -105,6 +107,15 @@ def test_bad_arguments_exit_2_with_a_message(
                           text=True, env=callhub_env, timeout=60, check=False)
     assert done.returncode == 2
     assert says in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_an_unreachable_redis_is_named_and_exits_1(callhub_env: dict[str, str]) -> None:
+    done = subprocess.run(worker_command(f"redis://127.0.0.1:{free_port()}/0", "--calls", "1"),
+                          capture_output=True, text=True, env=callhub_env, timeout=60,
+                          check=False)
+    assert done.returncode == 1
+    assert "cannot reach Redis at redis://127.0.0.1:" in done.stderr
     assert "Traceback" not in done.stderr
 
 
