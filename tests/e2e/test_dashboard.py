@@ -12,13 +12,15 @@ import contextlib
 import http.server
 import random
 import re
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import redis
@@ -40,9 +42,10 @@ from hub.events import (
     StateTransition,
     TtsCompleted,
     TtsStarted,
+    decode_event,
 )
 from hub.settings import Settings
-from tests.conftest import HubProcess, free_port, start_hub
+from tests.conftest import HubProcess, free_port, start_hub, stop_process
 from tests.e2e.conftest import script_errors
 from workers.publisher import CallPublisher
 
@@ -323,11 +326,21 @@ def click(driver: WebDriver, css: str) -> None:
 
 
 def expected_transcript(events: list[Event]) -> list[tuple[str, str]]:
-    """What the page shows once a call is over: finals (partials replaced), prompts, keys."""
+    """What the page shows: prompts, keys, and speech, where each partial rewrites the
+    open partial line and a final replaces it (a partial never finalised stays)."""
     lines: list[tuple[str, str]] = []
+    open_partial: int | None = None
     for event in events:
-        if isinstance(event, SpeechFinal):
-            lines.append(("final", event.transcript))
+        if isinstance(event, SpeechPartial | SpeechFinal):
+            line = (("partial", f"{event.transcript} …") if isinstance(event, SpeechPartial)
+                    else ("final", event.transcript))
+            if open_partial is None:
+                lines.append(line)
+                at = len(lines) - 1
+            else:
+                lines[open_partial] = line
+                at = open_partial
+            open_partial = at if isinstance(event, SpeechPartial) else None
         elif isinstance(event, TtsStarted):
             lines.append(("tts", event.text))
         elif isinstance(event, DtmfReceived):
@@ -337,14 +350,19 @@ def expected_transcript(events: list[Event]) -> list[tuple[str, str]]:
 
 def expected_path(events: list[Event]) -> list[str]:
     moves = [e for e in events if isinstance(e, StateTransition)]
-    return [moves[0].from_state, *(m.to_state for m in moves)] if moves else []
+    first = [moves[0].from_state] if moves and moves[0].from_state else []
+    return [*first, *(m.to_state for m in moves)]
 
 
 def follow_to_the_end(driver: WebDriver, source: Traffic, session_id: str,
                       timeout: float = 20) -> None:
     """The selected call's transcript and state path, once it ended, are exactly its events."""
     wait(driver, lambda d: source.is_ended(session_id), f"{session_id} to end", timeout)
-    events = source.events_of(session_id)
+    shows_exactly(driver, session_id, source.events_of(session_id), timeout)
+
+
+def shows_exactly(driver: WebDriver, session_id: str, events: list[Event],
+                  timeout: float = 20) -> None:
     want = expected_transcript(events)
 
     def complete(d: WebDriver) -> bool:
@@ -570,3 +588,53 @@ def stream_id(raw: bytes | str) -> tuple[int, int]:
     text = raw.decode() if isinstance(raw, bytes) else raw
     ms, _, seq = text.partition("-")
     return int(ms), int(seq)
+
+
+def test_dashboard_with_the_call_simulator(
+    browser: WebDriver, redis_url: str, sync_redis: redis.Redis, callhub_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """`callhub worker --simulate` (dialogs, barge-in, silence, hang-ups, hooks) as the
+    traffic: the list is the hub's active set, and a followed call's transcript and
+    state path are exactly the events Redis holds for it."""
+    keys = Settings().keyspace
+    hub = start_hub(redis_url)
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", "worker", "--simulate", "--redis-url", redis_url,
+             "--rate", "4", "--speed", "10", "--seed", "11", "--progress-interval", "1"],
+            stdout=out, stderr=subprocess.STDOUT, env=callhub_env)
+    try:
+        browser.get(f"{hub.url}/")
+        wait(browser, lambda d: connection_state(d) == "live", "the stream to be live")
+
+        def active_in_redis() -> set[str]:
+            members = cast(list[bytes], sync_redis.zrange(keys.active(0), 0, -1))
+            return {m.decode() for m in members}
+
+        wait(browser, lambda d: len(active_in_redis()) >= 3, "simulated calls",
+             timeout=20)
+        wait(browser, lambda d: {r["session_id"] for r in rows(d)
+                                 if r["status"] != "terminated"} == active_in_redis(),
+             "the list to hold exactly the active calls")
+
+        def status(session_id: str) -> bytes | None:
+            return cast(bytes | None, sync_redis.hget(keys.call(session_id), "status"))
+
+        # the oldest active call (the list is newest first), so the wait for its end is short
+        chosen = wait(browser, lambda d: next(
+            (r["session_id"] for r in reversed(rows(d)) if status(r["session_id"]) == b"active"),
+            None), "an active call")
+        click(browser, f'#calls-body tr[data-session-id="{chosen}"]')
+        wait(browser, lambda d: status(chosen) == b"terminated", f"{chosen} to end", 30)
+        entries = cast(list[tuple[bytes, dict[bytes, bytes]]],
+                       sync_redis.xrange(keys.call_events(chosen)))
+        events: list[Event] = [decode_event(fields[b"data"]) for _, fields in entries]
+        assert isinstance(events[-1], CallTerminated)
+        shows_exactly(browser, chosen, events)
+        assert script_errors(browser) == []
+    finally:
+        stop_process(worker)
+        hub.stop()
+    assert worker.returncode == 0, log.read_text(errors="replace")
