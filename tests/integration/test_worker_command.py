@@ -23,6 +23,7 @@ from hub.settings import Settings
 from tests.conftest import DATA, free_port, stop_process, wait_for
 from workers.dialog_spec import bundled_dialog_paths, load_dialog
 from workers.simulated_worker import SimulatedWorker
+from workers.worker_command import lease_companions
 
 KEYS = Keyspace()
 BUNDLED = [str(path) for path in bundled_dialog_paths()]
@@ -151,3 +152,18 @@ async def test_hold_and_transfer_show_in_get_call_and_list_calls(
         assert (call["status"], call["reason"]) == ("terminated", "transfer")
         assert call["final_state"] == "greeting"
         assert sync_redis.hget(KEYS.call(session_id), "status") == b"terminated"
+
+
+async def test_leases_outlive_a_hold_longer_than_a_lease_and_the_reaper_leaves_them(
+    aredis: aioredis.Redis, redis_url: str, sync_redis: redis.Redis,
+) -> None:
+    # A 200 ms lease; each call is silent (on hold, then transferring) for ~750 ms.
+    settings = Settings(redis_url=redis_url, lease_ms=200)
+    dialog = load_dialog(DATA / "dialogs" / "hold_and_transfer.toml")
+    keeper, companions = lease_companions(aredis, settings)
+    worker = SimulatedWorker(aredis, settings, [dialog], rate=1000, calls=4, speed=16, seed=1,
+                             leases=keeper, companions=companions)
+    stats = await asyncio.wait_for(worker.run(), 30)
+    assert stats.reasons == {"transfer": 4}, stats
+    assert keeper.held == frozenset()
+    assert sync_redis.zcard(KEYS.leases(0)) == 0
