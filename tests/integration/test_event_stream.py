@@ -312,6 +312,8 @@ async def test_a_stalled_client_is_cut_off_and_does_not_delay_the_others(
         _, writer = await asyncio.open_connection(sock=raw)
         writer.write(b"GET /v1/calls/events HTTP/1.1\r\nHost: hub\r\n\r\n")
         await writer.drain()  # ...and never read again
+        await wait_until(lambda: live.hub.dispatcher.count == 1)
+        stalled = next(iter(live.hub.dispatcher.subscribers()))
         async with subscribe(f"{live.url}/v1/calls/events") as healthy:
             await wait_until(lambda: live.hub.dispatcher.count == 2)
             sids = [f"big-{n}" for n in range(500)]
@@ -322,6 +324,11 @@ async def test_a_stalled_client_is_cut_off_and_does_not_delay_the_others(
             assert not healthy.ended
             await wait_until(lambda: live.hub.dispatcher.count == 1, timeout=10,
                              what="the stalled subscriber to be cut off")
+            # Its task ended too, though the client still holds the connection open
+            # without reading: the write watchdog got it out of the stuck send.
+            assert stalled.task is not None
+            await wait_until(stalled.task.done, timeout=10, what="the stalled stream to end")
+            assert stalled.closed == "stalled"
         writer.close()
 
 
@@ -408,3 +415,42 @@ async def test_subscribers_lose_nothing_across_a_redis_restart(tmp_path: Path) -
     finally:
         await client.aclose()
         server.stop()
+
+
+# -- served ahead of the middleware: the same CORS policy as every other path ----------
+
+
+async def test_the_stream_answers_cors_exactly_as_the_rest_of_the_api(redis_url: str) -> None:
+    origins = {"*": ["https://a.example", None],
+               "https://a.example, https://b.example": ["https://b.example",
+                                                        "https://evil.example", None],
+               "": ["https://a.example", None]}
+    cors_headers = ("access-control-allow-origin", "access-control-allow-credentials",
+                    "access-control-expose-headers", "vary")
+    for setting, asking in origins.items():
+        async with serving(fast(redis_url, cors_origins=setting)) as live, \
+                httpx.AsyncClient(timeout=10) as client:
+            for origin in asking:
+                headers = {"Origin": origin} if origin else {}
+                rest = await client.get(f"{live.url}/v1/calls", headers=headers)
+                async with subscribe(f"{live.url}/v1/calls/events", headers=headers,
+                                     client=client) as stream:
+                    got = stream.response.headers
+                    assert stream.response.status_code == 200
+                    assert {h: got.get_list(h) for h in cors_headers} == {
+                        h: rest.headers.get_list(h) for h in cors_headers}, (setting, origin)
+                # An error on the stream's path carries them too (a browser must read it).
+                bad = await client.get(f"{live.url}/v1/calls/events",
+                                       params={"event_types": "bogus"}, headers=headers)
+                assert bad.status_code == 400
+                assert {h: bad.headers.get_list(h) for h in cors_headers} == {
+                    h: rest.headers.get_list(h) for h in cors_headers}, (setting, origin)
+            if setting:
+                preflight = await client.options(f"{live.url}/v1/calls/events", headers={
+                    "Origin": asking[0] or "", "Access-Control-Request-Method": "GET",
+                    "Access-Control-Request-Headers": "last-event-id"})
+                assert preflight.status_code == 200
+                assert "last-event-id" in preflight.headers[
+                    "access-control-allow-headers"].lower()
+            refused = await client.post(f"{live.url}/v1/calls/events")
+            assert refused.status_code == 405
