@@ -199,17 +199,22 @@ class DialogCall:
     async def run(self) -> CallSummary:
         """Run the call to its end; never raises for what happens inside the call.
 
-        Only a refused ``call_started`` or a Redis outage (``PublisherUnavailable``)
-        leave a call without its ``call_terminated``: then the worker's lease
-        runs out and a reaper ends the call (DESIGN I7).
+        A refused ``call_started`` means there is no call (``summary.problem``
+        says why). A Redis outage (``PublisherUnavailable``, raised) leaves the
+        call without its ``call_terminated``: then the worker's lease runs out
+        and a reaper ends the call (DESIGN I7).
         """
-        started = await self._emit(
-            CallStarted,
-            caller_id=self.context.caller_id,
-            called_number=self.context.called_number,
-            dialog_name=self.dialog.name,
-            sip_headers=self.context.sip_headers,
-        )
+        try:
+            started = await self._emit(
+                CallStarted,
+                caller_id=self.context.caller_id,
+                called_number=self.context.called_number,
+                dialog_name=self.dialog.name,
+                sip_headers=self.context.sip_headers,
+            )
+        except CommitRefused as refused:  # e.g. already_started: the session id is taken
+            self.summary.problem = f"call_started refused: {refused}"
+            return self.summary
         self._started_at = started.timestamp
         if self._on_started is not None:
             self._on_started(self.context.session_id)

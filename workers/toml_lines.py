@@ -9,8 +9,9 @@ table) resolves to its longest recorded prefix: the line of the key that holds
 it.
 
 It is a locator, not a parser: it runs only on text ``tomllib`` has already
-accepted, and it needs to understand only headers, ``key =`` lines and the
-items of multi-line arrays of inline tables.
+accepted, and it needs to understand only headers, ``key =`` lines, the items
+of multi-line arrays of inline tables, and where multi-line strings (whose
+lines are never keys) begin and end.
 """
 
 from __future__ import annotations
@@ -67,8 +68,16 @@ class TomlLines:
         open_array: Path | None = None  # a multi-line array value being read
         open_items = 0
         depth = 0
+        in_string = ""  # the delimiter of a multi-line string being read
         for number, raw in enumerate(text.splitlines(), start=1):
+            if in_string:  # text inside a multi-line string is never a key
+                if raw.count(in_string) % 2 == 1:
+                    in_string = ""
+                continue
             line = _strip_comment(raw)
+            for delimiter in ('"""', "'''"):
+                if line.count(delimiter) % 2 == 1:
+                    in_string = delimiter
             if open_array is not None:
                 for char in line:
                     if char in "[{":

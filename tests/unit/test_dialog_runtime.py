@@ -312,3 +312,10 @@ async def test_a_call_ended_elsewhere_stops_without_a_second_end() -> None:
     summary, events = await play_call(DIALOGS["helpdesk"], [Say("agent")], sink=sink)
     assert not of_type(events, ev.CallTerminated)
     assert summary.reason is None and summary.problem == "ended elsewhere"
+
+
+async def test_a_refused_call_started_is_no_call() -> None:
+    sink = RecordingSink(lambda e: "already_started" if isinstance(e, ev.CallStarted) else None)
+    summary, events = await play_call(DIALOGS["helpdesk"], [Say("agent")], sink=sink)
+    assert events == [] and summary.reason is None
+    assert summary.problem is not None and "already_started" in summary.problem

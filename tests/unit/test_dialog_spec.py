@@ -109,7 +109,14 @@ def test_lines_of_headers_array_entries_and_dotted_keys() -> None:
           { s = 1 },
           { s = 2 },
         ]
+        text = '''
+        fake = "a key inside a string"
+        [not.a.table]
+        '''
+        fake = 3
         """))
+    assert lines.line_of(("t", "x", "list", 1, "fake")) == 15
+    assert lines.line_of(("not", "a", "table")) == 1
     assert lines.line_of(("a",)) == 1
     assert lines.line_of(("t", "x", "k")) == 3
     assert lines.line_of(("t", "x", "list", 0, "p", "q")) == 5
