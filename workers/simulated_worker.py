@@ -55,7 +55,7 @@ from workers.dialog_spec import Dialog, bundled_dialogs
 from workers.hook_service import serve_locally, simulated_back_office
 from workers.hooks import HookClient
 from workers.pace import DialogClock, Pace
-from workers.publisher import CallPublisher, PublisherUnavailable
+from workers.publisher import COMMIT_SCRIPT, CallPublisher, PublisherUnavailable
 
 log = logging.getLogger("callhub.worker")
 
@@ -171,6 +171,10 @@ class SimulatedWorker:
 
     async def run(self) -> WorkerStats:
         """Run calls until ``calls`` have ended or ``stop()``; the final stats."""
+        # Load the commit script before the first EVALSHA: a NOSCRIPT reply costs
+        # a round trip on Redis, and fakeredis's TcpFakeServer (the demo's
+        # embedded Redis) drops the connection after one.
+        await self._redis.script_load(COMMIT_SCRIPT)
         publisher = CallPublisher(self._redis, self._settings)
         queue = self._queue = CommitQueue(publisher)
         flusher = asyncio.create_task(queue.run(), name="callhub-commit-queue")
