@@ -17,6 +17,7 @@ from hub.events import EVENT_TYPES
 from hub.settings import Settings
 from tests.strategies import dtmf
 from workers.commit_queue import CommitQueue
+from workers.pace import CallEnds, DialogClock, Pace
 from workers.publisher import CommitOutcome, PublisherUnavailable
 from workers.simulated_worker import SimulatedWorker
 
@@ -168,3 +169,26 @@ async def test_the_commit_queue_batches_and_hands_each_call_its_own_outcome() ->
     queue.close()
     await asyncio.wait_for(sender, 5)
     assert queue.stored_total == 21 and queue.stored["dtmf_received"] == 21
+
+
+async def test_dialog_time_is_scaled_capped_and_cut_short_by_a_stop() -> None:
+    loop = asyncio.get_running_loop()
+    pace = Pace(100.0)
+    clock = DialogClock(pace, max_duration_s=10.0)
+    started = loop.time()
+    await clock.wait(2.0)  # 2 s of dialog time: 20 ms at 100x
+    assert clock.elapsed_s == 2.0 and loop.time() - started >= 0.015
+    with pytest.raises(CallEnds) as over:
+        await clock.wait(60.0)  # only 8 s are left
+    assert over.value.reason == "timeout" and clock.elapsed_s == 10.0
+
+    slow = DialogClock(Pace(1.0), max_duration_s=7200.0)
+    waiting = asyncio.create_task(slow.wait(3600.0))
+    await asyncio.sleep(0.01)
+    started = loop.time()
+    slow.pace.stopping.set()
+    with pytest.raises(CallEnds) as stopped:
+        await asyncio.wait_for(waiting, 5)
+    assert stopped.value.reason == "system_hangup" and loop.time() - started < 1.0
+    assert Pace(math.inf).real_seconds(3600) == 0.0
+    assert Pace(1000.0).real_timeout(2.0) == 1.0  # never below a loopback round trip
