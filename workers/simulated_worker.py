@@ -2,8 +2,8 @@
 
 The library core of ``callhub worker --simulate`` and of ``callhub demo``: no
 signal handling, no output. ``dialogs`` default to the bundled ones
-(``workers/dialogs``: helpdesk, billing_menu). Start it, read its ``stats`` whenever you like,
-``stop()`` it::
+(``workers/dialogs``: helpdesk, billing_menu). Start it, read its ``stats`` (or
+``describe()``) whenever you like, ``stop()`` it::
 
     worker = SimulatedWorker(redis, settings, rate=2, speed=1, seed=7)  # bundled dialogs
     task = asyncio.create_task(worker.run())
@@ -14,9 +14,9 @@ signal handling, no output. ``dialogs`` default to the bundled ones
 Calls arrive as a Poisson process of ``rate`` calls per (real) second, up to
 ``calls`` of them (``None``: until stopped). Each call gets its own
 ``random.Random`` drawn in order from ``Random(seed)`` (``seed`` None: a random
-one, kept in ``worker.seed``), which picks its dialog,
-caller number and behaviour: a run with the same seed makes the same calls,
-whatever the timing. ``speed`` scales dialog time (``workers.pace``).
+one, kept in ``worker.seed``), which picks its dialog, caller number and
+behaviour: a run with the same seed makes the same calls, whatever the timing.
+``speed`` scales dialog time (``workers.pace``).
 
 Every event goes through one ``CommitQueue`` (group commit) into
 ``CallPublisher``, so seq, validation and idempotency are the publisher's.
@@ -83,7 +83,7 @@ class WorkerStats(msgspec.Struct):
     active: int = 0  # calls running now
     done: int = 0  # calls over (cleanly or not)
     events: int = 0  # events stored
-    errors: int = 0  # calls the worker could not end cleanly, refused commits
+    errors: int = 0  # calls this worker could not end (no call_terminated of its own)
     reasons: dict[str, int] = {}  # call_terminated reasons
     event_types: dict[str, int] = {}  # events stored, by type
 
