@@ -38,6 +38,7 @@ from hub.errors import REDIS_ERRORS, ApiError, BadParameter, error_response, jso
 from hub.event_stream import PATH as EVENTS_PATH
 from hub.event_stream import serve_event_stream
 from hub.events import check_dialog_name, check_session_id
+from hub.gc_tuning import tune_after_start_up
 from hub.openapi import openapi_document
 from hub.query import Query
 from hub.redis_connection import connect
@@ -143,10 +144,13 @@ async def _events_route(scope: Scope, receive: Receive, send: Send) -> None:
     await serve_event_stream(scope["app"].state.hub, scope, receive, send, [])
 
 
-def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False) -> HubApp:
+def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False,
+               tune_gc: bool = False) -> HubApp:
     """The replica's app. ``end_streams_on_sigterm`` (set by ``callhub serve``)
     ends every event stream as soon as the process is told to stop, so clients
-    reconnect to another replica instead of holding this one open."""
+    reconnect to another replica instead of holding this one open; ``tune_gc``
+    (also ``callhub serve``: never in a process that is not only a replica)
+    applies ``hub.gc_tuning`` once start-up is done."""
     keys = ApiKeys.load(settings.api_keys, settings.api_keys_file)
 
     @contextlib.asynccontextmanager
@@ -168,6 +172,8 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False) -> H
                            write_timeout_s=options.write_timeout_s).run(),
             name="stream-watchdog")
         restore = _end_streams_on_signal(dispatcher) if end_streams_on_sigterm else None
+        if tune_gc:
+            tune_after_start_up()
         try:
             yield
         finally:
@@ -205,7 +211,7 @@ def create_app_from_environment() -> Starlette:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     access_log.install()
-    return create_app(load_settings(os.environ), end_streams_on_sigterm=True)
+    return create_app(load_settings(os.environ), end_streams_on_sigterm=True, tune_gc=True)
 
 
 def _end_streams_on_signal(dispatcher: Dispatcher) -> Callable[[], None]:
