@@ -7,7 +7,7 @@ VENV ?= .venv
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system test lint bench-ingest bench-read-api bench-fanout
+.PHONY: setup system demo test lint bench-ingest bench-read-api bench-fanout
 
 setup: system $(VENV)/.installed
 
@@ -24,6 +24,10 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	touch $@
+
+# The demo needs only the virtualenv: its Redis is embedded (fakeredis).
+demo: $(VENV)/.installed
+	$(VENV)/bin/callhub demo
 
 test: setup
 	$(VENV)/bin/pytest

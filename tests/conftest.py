@@ -225,6 +225,48 @@ def start_hub(
 
 
 @dataclass
+class DemoProcess:
+    """A `callhub demo` process this test started and stops by PID."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_demo(*args: str, env: dict[str, str] | None = None) -> DemoProcess:
+    """``callhub demo`` on a free port, once it prints its welcome and has a live call."""
+    port = free_port()
+    log = Path(tempfile.mkstemp(prefix="callhub-demo-", suffix=".log")[1])
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("CALLHUB_")}
+    environment.update(env or {})
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", "demo", "--port", str(port), *args],
+            stdout=out, stderr=subprocess.STDOUT, env=environment,
+        )
+    demo = DemoProcess(f"http://127.0.0.1:{port}", process, log)
+
+    def has_a_call() -> object:
+        if process.poll() is not None:
+            raise AssertionError(f"callhub demo exited: {demo.output()}")
+        page = httpx.get(f"{demo.url}/v1/calls", timeout=1).json()
+        return page["total_count"] > 0
+
+    try:
+        wait_for(has_a_call, timeout=20, what="callhub demo to show a live call", interval=0.05)
+    except BaseException:
+        demo.stop()
+        raise
+    return demo
+
+
+@dataclass
 class LiveHub:
     """A hub app served by uvicorn inside the test's event loop (inspectable)."""
 
