@@ -35,6 +35,7 @@ class LeaseKeeper:
         self._lease_ms = lease_ms
         self._script = redis.register_script(RENEW_SCRIPT)
         self._held: set[str] = set()
+        self._loaded = False
         self._stopped = asyncio.Event()
 
     @property
@@ -54,6 +55,12 @@ class LeaseKeeper:
         by_shard: dict[int, list[str]] = defaultdict(list)
         for session_id in self._held:
             by_shard[self._keys.shard_of(session_id)].append(session_id)
+        if by_shard and not self._loaded:
+            # Load before the first EVALSHA instead of answering NOSCRIPT: an
+            # error reply makes fakeredis's TCP server (the demo) drop the
+            # connection, and on Redis it costs a round trip anyway.
+            await self._redis.script_load(RENEW_SCRIPT)
+            self._loaded = True
         renewed = 0
         for shard, session_ids in by_shard.items():
             result = await self._script(keys=[self._keys.leases(shard)],
