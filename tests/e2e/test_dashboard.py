@@ -12,8 +12,7 @@ import contextlib
 import http.server
 import random
 import re
-import subprocess
-import sys
+import signal
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -45,7 +44,7 @@ from hub.events import (
     decode_event,
 )
 from hub.settings import Settings
-from tests.conftest import HubProcess, free_port, start_hub, stop_process
+from tests.conftest import HubProcess, free_port, start_demo, start_hub
 from tests.e2e.conftest import script_errors
 from workers.publisher import CallPublisher
 
@@ -377,9 +376,9 @@ def shows_exactly(driver: WebDriver, session_id: str, events: list[Event],
         raise
 
 
-def save_screenshot(driver: WebDriver) -> Path:
+def save_screenshot(driver: WebDriver, name: str = "dashboard.png") -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / "dashboard.png"
+    path = ARTIFACTS / name
     driver.save_screenshot(str(path))
     print(f"dashboard screenshot: {path}")
     return path
@@ -591,27 +590,22 @@ def stream_id(raw: bytes | str) -> tuple[int, int]:
     return int(ms), int(seq)
 
 
-def test_dashboard_with_the_call_simulator(
-    browser: WebDriver, redis_url: str, sync_redis: redis.Redis, callhub_env: dict[str, str],
-    tmp_path: Path,
-) -> None:
-    """`callhub worker --simulate` (dialogs, barge-in, silence, hang-ups, hooks) as the
-    traffic: the list is the hub's active set, and a followed call's transcript and
-    state path are exactly the events Redis holds for it."""
+def test_dashboard_against_the_demo(browser: WebDriver) -> None:
+    """The README's first command, `callhub demo` (embedded Redis, simulated worker with
+    dialogs, barge-in, silence, hang-ups, hooks), as the whole back end: the list is
+    the demo's active set, and a followed call's transcript and state path are exactly
+    the events its Redis holds for it."""
     keys = Settings().keyspace
-    hub = start_hub(redis_url)
-    log = tmp_path / "worker.log"
-    with log.open("wb") as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", "worker", "--simulate", "--redis-url", redis_url,
-             "--rate", "4", "--speed", "10", "--seed", "11", "--progress-interval", "1"],
-            stdout=out, stderr=subprocess.STDOUT, env=callhub_env)
+    demo = start_demo("--rate", "4", "--speed", "10", "--seed", "11")
+    embedded = re.search(r"embedded in-memory Redis \((redis://[^;]+);", demo.output())
+    assert embedded, demo.output()
+    store = redis.Redis.from_url(embedded.group(1))
     try:
-        browser.get(f"{hub.url}/")
+        browser.get(f"{demo.url}/")
         wait(browser, lambda d: connection_state(d) == "live", "the stream to be live")
 
         def active_in_redis() -> set[str]:
-            members = cast(list[bytes], sync_redis.zrange(keys.active(0), 0, -1))
+            members = cast(list[bytes], store.zrange(keys.active(0), 0, -1))
             return {m.decode() for m in members}
 
         wait(browser, lambda d: len(active_in_redis()) >= 3, "simulated calls",
@@ -621,21 +615,24 @@ def test_dashboard_with_the_call_simulator(
              "the list to hold exactly the active calls")
 
         def status(session_id: str) -> bytes | None:
-            return cast(bytes | None, sync_redis.hget(keys.call(session_id), "status"))
+            return cast(bytes | None, store.hget(keys.call(session_id), "status"))
 
         # the oldest active call (the list is newest first), so the wait for its end is short
         chosen = wait(browser, lambda d: next(
             (r["session_id"] for r in reversed(rows(d)) if status(r["session_id"]) == b"active"),
             None), "an active call")
         click(browser, f'#calls-body tr[data-session-id="{chosen}"]')
+        wait(browser, lambda d: len(transcript(d)) >= 2, f"{chosen}'s transcript lines")
         wait(browser, lambda d: status(chosen) == b"terminated", f"{chosen} to end", 30)
         entries = cast(list[tuple[bytes, dict[bytes, bytes]]],
-                       sync_redis.xrange(keys.call_events(chosen)))
+                       store.xrange(keys.call_events(chosen)))
         events: list[Event] = [decode_event(fields[b"data"]) for _, fields in entries]
         assert isinstance(events[-1], CallTerminated)
         shows_exactly(browser, chosen, events)
+        save_screenshot(browser, "dashboard-demo.png")
         assert script_errors(browser) == []
+        demo.process.send_signal(signal.SIGINT)
+        assert demo.process.wait(timeout=15) == 0
     finally:
-        stop_process(worker)
-        hub.stop()
-    assert worker.returncode == 0, log.read_text(errors="replace")
+        store.close()
+        demo.stop()
