@@ -7,7 +7,7 @@ VENV ?= .venv
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system demo test lint bench-ingest bench-read-api bench-fanout
+.PHONY: setup system demo test lint bench-ingest bench-read-api bench-fanout bench-worker
 
 setup: system $(VENV)/.installed
 
@@ -38,6 +38,9 @@ lint: setup
 
 bench-ingest: setup
 	$(VENV)/bin/python -m bench.ingest
+
+bench-worker: setup
+	$(VENV)/bin/python -m bench.worker
 
 bench-read-api: setup
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && \
