@@ -12,7 +12,8 @@ way real ones do, decided by the caller's number so a seeded run repeats:
 
 ``serve_locally`` runs any ASGI app this way (tests use it for their own
 hooks): uvicorn inside the running event loop, without uvicorn's signal
-handlers, so the process's own SIGTERM handling stays in charge.
+handlers and without its logging set-up, so the embedding process's SIGTERM
+handling and logging stay as they were.
 """
 
 from __future__ import annotations
@@ -92,7 +93,10 @@ async def serve_locally(app: Any, *, port: int = 0) -> AsyncIterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
+    # No log_config, log_level or access_log: uvicorn would set them on the
+    # process-wide "uvicorn.*" loggers, changing the logging of any other
+    # uvicorn server in the process (the hub, in callhub demo).
+    config = uvicorn.Config(app, log_config=None, log_level=None, lifespan="off",
                             timeout_graceful_shutdown=1)
     server = _QuietServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
