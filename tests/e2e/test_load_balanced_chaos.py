@@ -1,0 +1,518 @@
+"""docker-compose.yml as processes, under chaos: nothing lost, nothing twice (DESIGN I3).
+
+The topology of the compose file, on loopback: a redis-server with AOF, two
+`callhub serve` replicas, a real nginx running deploy/nginx.conf in front of
+them, and `callhub worker --simulate` committing realistic calls. Twenty SSE
+clients (some filtered) follow the stream through nginx the way EventSource
+does: when a stream ends they reconnect through nginx with the last id they
+saw as Last-Event-ID; every now and then they also leave on purpose, so
+resumes land on both replicas all along.
+
+Chaos, each step waiting on a condition with a deadline, never a fixed sleep:
+
+1. SIGKILL one replica: its clients' streams break, nginx sends their
+   reconnects to the other replica, and they resume.
+2. Start that replica again on its port: nginx takes it back (after the
+   upstream's fail_timeout) and resumes land on it again.
+3. Restart Redis (SHUTDOWN; once both replicas' /readyz say it is gone, start
+   it on the same port and directory with AOF): the replicas' shard readers
+   reconnect, the worker's commits retry, and open streams just go on.
+
+Then the worker stops (its active calls end cleanly), the clients drain up to
+the last committed position, and each client's events are compared with the
+truth: every shard log read back from Redis (XRANGE), filtered by the client's
+filter. 0 lost, 0 duplicated, per-call order kept, bytes as committed. A
+figures table goes to stdout (pytest -s) and tests/artifacts/chaos.txt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import msgspec
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from hub.cursor import Cursor, StreamId, parse_stream_id
+from hub.keyspace import Keyspace
+from tests.conftest import (
+    HubProcess,
+    RedisServer,
+    free_port,
+    start_hub,
+    start_redis_server,
+    stop_process,
+    wait_for,
+)
+from tests.load_balancer import Nginx, start_nginx
+from tests.sse_client import parse_frame
+
+SHARDS = 2
+KEYS = Keyspace(shards=SHARDS)
+# Pings carry the cursor: fast ones let every client, whatever its filter,
+# show quickly that it has seen everything up to a position.
+HUB_ENV = {"CALLHUB_SHARDS": str(SHARDS), "CALLHUB_PING_INTERVAL": "300ms"}
+AOF = ("--appendonly", "yes", "--appendfsync", "everysec")
+# ~8 new calls a second at ten times dialog speed: ~150-250 events a second.
+WORKER_ARGS = ("--simulate", "--rate", "8", "--speed", "10", "--seed", "7")
+ARTIFACTS = Path(__file__).parent.parent / "artifacts"
+
+# The clients connected from the start; two more follow one call each (below).
+FILTERS: list[dict[str, str]] = (
+    [{}] * 6
+    + [{"event_types": "call_started,speech_final,call_terminated"}] * 3
+    + [{"event_types": "dtmf_received,state_transition"}] * 2
+    + [{"dialog_name": "helpdesk"}] * 3
+    + [{"dialog_name": "billing_menu"}] * 2
+    + [{"dialog_name": "helpdesk", "event_types": "speech_partial,speech_final"}] * 2
+)
+
+
+class Routing(msgspec.Struct):
+    session_id: str
+    seq: int
+
+
+def covers(cursor: str | None, final: list[StreamId | None]) -> bool:
+    if cursor is None:
+        return False
+    positions = Cursor.decode(cursor, SHARDS).positions
+    return all(f is None or (p is not None and p >= f)
+               for p, f in zip(positions, final, strict=True))
+
+
+@dataclass
+class Client:
+    """An EventSource-like client going through the load balancer."""
+
+    name: str
+    params: dict[str, str]
+    rng: random.Random
+    cursor: str | None = None
+    # (the frame's id, its event type, its data) for every event received.
+    received: list[tuple[str | None, str, bytes]] = field(default_factory=list)
+    connections: int = 0
+    drops: int = 0  # streams that ended without the client choosing to
+    refused: int = 0  # attempts that got no stream (an error status, no connection)
+    reconnect_s: list[float] = field(default_factory=list)  # after drops
+    rejoin_s: list[float] = field(default_factory=list)  # after leaving on purpose
+    connected: bool = False
+    wander: bool = True  # leave now and then on purpose, and come back
+    final: list[StreamId | None] | None = None
+    done: bool = False
+
+    def matches(self, fields: dict[bytes, bytes]) -> bool:
+        types = self.params.get("event_types")
+        return (
+            (not types or fields[b"type"].decode() in types.split(","))
+            and fields[b"session_id"].decode() == self.params.get("session_id",
+                                                                    fields[b"session_id"].decode())
+            and fields[b"dialog"].decode() == self.params.get("dialog_name",
+                                                                fields[b"dialog"].decode())
+        )
+
+    async def run(self, http: httpx.AsyncClient, url: str) -> None:
+        gone_at: float | None = None  # when the last stream ended or the last attempt failed
+        planned = False
+        while not self.done:
+            headers = {"Last-Event-ID": self.cursor} if self.cursor else {}
+            streamed = left = False
+            try:
+                async with http.stream("GET", f"{url}/v1/calls/events", params=self.params,
+                                       headers=headers) as response:
+                    if response.status_code == 200:
+                        streamed = True
+                        self.connections += 1
+                        if gone_at is not None:
+                            (self.rejoin_s if planned else self.reconnect_s).append(
+                                time.monotonic() - gone_at)
+                        gone_at, self.connected = None, True
+                        left = await self._read(response)
+                    else:
+                        await response.aread()
+            except httpx.TransportError:
+                pass  # refused, reset, cut mid-stream, read timeout: reconnect
+            finally:
+                self.connected = False
+            if self.done:
+                return
+            if streamed:
+                self.drops += not left
+                planned = left
+            else:
+                self.refused += 1
+            if gone_at is None:
+                gone_at = time.monotonic()
+            if not streamed:
+                # EventSource would wait the stream's retry: (3 s); the test keeps
+                # attempts quick so that reconnect times measure the system.
+                await asyncio.sleep(0.05)
+
+    async def _read(self, response: httpx.Response) -> bool:
+        """Record frames until the stream ends (False) or the client leaves (True)."""
+        budget = self.rng.randint(30, 300) if self.wander else -1
+        buffer = b""
+        async for chunk in response.aiter_raw():
+            buffer += chunk
+            while b"\n\n" in buffer:
+                block, buffer = buffer.split(b"\n\n", 1)
+                frame = parse_frame(block)
+                if frame.id:
+                    self.cursor = frame.id
+                if frame.event is not None:
+                    self.received.append((frame.id, frame.event, frame.data or b""))
+                    budget -= 1
+            if self.final is not None and covers(self.cursor, self.final):
+                self.done = True
+                return True
+            if budget == 0 and self.final is None:
+                return True
+        return False
+
+
+@dataclass
+class Figures:
+    committed: int = 0
+    calls: int = 0
+    kills: int = 0
+    redis_restarts: int = 0
+    committed_after_restart: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    out_of_order: int = 0
+    altered: int = 0
+    unexpected: int = 0
+    rows: list[tuple[str, str]] = field(default_factory=list)
+
+
+async def until(condition: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def until_true(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """``until`` for a blocking condition (an HTTP request): run in a thread."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            if await asyncio.to_thread(condition):
+                return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def restart_hub(old: HubProcess, redis_url: str) -> HubProcess:
+    """`callhub serve` again on the port nginx knows it by (start_hub picks a new one)."""
+    port = int(old.url.rsplit(":", 1)[1])
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("CALLHUB_")}
+    environment.update(HUB_ENV)
+    with old.log.open("ab") as out:
+        out.write(b"\n--- restarted ---\n")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", "serve", "--host", "127.0.0.1", "--port",
+             str(port), "--redis-url", redis_url],
+            stdout=out, stderr=subprocess.STDOUT, env=environment,
+        )
+    hub = HubProcess(old.url, process, old.log)
+
+    def up() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"callhub serve exited: {hub.output()}")
+        return httpx.get(f"{hub.url}/healthz", timeout=1).status_code == 200
+
+    try:
+        wait_for(up, timeout=20, what="the restarted replica", interval=0.05)
+    except BaseException:
+        hub.stop()
+        raise
+    return hub
+
+
+def shutdown_redis(server: RedisServer) -> None:
+    """SHUTDOWN: a clean stop that fsyncs the AOF.
+
+    Not SIGKILL: with appendfsync everysec a hard kill may lose up to a second
+    of acknowledged commits, and the truth this test compares with (the logs
+    read back at the end) must hold everything the clients could have been sent.
+    No retries: redis-py would retry the command into the closed port for seconds.
+    """
+    with redis.Redis(host="127.0.0.1", port=server.port, retry=Retry(NoBackoff(), 0)) as client:
+        client.shutdown()
+    server.process.wait(timeout=15)
+
+
+def start_redis_again(server: RedisServer, directory: str) -> RedisServer:
+    """redis-server on the same port and directory, AOF on: it loads what it had."""
+    again = start_redis_server(server.port, *AOF, "--dir", directory)
+    shutil.rmtree(again.directory, ignore_errors=True)  # the fresh one it made, unused
+    return RedisServer(again.port, again.process, directory)
+
+
+def unready(hub: HubProcess) -> bool:
+    """The replica says Redis does not answer."""
+    return httpx.get(f"{hub.url}/readyz", timeout=2).status_code == 503
+
+
+def committed(server: RedisServer) -> int | None:
+    """Events in the shard logs now, or None while Redis does not answer."""
+    try:
+        with redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=1) as client:
+            return sum(int(client.xlen(KEYS.log(shard))) for shard in range(SHARDS))
+    except redis.RedisError:
+        return None
+
+
+async def wait_committed(server: RedisServer, at_least: int, timeout: float, what: str) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        count = await asyncio.to_thread(committed, server)
+        if count is not None and count >= at_least:
+            return count
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} "
+                                 f"({count} committed, {at_least} wanted)")
+        await asyncio.sleep(0.05)
+
+
+def read_truth(server: RedisServer) -> list[list[tuple[bytes, dict[bytes, bytes]]]]:
+    with server.client() as client:
+        return [client.xrange(KEYS.log(shard)) for shard in range(SHARDS)]  # type: ignore[misc]
+
+
+def check(clients: list[Client], truth: list[list[tuple[bytes, dict[bytes, bytes]]]],
+          figures: Figures) -> list[str]:
+    """Each client against the truth; returns one line per problem found."""
+    problems: list[str] = []
+    for client in clients:
+        expected: dict[tuple[str, int], bytes] = {}
+        order: dict[str, list[int]] = defaultdict(list)
+        for entries in truth:
+            for _, fields in entries:
+                if client.matches(fields):
+                    key = (fields[b"session_id"].decode(), int(fields[b"seq"]))
+                    expected[key] = fields[b"data"]
+                    order[key[0]].append(key[1])
+        got: list[tuple[str, int]] = []
+        for _, event, data in client.received:
+            if event == "stream_reset":
+                figures.unexpected += 1
+                problems.append(f"{client.name}: a stream_reset")
+                continue
+            routing = msgspec.json.decode(data, type=Routing)
+            key = (routing.session_id, routing.seq)
+            got.append(key)
+            if key not in expected:
+                figures.unexpected += 1
+                problems.append(f"{client.name}: {key} does not match its filter or is unknown")
+            elif expected[key] != data:
+                figures.altered += 1
+                problems.append(f"{client.name}: {key} differs from what was committed")
+        counts = Counter(got)
+        duplicated = sum(n - 1 for n in counts.values())
+        lost = [key for key in expected if key not in counts]
+        figures.duplicated += duplicated
+        figures.lost += len(lost)
+        if duplicated:
+            problems.append(f"{client.name}: {duplicated} duplicated, e.g. "
+                            f"{[k for k, n in counts.items() if n > 1][:3]}")
+        if lost:
+            problems.append(f"{client.name} ({client.params}): {len(lost)} lost, e.g. {lost[:3]}")
+        per_call: dict[str, list[int]] = defaultdict(list)
+        for sid, seq in got:
+            per_call[sid].append(seq)
+        for sid, seqs in per_call.items():
+            deduplicated = list(dict.fromkeys(seqs))
+            if deduplicated != [s for s in order[sid] if (sid, s) in counts]:
+                figures.out_of_order += 1
+                problems.append(f"{client.name}: call {sid} out of order: {seqs[:20]}")
+    return problems
+
+
+def table(rows: list[tuple[str, str]]) -> str:
+    width = max(len(name) for name, _ in rows)
+    lines = ["load-balanced chaos (tests/e2e/test_load_balanced_chaos.py)", ""]
+    lines += [f"  {name:<{width}}  {value}" for name, value in rows]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+async def test_clients_behind_nginx_lose_nothing_across_replica_kills_and_redis_restarts(
+    tmp_path: Path,
+) -> None:
+    began = time.monotonic()
+    rng = random.Random(20261124)
+    server = await asyncio.to_thread(start_redis_server, free_port(), *AOF)
+    directory = server.directory
+    hubs: list[HubProcess] = []
+    nginx: Nginx | None = None
+    worker: subprocess.Popen[bytes] | None = None
+    tasks: list[asyncio.Task[None]] = []
+    figures = Figures()
+    http = httpx.AsyncClient(timeout=httpx.Timeout(5, read=10),
+                             limits=httpx.Limits(max_connections=100))
+    try:
+        hubs = list(await asyncio.gather(*(
+            asyncio.to_thread(start_hub, server.url, env=HUB_ENV, log_dir=tmp_path)
+            for _ in range(2))))
+        nginx = await asyncio.to_thread(
+            start_nginx, tmp_path / "nginx", [h.url.removeprefix("http://") for h in hubs])
+        lb = nginx.url
+
+        clients = [Client(f"c{n:02d}", params, random.Random(rng.random()))
+                   for n, params in enumerate(FILTERS)]
+        tasks = [asyncio.create_task(c.run(http, lb)) for c in clients]
+        # Every client is subscribed (it has a cursor) before the first commit.
+        await until(lambda: all(c.cursor for c in clients), 15, "every client's first cursor")
+        start_cursor = clients[0].cursor
+
+        # TRAFFIC: the simulated worker, as in docker-compose.yml.
+        worker_log = tmp_path / "worker.log"
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("CALLHUB_")}
+        with worker_log.open("wb") as out:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "hub.cli", "worker", *WORKER_ARGS, "--redis-url",
+                 server.url, "--shards", str(SHARDS), "--progress-interval", "1"],
+                stdout=out, stderr=subprocess.STDOUT, env=environment)
+        await wait_committed(server, 300, 20, "the worker's first events")
+
+        # Two clients follow one call each, from the cursor taken before any
+        # commit: they catch up from Redis, then go on live.
+        with server.client() as redis_client:
+            started = [fields[b"session_id"].decode()
+                       for shard in range(SHARDS)
+                       for _, fields in redis_client.xrange(KEYS.log(shard), count=200)
+                       if fields[b"type"] == b"call_started"]
+        for sid in (started[0], started[-1]):
+            follower = Client(f"c{len(clients):02d}", {"session_id": sid},
+                              random.Random(rng.random()), cursor=start_cursor)
+            clients.append(follower)
+            tasks.append(asyncio.create_task(follower.run(http, lb)))
+
+        # CHAOS 1: SIGKILL a replica; its clients resume on the other one.
+        at_kill = await wait_committed(server, 500, 20, "events before the kill")
+        victim = hubs[0]
+        victim.process.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(victim.process.wait, 10)
+        figures.kills += 1
+        await until(lambda: sum(c.drops for c in clients) > 0, 10,
+                    "the killed replica's streams to break")
+        await until(lambda: all(c.connected and len(c.reconnect_s) == c.drops
+                                for c in clients), 15,
+                    "every client to be streaming again")
+        await wait_committed(server, at_kill + 200, 20, "events after the kill")
+
+        # CHAOS 2: the replica comes back on its port; nginx sends resumes there
+        # again once the upstream's fail_timeout (10 s) has passed.
+        served_before = victim.output().count("/v1/calls/events")
+        hubs[0] = await asyncio.to_thread(restart_hub, victim, server.url)
+        await until(lambda: hubs[0].output().count("/v1/calls/events") > served_before, 25,
+                    "a resume served by the restarted replica")
+
+        # CHAOS 3: restart Redis. Open streams stay open and go on.
+        drops_before = sum(c.drops for c in clients)
+        at_restart = await wait_committed(server, 0, 5, "Redis before the restart")
+        down = time.monotonic()
+        await asyncio.to_thread(shutdown_redis, server)
+        for hub in hubs:  # both replicas have noticed: Redis is really gone for them
+            await until_true(lambda h=hub: unready(h), 10, f"{hub.url} to see Redis gone")
+        server = await asyncio.to_thread(start_redis_again, server, directory)
+        redis_down_s = time.monotonic() - down
+        figures.redis_restarts += 1
+        await wait_committed(server, at_restart + 300, 25, "commits after the Redis restart")
+        drops_in_restart = sum(c.drops for c in clients) - drops_before
+
+        # The worker stops: its active calls end cleanly (system_hangup).
+        worker.terminate()
+        worker_status = await asyncio.to_thread(worker.wait, 30)
+
+        # Drain: each client reads on until its cursor covers the last entries.
+        truth = await asyncio.to_thread(read_truth, server)
+        final = [parse_stream_id(entries[-1][0]) if entries else None for entries in truth]
+        for client in clients:
+            client.final = final
+        await until(lambda: all(c.done for c in clients), 20,
+                    "every client to have received up to the last commit")
+        await asyncio.gather(*tasks)
+
+        figures.committed = sum(len(entries) for entries in truth)
+        figures.committed_after_restart = figures.committed - at_restart
+        figures.calls = sum(fields[b"type"] == b"call_started"
+                            for entries in truth for _, fields in entries)
+        problems = check(clients, truth, figures)
+        reconnects = [s for c in clients for s in c.reconnect_s]
+        rejoins = [s for c in clients for s in c.rejoin_s]
+        figures.rows = [
+            ("clients (filtered)", f"{len(clients)} ({sum(bool(c.params) for c in clients)})"),
+            ("calls", str(figures.calls)),
+            ("events committed", str(figures.committed)),
+            ("  of which after the Redis restart", str(figures.committed_after_restart)),
+            ("deliveries", str(sum(len(c.received) for c in clients))),
+            ("replica kills (SIGKILL)", str(figures.kills)),
+            ("replica restarts", "1"),
+            ("Redis restarts (SHUTDOWN, AOF)", f"{figures.redis_restarts} "
+                                               f"(down {redis_down_s * 1000:.0f} ms)"),
+            ("streams broken by the kill", str(drops_before)),
+            ("streams broken by the Redis restart", str(drops_in_restart)),
+            ("max reconnect time after a break", f"{max(reconnects, default=0) * 1000:.0f} ms"),
+            ("resumes on purpose (max time)", f"{len(rejoins)} "
+                                              f"({max(rejoins, default=0) * 1000:.0f} ms)"),
+            ("attempts refused", str(sum(c.refused for c in clients))),
+            ("lost", str(figures.lost)),
+            ("duplicated", str(figures.duplicated)),
+            ("calls out of order", str(figures.out_of_order)),
+            ("altered or unexpected", str(figures.altered + figures.unexpected)),
+            ("worker exit status", str(worker_status)),
+            ("test duration", f"{time.monotonic() - began:.1f} s"),
+        ]
+        report = table(figures.rows)
+        print("\n" + report)
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / "chaos.txt").write_text(report)
+
+        assert not problems, "\n".join(problems[:30])
+        assert figures.lost == figures.duplicated == figures.out_of_order == 0
+        assert drops_before > 0, "the kill broke no stream: no client was on that replica"
+        assert drops_in_restart == 0, "a Redis restart must not break open streams"
+        assert figures.committed_after_restart >= 300
+        assert worker_status == 0, worker_log.read_text()[-2000:]
+    except BaseException:
+        for hub in hubs:
+            print(f"--- {hub.url} log (tail)\n{hub.output()[-3000:]}")
+        if nginx is not None:
+            print(f"--- nginx log (tail)\n{nginx.log()[-3000:]}")
+        raise
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        await http.aclose()
+        if worker is not None:
+            stop_process(worker)
+        if nginx is not None:
+            nginx.stop()
+        for hub in hubs:
+            hub.stop()
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
