@@ -8,9 +8,12 @@ group, whose frames are chosen and joined once per batch; each subscriber then
 gets that one shared chunk: the cost of a burst grows with subscribers x
 batches, not subscribers x events (DESIGN section 3).
 
-Subscribers never slow the readers: a chunk is appended to a bounded buffer
-and the subscriber's own response task writes it out. A subscriber whose
-buffer overflows is closed (I5); it resumes from Redis with its cursor.
+Subscribers never slow the readers. A live subscriber whose task is parked
+with nothing buffered gets its chunk written at once (``hub.inline_send``: the
+send starts here and, if the client is too slow to take it now, the
+subscriber's task finishes it); otherwise the chunk is appended to a bounded
+buffer that the subscriber's own task writes out. A subscriber whose buffer
+overflows is closed (I5); it resumes from Redis with its cursor.
 
 A subscriber also carries the little state the replica's one watchdog needs
 (``hub.stream_watchdog``): how many watchdog ticks its current write has taken
@@ -23,7 +26,10 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Final
 
+from starlette.types import Send
+
 from hub.cursor import Cursor, StreamId, parse_stream_id
+from hub.inline_send import start_send
 from hub.sse import event_frame
 
 Entry = tuple[bytes, dict[bytes, bytes]]  # an XREAD/XRANGE entry: (id, fields)
@@ -89,7 +95,7 @@ class Subscriber:
     """
 
     __slots__ = ("_buffered", "_chunks", "_waiter", "closed", "filter", "idle_ticks",
-                 "max_bytes", "task", "write_ticks")
+                 "max_bytes", "sender", "task", "write_ticks")
 
     def __init__(self, stream_filter: StreamFilter, *, max_bytes: int) -> None:
         self.filter = stream_filter
@@ -104,9 +110,22 @@ class Subscriber:
         self.write_ticks = NOT_WRITING
         self.idle_ticks = 0
         self.task: asyncio.Task[None] | None = None
+        # The stream's ASGI send, set once it is live: pushes may write directly.
+        self.sender: Send | None = None
 
     def push(self, chunk: bytes) -> None:
         if self.closed:
+            return
+        if self._waiter is not None and self.sender is not None:
+            # The task is parked in its live loop, so nothing is buffered and no
+            # write is under way: write now instead of waking it to.
+            pending = start_send(self.sender, {"type": "http.response.body", "body": chunk,
+                                               "more_body": True})
+            if pending is None:
+                self.idle_ticks = 0
+            else:  # the client is slow: the task finishes the write, watched
+                self.write_ticks = 0
+                self._wake(pending)
             return
         self._buffered += len(chunk)
         if self._buffered > self.max_bytes:
@@ -156,8 +175,12 @@ class Subscriber:
 
     def wait(self) -> asyncio.Future[object]:
         """A future that completes when there is something to take, on close
-        (result None), or when the watchdog says a ping is due (``PING_DUE``)."""
-        waiter: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        (result None), when the watchdog says a ping is due (``PING_DUE``), or
+        with a ``PendingSend`` for the task to finish."""
+        # The task's loop, not asyncio.get_running_loop(): that one asks the
+        # kernel for the process id on every call (a syscall per delivery).
+        loop = self.task.get_loop() if self.task is not None else asyncio.get_running_loop()
+        waiter: asyncio.Future[object] = loop.create_future()
         if self._chunks or self.closed:
             waiter.set_result(None)
         else:

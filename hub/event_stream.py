@@ -29,6 +29,7 @@ from hub.cursor import Cursor, InvalidCursor
 from hub.dispatcher import CLOSED_STALLED, NOT_WRITING, PING_DUE, StreamFilter, Subscriber
 from hub.errors import BadParameter, ServiceUnavailable, error_response
 from hub.events import EVENT_TYPES, check_dialog_name, check_session_id
+from hub.inline_send import PendingSend
 from hub.query import Query
 from hub.replica import Hub
 from hub.sse import RETRY, cursor_mark, ping, stream_reset_frame
@@ -117,18 +118,24 @@ async def _stream(hub: Hub, asked: StreamRequest, receive: Receive, send: Send,
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await _write(subscriber, send, RETRY)
             await _catch_up(hub, asked, subscriber, send, joined, left)
-            while True:  # live; the write is inlined: this loop runs once per delivery
+            # Live. While this task is parked in wait(), the dispatcher writes
+            # to the client directly (hub.inline_send); it wakes the task for
+            # what it cannot do at once: buffered chunks, a write to finish,
+            # a ping, the end.
+            subscriber.sender = send
+            while True:
                 chunk = subscriber.take()
                 if chunk:
-                    subscriber.write_ticks = 0
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    subscriber.write_ticks = NOT_WRITING
-                    subscriber.idle_ticks = 0
+                    await _write(subscriber, send, chunk)
                     continue
                 if subscriber.closed:
                     break
                 woken_for = await subscriber.wait()
-                if woken_for is PING_DUE and not subscriber.closed and not subscriber.pending:
+                if type(woken_for) is PendingSend:
+                    await woken_for  # write_ticks was set when the dispatcher began it
+                    subscriber.write_ticks = NOT_WRITING
+                    subscriber.idle_ticks = 0
+                elif woken_for is PING_DUE and not subscriber.closed and not subscriber.pending:
                     # The buffer is empty: everything dispatched so far that matched
                     # was written, so the dispatcher's position is this client's too.
                     await _write(subscriber, send, ping(dispatcher.cursor().encode()))
