@@ -30,7 +30,27 @@ from workers.caller_scripts import (
     SimulatedChannel,
 )
 from workers.dialog_runtime import CallContext, CallSummary, DialogCall
-from workers.dialog_spec import Dialog, bundled_dialogs, parse_dialog
+from workers.dialog_spec import (
+    CallHook,
+    Dialog,
+    Hangup,
+    Hold,
+    HookSpec,
+    IntentSpec,
+    OnDtmf,
+    OnHookFailure,
+    OnHookSuccess,
+    OnIntent,
+    OnNoMatch,
+    OnTimeout,
+    Play,
+    Resume,
+    SetVariable,
+    StateSpec,
+    Transfer,
+    bundled_dialogs,
+    parse_dialog,
+)
 from workers.hooks import HookClient
 from workers.pace import DialogClock, Pace
 from workers.publisher import CommitOutcome
@@ -319,3 +339,57 @@ async def test_a_refused_call_started_is_no_call() -> None:
     summary, events = await play_call(DIALOGS["helpdesk"], [Say("agent")], sink=sink)
     assert events == [] and summary.reason is None
     assert summary.problem is not None and "already_started" in summary.problem
+
+
+# ---------------------------------------------------------------------------
+# Properties over any dialog, not only the bundled ones
+
+STATE_NAMES = [f"s{n}" for n in range(5)]
+to_states = st.sampled_from(STATE_NAMES)
+actions = st.one_of(
+    st.builds(Play, st.sampled_from(["Hello.", "Please wait {name}."])),
+    st.builds(SetVariable, st.just("name"), st.sampled_from(["Ann", 7, True])),
+    st.builds(CallHook, st.sampled_from(["h0", "h1"])),
+    st.builds(Hold, st.none(), st.floats(0, 30)),
+    st.just(Resume()),
+    st.builds(Transfer, st.just("+18005550100"), st.floats(0, 5)),
+    st.just(Hangup()),
+)
+transitions = st.one_of(
+    st.builds(OnIntent, st.sampled_from(["yes", "no"]), to_states),
+    st.builds(OnDtmf, to_states, st.sampled_from([None, "1", "2", "#"])),
+    st.builds(OnTimeout, to_states),
+    st.builds(OnNoMatch, to_states),
+    st.builds(OnHookSuccess, to_states, st.sampled_from([None, "h0", "h1"])),
+    st.builds(OnHookFailure, to_states, st.sampled_from([None, "h0"])),
+)
+state_specs = st.builds(
+    StateSpec,
+    prompt=st.one_of(st.none(), st.just("What would you like, {name}?")),
+    actions=st.lists(actions, max_size=3),
+    transitions=st.lists(transitions, max_size=4),
+)
+dialogs = st.builds(
+    Dialog,
+    name=st.just("generated"),
+    initial_state=to_states,
+    states=st.fixed_dictionaries({name: state_specs for name in STATE_NAMES}),
+    max_duration=st.sampled_from(["20s", "60s"]),
+    intents=st.just({"yes": IntentSpec(keywords=["yes"], examples=["yes"]),
+                     "no": IntentSpec(keywords=["no"], examples=["no"])}),
+    hooks=st.just({"h0": HookSpec(url="/h0"), "h1": HookSpec(url="/h1")}),
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dialog=dialogs, script=st.lists(steps, max_size=8),
+       hooks=st.sampled_from(["ok", "404", "timeout"]), seed=st.integers(0, 2**32))
+def test_any_dialog_with_any_caller_ends_once_with_a_consistent_chain(
+    dialog: Dialog, script: list[CallerStep], hooks: HookBehaviour, seed: int
+) -> None:
+    summary, events = asyncio.run(play_call(dialog, script, hooks=hooks, seed=seed))
+    check_call(events, dialog, summary)
+    assert summary.reason in ("normal", "caller_hangup", "system_hangup", "transfer",
+                              "timeout", "error")
+    if summary.reason == "error":  # only a dialog that loops without waiting gets here
+        assert of_type(events, ev.Error)[-1].code == "dialog_failure"
