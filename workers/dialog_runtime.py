@@ -106,6 +106,10 @@ class CommitRefused(Exception):
         self.outcome = outcome
 
 
+class DialogLoop(Exception):
+    """The dialog went round more than ``MAX_TRANSITIONS`` times: a loop in the file."""
+
+
 class CallContext(msgspec.Struct, frozen=True):
     """What the telephony side knows about a call when it connects."""
 
@@ -231,6 +235,9 @@ class DialogCall:
             reason = await self._fault("commit_refused", str(refused))
         except PublisherUnavailable:
             raise  # nothing can be committed: the lease runs out, a reaper ends the call
+        except DialogLoop as loop:
+            log.warning("call %s: %s", self.context.session_id, loop)
+            reason = await self._fault("dialog_loop", str(loop))
         except Exception as error:  # a bug or a broken dependency: end the call, say why
             log.exception("call %s failed", self.context.session_id)
             reason = await self._fault("dialog_failure", f"{type(error).__name__}: {error}")
@@ -266,7 +273,8 @@ class DialogCall:
         to, trigger = self.dialog.initial_state, "call_started"
         while True:
             if self.transitions >= MAX_TRANSITIONS:
-                raise RuntimeError(f"more than {MAX_TRANSITIONS} transitions: a loop in the dialog")
+                raise DialogLoop(f"more than {MAX_TRANSITIONS} state transitions in one call: "
+                                 f"the dialog loops (last state {self.state!r})")
             self._clock.check()
             await self._emit(StateTransition, from_state=self.state, to_state=to,
                              trigger_event=trigger, dialog_name=self.dialog.name)

@@ -29,7 +29,7 @@ from workers.caller_scripts import (
     Silent,
     SimulatedChannel,
 )
-from workers.dialog_runtime import CallContext, CallSummary, DialogCall
+from workers.dialog_runtime import MAX_TRANSITIONS, CallContext, CallSummary, DialogCall
 from workers.dialog_spec import (
     CallHook,
     Dialog,
@@ -392,4 +392,23 @@ def test_any_dialog_with_any_caller_ends_once_with_a_consistent_chain(
     assert summary.reason in ("normal", "caller_hangup", "system_hangup", "transfer",
                               "timeout", "error")
     if summary.reason == "error":  # only a dialog that loops without waiting gets here
-        assert of_type(events, ev.Error)[-1].code == "dialog_failure"
+        assert of_type(events, ev.Error)[-1].code == "dialog_loop"
+
+
+async def test_a_dialog_that_loops_without_waiting_ends_with_an_error() -> None:
+    dialog = parse_dialog("""
+        name = "spin"
+        initial_state = "again"
+        [hooks.h]
+        url = "/h"
+        [states.again]
+        actions = [{ action = "hook", hook = "h" }]
+        [[states.again.transitions]]
+        on = "hook_failure"
+        to = "again"
+    """)
+    summary, events = await play_call(dialog, [], hooks="404")
+    assert summary.reason == "error"
+    error = of_type(events, ev.Error)[-1]
+    assert error.fatal and error.code == "dialog_loop"
+    assert len(of_type(events, ev.StateTransition)) == MAX_TRANSITIONS
