@@ -546,3 +546,39 @@ async def test_clients_behind_nginx_lose_nothing_across_replica_kills_and_redis_
             hub.stop()
         server.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hub bug: a resume (Last-Event-ID) while Redis is unreachable is answered 200, then the "
+    "catch-up's Redis error escapes the ASGI app after the response started (uvicorn logs "
+    "'Exception in ASGI application' and cuts the connection) instead of a 503 with "
+    "Retry-After; hub/event_stream.py starts the response before _catch_up's first read"))
+async def test_a_resume_while_redis_is_down_is_a_503_with_retry_after(tmp_path: Path) -> None:
+    server = await asyncio.to_thread(start_redis_server, free_port(), *AOF)
+    hub: HubProcess | None = None
+    try:
+        hub = await asyncio.to_thread(start_hub, server.url, env=HUB_ENV, log_dir=tmp_path)
+        async with httpx.AsyncClient(timeout=httpx.Timeout(10)) as http:
+            cursor: str | None = None
+            async with http.stream("GET", f"{hub.url}/v1/calls/events") as response:
+                async for chunk in response.aiter_raw():  # the first ping carries a cursor
+                    ids = [parse_frame(b).id for b in chunk.split(b"\n\n") if b"id:" in b]
+                    if ids and ids[-1]:
+                        cursor = ids[-1]
+                        break
+            assert cursor
+            await asyncio.to_thread(shutdown_redis, server)
+            await until_true(lambda: unready(hub), 10, "the replica to see Redis gone")
+            async with http.stream("GET", f"{hub.url}/v1/calls/events",
+                                   headers={"Last-Event-ID": cursor}) as response:
+                with contextlib.suppress(httpx.TransportError):
+                    await response.aread()
+                status, headers = response.status_code, response.headers
+        assert status == 503, f"answered {status}"
+        assert "retry-after" in headers
+        assert "Exception in ASGI application" not in hub.output()
+    finally:
+        if hub is not None:
+            hub.stop()
+        server.stop()
+        shutil.rmtree(server.directory, ignore_errors=True)
