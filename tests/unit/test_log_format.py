@@ -24,12 +24,15 @@ from hub.log_format import (
 def captured() -> Iterator[io.StringIO]:
     stream = io.StringIO()
     root = logging.getLogger()
-    saved = root.handlers[:], root.level
+    access = logging.getLogger("uvicorn.access")
+    saved = root.handlers[:], root.level, access.level
     configure_logging("json")
+    access.setLevel(logging.INFO)  # another test's uvicorn may have left it at WARNING
     root.handlers[0].setStream(stream)  # type: ignore[attr-defined]
     yield stream
-    root.handlers[:], level = saved
+    root.handlers[:], level, access_level = saved
     root.setLevel(level)
+    access.setLevel(access_level)
 
 
 def test_a_record_is_one_json_object_with_its_request_id(captured: io.StringIO) -> None:
