@@ -420,6 +420,7 @@ async def test_clients_behind_nginx_lose_nothing_across_replica_kills_and_redis_
         # CHAOS 1: SIGKILL a replica; its clients resume on the other one.
         at_kill = await wait_committed(server, 500, 20, "events before the kill")
         victim = hubs[0]
+        earlier = {c.name: len(c.reconnect_s) for c in clients}
         victim.process.send_signal(signal.SIGKILL)
         await asyncio.to_thread(victim.process.wait, 10)
         figures.kills += 1
@@ -428,6 +429,7 @@ async def test_clients_behind_nginx_lose_nothing_across_replica_kills_and_redis_
         await until(lambda: all(c.connected and len(c.reconnect_s) == c.drops
                                 for c in clients), 15,
                     "every client to be streaming again")
+        after_kill = [s for c in clients for s in c.reconnect_s[earlier[c.name]:]]
         await wait_committed(server, at_kill + 200, 20, "events after the kill")
 
         # CHAOS 2: the replica comes back on its port; nginx sends resumes there
@@ -503,7 +505,8 @@ async def test_clients_behind_nginx_lose_nothing_across_replica_kills_and_redis_
             ("streams broken by the kill", str(drops_before)),
             ("open streams broken by the Redis restart", str(stayers_broken)),
             ("resumes failed while Redis was down", f"{failed_resumes} (4 clients)"),
-            ("max reconnect time after a break", f"{max(reconnects, default=0) * 1000:.0f} ms"),
+            ("max reconnect time after the kill", f"{max(after_kill, default=0) * 1000:.0f} ms"),
+            ("max reconnect time after any break", f"{max(reconnects, default=0) * 1000:.0f} ms"),
             ("resumes on purpose (max time)", f"{len(rejoins)} "
                                               f"({max(rejoins, default=0) * 1000:.0f} ms)"),
             ("attempts refused", str(sum(c.refused for c in clients))),
