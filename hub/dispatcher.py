@@ -116,7 +116,8 @@ class Subscriber:
     def push(self, chunk: bytes) -> None:
         if self.closed:
             return
-        if self._waiter is not None and self.sender is not None:
+        waiter = self._waiter
+        if waiter is not None and self.sender is not None and not waiter.done():
             # The task is parked in its live loop, so nothing is buffered and no
             # write is under way: write now instead of waking it to.
             pending = start_send(self.sender, {"type": "http.response.body", "body": chunk,
