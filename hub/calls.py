@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from hub.cursor import Cursor, parse_stream_id
 from hub.errors import BadParameter, NotFound
 from hub.events import Scalar
-from hub.hash_reads import CoalescedHashReader
+from hub.hash_reads import PipelinedHashReader
 from hub.keyspace import Keyspace
 from hub.opaque import InvalidToken, seal, unseal
 
@@ -106,7 +106,7 @@ class CallStore:
     def __init__(self, redis: aioredis.Redis, keyspace: Keyspace) -> None:
         self._redis = redis
         self._keys = keyspace
-        self._hashes = CoalescedHashReader(redis)
+        self._hashes = PipelinedHashReader(redis)
 
     async def get_call(self, session_id: str, scope: Scope) -> CallView:
         fields = await self._hashes.hgetall(self._keys.call(session_id))
