@@ -56,6 +56,10 @@ class PipelinedHashReader:
                 return await self._fallback.hgetall(key)
         return await link.hgetall(key.encode())
 
+    @property
+    def in_flight(self) -> int:
+        return self._link.in_flight if self._link is not None else 0
+
     async def aclose(self) -> None:
         if self._link is not None:
             self._link.close()

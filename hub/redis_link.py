@@ -74,6 +74,11 @@ class RedisLink(asyncio.Protocol):
     def open(self) -> bool:
         return self._transport is not None and self._failure is None
 
+    @property
+    def in_flight(self) -> int:
+        """Commands written (or about to be) whose replies have not arrived."""
+        return len(self._waiters)
+
     def adopt(self, transport: asyncio.Transport) -> None:
         """Become the protocol of ``transport``, a connection redis-py set up.
 

@@ -1,5 +1,6 @@
-"""Coalesced hash reads: concurrent reads share one pipeline, each gets its own
-answer, a failure reaches every waiter, and a cancelled waiter harms nobody."""
+"""Hash reads: concurrent reads share one pipeline, each gets its own
+answer, a failure reaches every waiter, a cancelled waiter harms nobody, and a
+connection the pipelined reader cannot take over falls back to the pool."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import fakeredis
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from hub.hash_reads import CoalescedHashReader
+from hub.hash_reads import CoalescedHashReader, PipelinedHashReader
 
 
 class CountingRedis(fakeredis.aioredis.FakeRedis):  # type: ignore[misc]
@@ -56,3 +57,16 @@ async def test_a_cancelled_waiter_does_not_break_the_others() -> None:
     assert await kept == {b"k": b"v"}
     with pytest.raises(asyncio.CancelledError):
         await doomed
+
+
+async def test_a_connection_that_cannot_be_taken_over_falls_back_to_the_pool(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    redis = fakeredis.aioredis.FakeRedis()  # its connections have no transport to adopt
+    await redis.hset("a", "k", "v")
+    reader = PipelinedHashReader(redis)
+    answers = await asyncio.gather(reader.hgetall("a"), reader.hgetall("a"), reader.hgetall("b"))
+    assert answers == [{b"k": b"v"}, {b"k": b"v"}, {}]
+    assert await reader.hgetall("a") == {b"k": b"v"}
+    assert [r.message for r in caplog.records].count(
+        next(r.message for r in caplog.records if "cannot take over" in r.message)) == 1

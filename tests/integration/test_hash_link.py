@@ -1,0 +1,161 @@
+"""Get Call's pipelined Redis link on a real redis-server: right answers under
+concurrency, a Redis lost or frozen mid-flight is a prompt failure (503 through
+the API, never a hang), the next read connects again, closing the client closes
+the link, and a reply never predates a commit acknowledged before the read."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from hub.hash_reads import PipelinedHashReader
+from hub.settings import Settings
+from tests.conftest import RedisServer, hub_client, start_redis_server
+from tests.strategies import call_started, transition
+from workers.publisher import CallPublisher
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of this test's own, to freeze, kill and restart."""
+    server = start_redis_server()
+    yield server
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(server.process.pid, signal.SIGCONT)
+    server.stop()
+
+
+@contextlib.asynccontextmanager
+async def client_of(server: RedisServer, **kwargs: float) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(server.url, **kwargs)  # type: ignore[arg-type]
+    try:
+        yield client
+    finally:
+        await asyncio.wait_for(client.aclose(), 10)
+
+
+async def until(condition: object, what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+async def test_concurrent_reads_each_get_their_own_hash(own_redis: RedisServer) -> None:
+    async with client_of(own_redis) as client:
+        for n in range(300):
+            await client.hset(f"h{n}", mapping={"n": n, "pad": "x" * (n % 50)})
+        reader = PipelinedHashReader(client)
+        for _ in range(3):
+            answers = await asyncio.gather(*(reader.hgetall(f"h{n}") for n in range(300)),
+                                           reader.hgetall("missing"))
+            assert answers[:-1] == [{b"n": str(n).encode(), b"pad": b"x" * (n % 50)}
+                                    for n in range(300)]
+            assert answers[-1] == {}
+
+
+async def test_redis_killed_mid_flight_fails_the_reads_and_the_next_read_reconnects(
+    own_redis: RedisServer,
+) -> None:
+    async with client_of(own_redis) as client:
+        await client.hset("h", "k", "v")
+        reader = PipelinedHashReader(client)
+        assert await reader.hgetall("h") == {b"k": b"v"}
+        os.kill(own_redis.process.pid, signal.SIGSTOP)
+        in_flight = [asyncio.ensure_future(reader.hgetall("h")) for _ in range(5)]
+        await until(lambda: reader.in_flight == 5, "the reads to be in flight")
+        own_redis.process.kill()  # SIGKILL: the kernel resets its sockets
+        own_redis.process.wait(10)
+        done, _ = await asyncio.wait(in_flight, timeout=5)
+        assert len(done) == 5, "a read hung after its connection was lost"
+        assert all(isinstance(f.exception(), RedisConnectionError) for f in done)
+
+        restarted = start_redis_server(own_redis.port)
+        try:
+            async with client_of(restarted) as writer:
+                await writer.hset("h", "k", "again")
+            assert await reader.hgetall("h") == {b"k": b"again"}
+        finally:
+            restarted.stop()
+
+
+async def test_a_frozen_redis_times_the_reads_out_and_a_thawed_one_serves_again(
+    own_redis: RedisServer,
+) -> None:
+    async with client_of(own_redis, socket_timeout=0.3) as client:
+        await client.hset("h", "k", "v")
+        reader = PipelinedHashReader(client)
+        assert await reader.hgetall("h") == {b"k": b"v"}
+        os.kill(own_redis.process.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises(RedisTimeoutError):
+            await asyncio.wait_for(reader.hgetall("h"), 10)
+        assert time.monotonic() - started < 5
+        os.kill(own_redis.process.pid, signal.SIGCONT)
+        assert await asyncio.wait_for(reader.hgetall("h"), 10) == {b"k": b"v"}
+
+
+async def test_closing_the_client_closes_the_link_at_once(own_redis: RedisServer) -> None:
+    client = aioredis.Redis.from_url(own_redis.url)
+    reader = PipelinedHashReader(client)
+    assert await reader.hgetall("nothing") == {}
+    with own_redis.client() as watcher:
+        assert len(watcher.client_list()) == 2  # the link and the watcher
+        started = time.monotonic()
+        await asyncio.wait_for(client.aclose(), 10)
+        assert time.monotonic() - started < 1  # redis-py's close does not wait on the link
+        await until(lambda: len(watcher.client_list()) == 1, "the link to be closed")
+
+
+async def test_get_call_answers_503_when_redis_dies_mid_request(own_redis: RedisServer) -> None:
+    settings = Settings(redis_url=own_redis.url)
+    async with client_of(own_redis) as client:
+        await CallPublisher(client, settings).commit_many([call_started("c-1")])
+    async with hub_client(settings) as api:
+        assert (await api.get("/v1/calls/c-1")).status_code == 200
+        os.kill(own_redis.process.pid, signal.SIGSTOP)
+        answers = [asyncio.ensure_future(api.get("/v1/calls/c-1")) for _ in range(3)]
+        store = api._transport.app.state.hub.store  # type: ignore[attr-defined]
+        await until(lambda: store._hashes.in_flight == 3, "the reads to be in flight")
+        own_redis.process.kill()
+        own_redis.process.wait(10)
+        for answer in await asyncio.wait_for(asyncio.gather(*answers), 10):
+            assert answer.status_code == 503
+            assert answer.headers["retry-after"]
+            assert answer.json()["error"]["code"] == "unavailable"
+
+
+async def test_a_reply_never_predates_a_commit_acknowledged_before_the_read(
+    redis_url: str, aredis: aioredis.Redis, settings: Settings,
+) -> None:
+    publisher = CallPublisher(aredis, settings)
+    await publisher.commit_many([call_started("c-1")])
+    async with hub_client(settings) as api:
+        # Readers keep the link busy, so each checked read joins a batch in flight.
+        stop = asyncio.Event()
+
+        async def busy() -> None:
+            while not stop.is_set():
+                await api.get("/v1/calls/c-1")
+
+        noise = [asyncio.ensure_future(busy()) for _ in range(8)]
+        try:
+            for seq in range(2, 102):
+                [outcome] = await publisher.commit_many(
+                    [transition("c-1", seq, f"state-{seq}", f"state-{seq - 1}")])
+                call = (await api.get("/v1/calls/c-1")).json()
+                assert call["current_state"] == f"state-{seq}"
+                assert outcome.entry_id is not None
+        finally:
+            stop.set()
+            await asyncio.gather(*noise)
