@@ -67,7 +67,7 @@ async def _demo(args: argparse.Namespace, settings: Settings, *, embedded: bool)
 
     from hub.app import create_app
     from hub.progress import StatusLine
-    from hub.redis_connection import connect, describe
+    from hub.redis_connection import connect_client, describe
     from workers.simulated_worker import SimulatedWorker
     from workers.worker_command import lease_companions
 
@@ -83,7 +83,7 @@ async def _demo(args: argparse.Namespace, settings: Settings, *, embedded: bool)
             return
         await asyncio.sleep(0.05)
 
-    redis = connect(settings, max_connections=64)
+    redis = connect_client(settings, max_connections=64)
     keeper, companions = lease_companions(redis, settings)
     worker = SimulatedWorker(redis, settings, rate=args.rate, speed=args.speed, seed=args.seed,
                              calls=args.calls, leases=keeper, companions=companions,

@@ -6,11 +6,18 @@ routing fields are decoded only where they are used.
 
 from __future__ import annotations
 
+from typing import TypeAlias
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from hub.settings import Settings
+
+# What callhub's Redis code accepts: a single node's client or a cluster's.
+# Every key of a command or script is in one shard's hash slot, so the same
+# commands run on both; the cluster client routes them and follows moves.
+RedisClient: TypeAlias = aioredis.Redis | RedisCluster
 
 
 def connect(settings: Settings, *, max_connections: int | None = None) -> aioredis.Redis:
@@ -23,6 +30,31 @@ def connect(settings: Settings, *, max_connections: int | None = None) -> aiored
         health_check_interval=30,
         max_connections=max_connections,
     )
+
+
+def connect_client(settings: Settings, *, max_connections: int | None = None) -> RedisClient:
+    """``connect``, or a cluster client when ``settings.redis_cluster`` says so."""
+    if not settings.redis_cluster:
+        return connect(settings, max_connections=max_connections)
+    return RedisCluster.from_url(
+        settings.redis_url,
+        decode_responses=False,
+        socket_connect_timeout=5,
+        socket_timeout=10,
+        health_check_interval=30,
+        max_connections=max_connections or 2**31,
+    )
+
+
+async def server_time_ms(client: RedisClient, key: str) -> int:
+    """The Redis clock (ms) of the node that holds ``key``: leases are on that clock."""
+    if isinstance(client, RedisCluster):
+        await client.initialize()  # the slot map; a no-op once it is known
+        node = client.get_node_from_key(key)
+        seconds, micros = await client.execute_command("TIME", target_nodes=node)
+    else:
+        seconds, micros = await client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
 
 
 def describe(url: str) -> str:

@@ -28,6 +28,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything configurable, with the defaults a single-node deployment wants."""
 
     redis_url: str = "redis://localhost:6379/0"
+    # The URL names one node of a Redis Cluster: use the cluster client, which
+    # follows slot moves and failovers (set shards >= the number of masters).
+    redis_cluster: bool = False
     shards: int = 1
     prefix: str = "callhub"
     # How long the shard logs keep events: the window in which a cursor resumes.
@@ -101,6 +104,14 @@ def parse_text(name: str, value: str) -> str:
     return value
 
 
+def parse_flag(name: str, value: str) -> bool:
+    choices = {"1": True, "true": True, "yes": True, "on": True,
+               "0": False, "false": False, "no": False, "off": False, "": False}
+    if value.strip().lower() not in choices:
+        raise SettingsError(f"{name} must be true or false, got {value!r}")
+    return choices[value.strip().lower()]
+
+
 def parse_log_format(name: str, value: str) -> str:
     if value not in ("text", "json"):
         raise SettingsError(f"{name} must be text or json, got {value!r}")
@@ -120,6 +131,7 @@ def parse_duration_ms(name: str, value: str) -> int:
 # variable -> (Settings field, parser): the whole environment callhub reads.
 ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CALLHUB_REDIS_URL": ("redis_url", parse_redis_url),
+    "CALLHUB_REDIS_CLUSTER": ("redis_cluster", parse_flag),
     "CALLHUB_SHARDS": ("shards", parse_shards),
     "CALLHUB_PREFIX": ("prefix", parse_prefix),
     "CALLHUB_LOG_RETENTION": ("log_retention_ms", parse_duration_ms),

@@ -1,7 +1,14 @@
-"""Shared fixtures: a real redis-server per test session, settings, clients.
+"""Shared fixtures: a real redis-server (and a real Redis Cluster) per test
+session, settings, clients, hub and demo processes.
 
-The server listens on 127.0.0.1 on a free port, is flushed before every test
-that asks for it, and is stopped by PID when the session ends.
+Servers listen on 127.0.0.1 on free ports, are flushed before every test that
+asks for them, and are stopped by PID when the session ends.
+
+The storage engine is one parameter, ``redis_engine``: ``single`` (one
+redis-server) unless a test module or test is marked ``both_engines``, which
+runs it on a 3-master Redis Cluster too. ``redis_url``, ``settings``,
+``sync_redis`` and ``aredis`` follow the engine, so a suite runs on both
+without a copied test.
 """
 
 from __future__ import annotations
@@ -24,9 +31,12 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 import uvicorn
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.cluster import RedisCluster
 from starlette.applications import Starlette
 
 from hub.app import create_app
+from hub.redis_connection import RedisClient
 from hub.replica import Hub
 from hub.settings import Settings
 
@@ -124,30 +134,123 @@ def redis_server() -> Iterator[RedisServer]:
     shutil.rmtree(server.directory, ignore_errors=True)
 
 
+@dataclass
+class RedisClusterNodes:
+    """The redis-server processes of a Redis Cluster this test session started."""
+
+    servers: list[RedisServer]
+
+    @property
+    def url(self) -> str:
+        """Any one node: the cluster client learns the others from it."""
+        return self.servers[0].url
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+            shutil.rmtree(server.directory, ignore_errors=True)
+
+
+def start_redis_cluster(masters: int = 3, replicas: int = 0) -> RedisClusterNodes:
+    """A real cluster on loopback: ``redis-server --cluster-enabled yes`` nodes
+    joined by ``redis-cli --cluster create``, ready when every node says ok."""
+    servers: list[RedisServer] = []
+    try:
+        for _ in range(masters * (1 + replicas)):
+            # The bus port defaults to port + 10000, past 65535 for most free
+            # ports: give it its own free port.
+            servers.append(start_redis_server(
+                None, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", "2000", "--cluster-port", str(free_port())))
+        created = subprocess.run(
+            ["redis-cli", "--cluster", "create",
+             *(f"127.0.0.1:{server.port}" for server in servers),
+             "--cluster-replicas", str(replicas), "--cluster-yes"],
+            capture_output=True, text=True, timeout=60, check=False)
+        assert created.returncode == 0, created.stdout + created.stderr
+
+        def ready() -> bool:
+            for server in servers:
+                with server.client() as client:
+                    info = client.cluster("INFO")  # parsed into a dict by redis-py
+                    if info.get("cluster_state") != "ok" or \
+                            int(info.get("cluster_known_nodes", 0)) != len(servers):
+                        return False
+            return True
+
+        wait_for(ready, timeout=30, what="the Redis Cluster to be ready", interval=0.1)
+    except BaseException:
+        RedisClusterNodes(servers).stop()
+        raise
+    return RedisClusterNodes(servers)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterNodes]:
+    cluster = start_redis_cluster()
+    yield cluster
+    cluster.stop()
+
+
+ENGINES = ("single", "cluster")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``both_engines`` run once per engine; others on one redis-server."""
+    if "redis_engine" in metafunc.fixturenames and \
+            metafunc.definition.get_closest_marker("both_engines"):
+        metafunc.parametrize("redis_engine", ENGINES, indirect=True)
+
+
 @pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
-    """The session's redis-server, flushed for this test."""
-    with redis_server.client() as client:
+def redis_engine(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "single"))
+
+
+@pytest.fixture
+def redis_url(request: pytest.FixtureRequest, redis_engine: str) -> str:
+    """The session's redis-server (or cluster), flushed for this test."""
+    if redis_engine == "cluster":
+        cluster: RedisClusterNodes = request.getfixturevalue("redis_cluster")
+        for server in cluster.servers:
+            with server.client() as client:
+                client.flushall()
+        return cluster.url
+    server: RedisServer = request.getfixturevalue("redis_server")
+    with server.client() as client:
         client.flushall()
-    return redis_server.url
+    return server.url
 
 
 @pytest.fixture
-def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
+def settings(redis_url: str, redis_engine: str) -> Settings:
+    return Settings(redis_url=redis_url, redis_cluster=redis_engine == "cluster")
+
+
+def sync_client(settings: Settings) -> redis.Redis | RedisCluster:
+    """A blocking client for ``settings``' Redis: to set up and check state."""
+    if settings.redis_cluster:
+        return RedisCluster.from_url(settings.redis_url)
+    return redis.Redis.from_url(settings.redis_url)
+
+
+def async_client(settings: Settings) -> RedisClient:
+    if settings.redis_cluster:
+        return AsyncRedisCluster.from_url(settings.redis_url)
+    return aioredis.Redis.from_url(settings.redis_url)
+
+
+@pytest.fixture
+def sync_redis(settings: Settings) -> Iterator[redis.Redis]:
+    client = sync_client(settings)
+    yield client  # type: ignore[misc]  # a cluster client answers the same commands
     client.close()
 
 
 @pytest.fixture
-def settings(redis_url: str) -> Settings:
-    return Settings(redis_url=redis_url)
-
-
-@pytest.fixture
-async def aredis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
+async def aredis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    client = async_client(settings)
+    yield client  # type: ignore[misc]  # a cluster client answers the same commands
     await client.aclose()
 
 

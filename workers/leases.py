@@ -16,10 +16,10 @@ from collections import defaultdict
 from importlib import resources
 from typing import Final
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from hub.keyspace import Keyspace
+from hub.redis_connection import RedisClient
 
 log = logging.getLogger("callhub.leases")
 
@@ -29,7 +29,7 @@ RENEW_SCRIPT: Final = resources.files("workers").joinpath("renew_leases.lua").re
 class LeaseKeeper:
     """The set of calls one worker holds, and the loop that renews their leases."""
 
-    def __init__(self, redis: aioredis.Redis, keyspace: Keyspace, lease_ms: int) -> None:
+    def __init__(self, redis: RedisClient, keyspace: Keyspace, lease_ms: int) -> None:
         self._redis = redis
         self._keys = keyspace
         self._lease_ms = lease_ms

@@ -19,7 +19,6 @@ from importlib import resources
 from typing import Final, Literal
 
 import msgspec
-import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -36,6 +35,7 @@ from hub.events import (
     variables_patch,
 )
 from hub.keyspace import Keyspace
+from hub.redis_connection import RedisClient
 from hub.settings import Settings
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -100,7 +100,7 @@ class CallPublisher:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         settings: Settings,
         *,
         retry_for_s: float = 10.0,
@@ -237,7 +237,9 @@ class CallPublisher:
         for _ in range(2):
             pipe = self._redis.pipeline(transaction=False)
             for args in argument_lists:
-                pipe.evalsha(COMMIT_SHA, 6, *args)
+                # execute_command, not evalsha: redis-py refuses evalsha in a
+                # cluster pipeline, but routes a raw EVALSHA by its first key.
+                pipe.execute_command("EVALSHA", COMMIT_SHA, 6, *args)
             replies = await pipe.execute(raise_on_error=False)
             if not any(isinstance(reply, NoScriptError) for reply in replies):
                 return list(replies)

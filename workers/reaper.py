@@ -25,10 +25,10 @@ from datetime import UTC, datetime
 from typing import cast
 
 import msgspec
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from hub.events import CallTerminated
+from hub.redis_connection import RedisClient, server_time_ms
 from hub.settings import Settings
 from workers.publisher import CallPublisher, PublisherUnavailable
 
@@ -53,7 +53,7 @@ class Reaper:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         publisher: CallPublisher,
         settings: Settings,
         *,
@@ -102,8 +102,7 @@ class Reaper:
 
     async def _sweep_shard(self, shard: int, tally: ReapTally) -> tuple[int, bool]:
         """Reap one batch of a shard into ``tally``: (calls ended, was the batch full)."""
-        seconds, micros = await self._redis.time()
-        now_ms = seconds * 1000 + micros // 1000
+        now_ms = await server_time_ms(self._redis, self._keys.leases(shard))
         expired = await self._redis.zrangebyscore(
             self._keys.leases(shard), "-inf", now_ms, start=0, num=self._batch)
         overlong = await self._redis.zrangebyscore(

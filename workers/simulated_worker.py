@@ -45,8 +45,8 @@ from typing import Protocol
 
 import httpx
 import msgspec
-import redis.asyncio as aioredis
 
+from hub.redis_connection import RedisClient
 from hub.settings import Settings
 from workers.caller_scripts import CallerProfile, RandomCaller, SimulatedChannel
 from workers.commit_queue import CommitQueue
@@ -98,7 +98,7 @@ class SimulatedWorker:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         settings: Settings,
         dialogs: Sequence[Dialog] | None = None,
         *,

@@ -25,9 +25,8 @@ from typing import TYPE_CHECKING, TextIO
 from hub.settings import Settings
 
 if TYPE_CHECKING:
-    import redis.asyncio as aioredis
-
     from hub.progress import StatusLine
+    from hub.redis_connection import RedisClient
     from workers.dialog_spec import Dialog
     from workers.leases import LeaseKeeper
     from workers.simulated_worker import Companion, SimulatedWorker
@@ -101,7 +100,7 @@ def load_dialogs(paths: Sequence[str] | None) -> list[Dialog]:
 
 
 def lease_companions(
-    redis: aioredis.Redis, settings: Settings
+    redis: RedisClient, settings: Settings
 ) -> tuple[LeaseKeeper, list[Companion]]:
     """A lease keeper for a worker's calls, and the loops to run beside it (keeper, reaper)."""
     from workers.leases import LeaseKeeper
@@ -138,11 +137,11 @@ async def _simulate(args: argparse.Namespace, settings: Settings, dialogs: list[
     from redis.exceptions import RedisError
 
     from hub.progress import StatusLine
-    from hub.redis_connection import connect, describe
+    from hub.redis_connection import connect_client, describe
     from workers.simulated_worker import SimulatedWorker
 
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
-    redis = connect(settings, max_connections=64)
+    redis = connect_client(settings, max_connections=64)
     try:
         await redis.ping()
     except (RedisError, OSError) as error:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import msgspec
 import pytest
 import redis
 import redis.asyncio as aioredis
@@ -17,6 +18,8 @@ from tests.strategies import action, call_started, dtmf, terminated, transition
 from workers.publisher import COMMIT_SHA, CallPublisher, PublisherUnavailable
 
 KEYS = Keyspace()
+
+pytestmark = pytest.mark.both_engines
 
 
 def snapshot(client: redis.Redis) -> dict[bytes, object]:
@@ -95,9 +98,9 @@ async def test_the_call_hash_and_indexes_follow_the_call(
 
 
 async def test_termination_ends_the_call_and_starts_its_retention(
-    aredis: aioredis.Redis, redis_url: str, sync_redis: redis.Redis
+    aredis: aioredis.Redis, settings: Settings, sync_redis: redis.Redis
 ) -> None:
-    publisher = CallPublisher(aredis, Settings(redis_url=redis_url, call_retention_ms=60_000))
+    publisher = CallPublisher(aredis, msgspec.structs.replace(settings, call_retention_ms=60_000))
     await publisher.commit_many([call_started("c-1"), call_started("c-2")])
     outcome = await publisher.commit(terminated("c-1", 2, reason="caller_hangup", at=75))
     assert outcome.status == "committed"
@@ -184,10 +187,10 @@ async def test_many_calls_commit_in_one_pipeline_in_per_call_order(
 
 
 async def test_shards_spread_calls_and_each_commit_stays_in_its_shard(
-    aredis: aioredis.Redis, redis_url: str, sync_redis: redis.Redis
+    aredis: aioredis.Redis, settings: Settings, sync_redis: redis.Redis
 ) -> None:
     keys = Keyspace(shards=4)
-    publisher = CallPublisher(aredis, Settings(redis_url=redis_url, shards=4))
+    publisher = CallPublisher(aredis, msgspec.structs.replace(settings, shards=4))
     sids = [f"call-{n}" for n in range(40)]
     await publisher.commit_many([call_started(sid) for sid in sids])
     for shard in range(4):
@@ -198,9 +201,9 @@ async def test_shards_spread_calls_and_each_commit_stays_in_its_shard(
 
 
 async def test_the_log_is_trimmed_by_time(
-    aredis: aioredis.Redis, redis_url: str, sync_redis: redis.Redis
+    aredis: aioredis.Redis, settings: Settings, sync_redis: redis.Redis
 ) -> None:
-    publisher = CallPublisher(aredis, Settings(redis_url=redis_url, log_retention_ms=1))
+    publisher = CallPublisher(aredis, msgspec.structs.replace(settings, log_retention_ms=1))
     old = [call_started(f"old-{n}") for n in range(300)]
     await publisher.commit_many(old)
     now_ms = int(sync_redis.time()[0]) * 1000

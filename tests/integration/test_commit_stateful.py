@@ -8,8 +8,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 import msgspec
-import redis
-import redis.asyncio as aioredis
+import pytest
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -21,8 +20,8 @@ from hypothesis.stateful import (
 )
 
 from hub import events as ev
-from hub.keyspace import Keyspace
 from hub.settings import Settings
+from tests.conftest import async_client, sync_client
 from tests.strategies import action, call_started, dtmf, terminated, transition
 from workers.publisher import CallPublisher, CommitOutcome
 
@@ -44,14 +43,15 @@ class CallModel:
 
 
 class CommitMachine(RuleBasedStateMachine):
-    def __init__(self, url: str) -> None:
+    def __init__(self, settings: Settings) -> None:
         super().__init__()
-        self.sync = redis.Redis.from_url(url)
+        settings = msgspec.structs.replace(settings, shards=SHARDS)
+        self.sync = sync_client(settings)
         self.sync.flushall()
         self.loop = asyncio.new_event_loop()
-        self.client = aioredis.Redis.from_url(url)
-        self.keys = Keyspace(shards=SHARDS)
-        self.publisher = CallPublisher(self.client, Settings(redis_url=url, shards=SHARDS))
+        self.client = async_client(settings)
+        self.keys = settings.keyspace
+        self.publisher = CallPublisher(self.client, settings)
         self.calls: dict[str, CallModel] = {}
         self.logs: dict[int, list[str]] = {shard: [] for shard in range(SHARDS)}
 
@@ -206,8 +206,9 @@ class CommitMachine(RuleBasedStateMachine):
             assert variables == call.variables
 
 
-def test_commits_match_the_model(redis_url: str) -> None:
+@pytest.mark.both_engines
+def test_commits_match_the_model(settings: Settings) -> None:
     run_state_machine_as_test(
-        lambda: CommitMachine(redis_url),
+        lambda: CommitMachine(settings),
         settings=hypothesis_settings(max_examples=40, stateful_step_count=25, deadline=None),
     )
