@@ -11,6 +11,7 @@ unchanged on a cluster (DESIGN section 2).
     <prefix>:{s}:active                 zset    active calls by start time (ms)
     <prefix>:{s}:active:<dialog>        zset    the same, per dialog
     <prefix>:{s}:leases                 zset    call -> lease expiry (ms)
+    <prefix>:{s}:durable                string  a counter the publisher bumps before WAIT
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ class Keyspace:
 
     def leases(self, shard: int) -> str:
         return f"{self._tags[shard]}:leases"
+
+    def durable_mark(self, shard: int) -> str:
+        return f"{self._tags[shard]}:durable"
 
     def call(self, session_id: str) -> str:
         return f"{self._tags[self.shard_of(session_id)]}:call:{session_id}"

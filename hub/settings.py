@@ -39,6 +39,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     call_retention_ms: int = 3_600_000
     # A worker's lease on a call; the reaper ends calls whose lease expired.
     lease_ms: int = 30_000
+    # Durability: a commit is acknowledged only once this many replicas of its
+    # master have it (WAIT), or it is retried; 0 acknowledges on the master's
+    # word (replication is asynchronous: a failover can lose the newest commits).
+    durable_replicas: int = 0
+    durable_timeout_ms: int = 1_000
     # The longest a call may last; the reaper ends longer ones with reason timeout.
     max_call_ms: int = 4 * 3_600_000
     # Event streams: heartbeat on idle streams, the longest a write to a client
@@ -104,6 +109,12 @@ def parse_text(name: str, value: str) -> str:
     return value
 
 
+def parse_count(name: str, value: str) -> int:
+    if not value.isdigit() or int(value) > 16:
+        raise SettingsError(f"{name} must be a whole number from 0 to 16, got {value!r}")
+    return int(value)
+
+
 def parse_flag(name: str, value: str) -> bool:
     choices = {"1": True, "true": True, "yes": True, "on": True,
                "0": False, "false": False, "no": False, "off": False, "": False}
@@ -137,6 +148,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CALLHUB_LOG_RETENTION": ("log_retention_ms", parse_duration_ms),
     "CALLHUB_CALL_RETENTION": ("call_retention_ms", parse_duration_ms),
     "CALLHUB_LEASE": ("lease_ms", parse_duration_ms),
+    "CALLHUB_DURABLE_REPLICAS": ("durable_replicas", parse_count),
+    "CALLHUB_DURABLE_TIMEOUT": ("durable_timeout_ms", parse_duration_ms),
     "CALLHUB_MAX_CALL_DURATION": ("max_call_ms", parse_duration_ms),
     "CALLHUB_PING_INTERVAL": ("ping_interval_ms", parse_duration_ms),
     "CALLHUB_WRITE_TIMEOUT": ("write_timeout_ms", parse_duration_ms),
@@ -167,6 +180,7 @@ def load_settings(environ: Mapping[str, str], **overrides: str | None) -> Settin
     settings = Settings(**values)
     for variable, value in (("CALLHUB_LEASE", settings.lease_ms),
                             ("CALLHUB_MAX_CALL_DURATION", settings.max_call_ms),
+                            ("CALLHUB_DURABLE_TIMEOUT", settings.durable_timeout_ms),
                             ("CALLHUB_PING_INTERVAL", settings.ping_interval_ms),
                             ("CALLHUB_WRITE_TIMEOUT", settings.write_timeout_ms)):
         if value <= 0:

@@ -139,11 +139,20 @@ class RedisClusterNodes:
     """The redis-server processes of a Redis Cluster this test session started."""
 
     servers: list[RedisServer]
+    node_args: list[tuple[str, ...]]
 
     @property
     def url(self) -> str:
         """Any one node: the cluster client learns the others from it."""
         return self.servers[0].url
+
+    def restart(self, index: int) -> RedisServer:
+        """Start a stopped node again on its port and directory (its nodes.conf)."""
+        old = self.servers[index]
+        again = start_redis_server(old.port, *self.node_args[index], "--dir", old.directory)
+        shutil.rmtree(again.directory, ignore_errors=True)  # the fresh one it made, unused
+        self.servers[index] = RedisServer(old.port, again.process, old.directory)
+        return self.servers[index]
 
     def stop(self) -> None:
         for server in self.servers:
@@ -155,13 +164,15 @@ def start_redis_cluster(masters: int = 3, replicas: int = 0) -> RedisClusterNode
     """A real cluster on loopback: ``redis-server --cluster-enabled yes`` nodes
     joined by ``redis-cli --cluster create``, ready when every node says ok."""
     servers: list[RedisServer] = []
+    node_args: list[tuple[str, ...]] = []
     try:
         for _ in range(masters * (1 + replicas)):
             # The bus port defaults to port + 10000, past 65535 for most free
             # ports: give it its own free port.
-            servers.append(start_redis_server(
-                None, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", "2000", "--cluster-port", str(free_port())))
+            args = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                    "--cluster-node-timeout", "2000", "--cluster-port", str(free_port()))
+            servers.append(start_redis_server(None, *args))
+            node_args.append(args)
         created = subprocess.run(
             ["redis-cli", "--cluster", "create",
              *(f"127.0.0.1:{server.port}" for server in servers),
@@ -176,13 +187,17 @@ def start_redis_cluster(masters: int = 3, replicas: int = 0) -> RedisClusterNode
                     if info.get("cluster_state") != "ok" or \
                             int(info.get("cluster_known_nodes", 0)) != len(servers):
                         return False
+                    role = client.info("replication")
+                    if role["role"] == "master" and replicas and \
+                            role.get("slave0", {}).get("state") != "online":
+                        return False
             return True
 
         wait_for(ready, timeout=30, what="the Redis Cluster to be ready", interval=0.1)
     except BaseException:
-        RedisClusterNodes(servers).stop()
+        RedisClusterNodes(servers, node_args).stop()
         raise
-    return RedisClusterNodes(servers)
+    return RedisClusterNodes(servers, node_args)
 
 
 @pytest.fixture(scope="session")

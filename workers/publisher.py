@@ -16,9 +16,10 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import msgspec
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -69,6 +70,10 @@ class CommitOutcome(msgspec.Struct, frozen=True):
 
 class PublisherUnavailable(Exception):
     """Redis stayed unreachable for longer than the publisher's retry window."""
+
+
+class NotReplicated(Exception):
+    """Fewer replicas than ``durable_replicas`` confirmed a batch within the timeout."""
 
 
 def timestamp_ms(moment: datetime) -> int:
@@ -226,7 +231,7 @@ class CallPublisher:
         while True:
             try:
                 return await self._send(argument_lists)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+            except (RedisConnectionError, RedisTimeoutError, OSError, NotReplicated) as error:
                 if time.monotonic() + delay > deadline:
                     raise PublisherUnavailable(f"Redis is unreachable: {error}") from error
                 self.retries += 1
@@ -234,19 +239,57 @@ class CallPublisher:
                 delay = min(delay * 2, 1.0)
 
     async def _send(self, argument_lists: list[list[str | bytes | int]]) -> list[object]:
+        if isinstance(self._redis, RedisCluster):
+            await self._redis.initialize()  # the slot map; a no-op once it is known
         for _ in range(2):
             pipe = self._redis.pipeline(transaction=False)
             for args in argument_lists:
                 # execute_command, not evalsha: redis-py refuses evalsha in a
                 # cluster pipeline, but routes a raw EVALSHA by its first key.
                 pipe.execute_command("EVALSHA", COMMIT_SHA, 6, *args)
+            if self._settings.durable_replicas:
+                self._wait_for_replicas(pipe, argument_lists)
             replies = await pipe.execute(raise_on_error=False)
-            if not any(isinstance(reply, NoScriptError) for reply in replies):
-                return list(replies)
+            commits, waits = replies[:len(argument_lists)], replies[len(argument_lists):]
+            if not any(isinstance(reply, NoScriptError) for reply in commits):
+                self._check_replicated(waits)
+                return list(commits)
             # The script cache was flushed (restart, failover): load it, resend
             # the whole batch. What did commit comes back as a duplicate.
             await self._redis.script_load(COMMIT_SCRIPT)
         raise NoScriptError("the commit script could not be loaded")
+
+    def _wait_for_replicas(self, pipe: Any, argument_lists: list[list[str | bytes | int]]) -> None:
+        """End each master's part of the pipeline with a write, then WAIT.
+
+        WAIT counts the replicas that have every write this connection made, so
+        it must travel on the same connection as the commits: in one pipeline on
+        one node, and per node on a cluster (the cluster pipeline sends each
+        node's commands on one connection). The marker write makes it cover
+        retries too: a batch whose commits all come back ``duplicate`` writes
+        nothing itself, yet must not be acknowledged until replicas have the
+        earlier attempt's writes, which precede the marker.
+        """
+        settings = self._settings
+        marks: dict[str, tuple[int, Any]] = {}  # node name -> (a shard it holds, node)
+        for args in argument_lists:
+            shard = self._keys.shard_of(str(args[7]))  # ARGV[2], the session id
+            node = None
+            if isinstance(self._redis, RedisCluster):
+                node = self._redis.get_node_from_key(self._keys.log(shard))
+            marks.setdefault(node.name if node else "", (shard, node))
+        for shard, node in marks.values():
+            pipe.execute_command("INCR", self._keys.durable_mark(shard))
+            target = {"target_nodes": node} if node else {}
+            pipe.execute_command("WAIT", settings.durable_replicas,
+                                 settings.durable_timeout_ms, **target)
+
+    def _check_replicated(self, waits: list[object]) -> None:
+        want = self._settings.durable_replicas
+        for reply in waits[1::2]:  # (INCR, WAIT) pairs
+            if isinstance(reply, Exception) or not isinstance(reply, int) or reply < want:
+                raise NotReplicated(
+                    f"{reply!r} of the {want} replica(s) required confirmed the batch")
 
     def _outcome(self, event: Event, reply: object) -> CommitOutcome:
         if isinstance(reply, Exception):
