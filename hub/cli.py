@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from hub.arguments import port, seconds, whole_number
 from hub.settings import Settings, SettingsError, load_settings
 
 
@@ -31,11 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     publish.add_argument("file", nargs="?", default="-", help="JSON Lines file, or - for stdin")
     publish.add_argument(
-        "--retry-for", type=_seconds, default=10.0, metavar="SECONDS",
+        "--retry-for", type=seconds, default=10.0, metavar="SECONDS",
         help="how long to keep retrying while Redis is unreachable (default 10)",
     )
     publish.add_argument(
-        "--progress-interval", type=_seconds, default=None, metavar="SECONDS",
+        "--progress-interval", type=seconds, default=None, metavar="SECONDS",
         help="seconds between progress lines (default: 0.2 on a terminal, 5 otherwise)",
     )
     _redis_options(publish)
@@ -46,8 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run API replicas. Keys: CALLHUB_API_KEYS or CALLHUB_API_KEYS_FILE.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    serve.add_argument("--port", type=_port, default=8080, help="port (8080)")
-    serve.add_argument("--workers", type=_workers, default=1, help="worker processes (1)")
+    serve.add_argument("--port", type=port, default=8080, help="port (8080)")
+    serve.add_argument("--workers", type=whole_number(1, 64), default=1,
+                       help="worker processes (1)")
     serve.add_argument("--no-access-log", action="store_true",
                        help="do not log a line per request (errors are still logged)")
     serve.add_argument("--tls-cert", help="server certificate (PEM): serve HTTPS")
@@ -86,26 +88,7 @@ COMMAND_MODULES = {
 }
 
 
-def _port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {text!r}")
-    return int(text)
 
-
-def _workers(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) <= 64:
-        raise argparse.ArgumentTypeError(f"expected 1 to 64 workers, got {text!r}")
-    return int(text)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 86_400:
-        raise argparse.ArgumentTypeError(f"expected seconds from 0 to 86400, got {text!r}")
-    return value
 
 
 def _redis_options(parser: argparse.ArgumentParser) -> None:

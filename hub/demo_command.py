@@ -21,6 +21,7 @@ import time
 
 import msgspec
 
+from hub.arguments import port, positive
 from hub.settings import Settings
 
 HELP = "run the hub with simulated calls on an embedded Redis (no server needed)"
@@ -33,13 +34,15 @@ DESCRIPTION = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=8080, help="port (8080)")
-    parser.add_argument("--rate", type=_positive, default=0.5, metavar="CALLS_PER_SECOND",
-                        help="new simulated calls per second (0.5)")
-    parser.add_argument("--speed", type=_positive, default=1.0, metavar="FACTOR",
+    parser.add_argument("--port", type=port, default=8080, help="port (8080)")
+    parser.add_argument("--rate", type=positive(float, "calls per second above 0"), default=0.5,
+                        metavar="CALLS_PER_SECOND", help="new simulated calls per second (0.5)")
+    parser.add_argument("--speed", type=positive(float, "a factor above 0"), default=1.0,
+                        metavar="FACTOR",
                         help="simulated time runs this many times faster than real time (1)")
     parser.add_argument("--seed", type=int, default=None, help="seed for repeatable callers")
-    parser.add_argument("--calls", type=int, default=None, metavar="N",
+    parser.add_argument("--calls", type=positive(int, "a whole number above 0"), default=None,
+                        metavar="N",
                         help="stop starting calls after N (default: run until Ctrl-C)")
 
 
@@ -133,18 +136,3 @@ def _port_problem(host: str, port: int) -> str | None:
             return f"cannot listen on {host}:{port}: {error.strerror}"
     return None
 
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {text!r}")
-    return int(text)
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value <= 1000:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1000], got {text!r}")
-    return value

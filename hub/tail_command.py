@@ -15,6 +15,7 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from hub.arguments import seconds, whole_number
 from hub.settings import Settings
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key", help="API key (env CALLHUB_API_KEY); sent as a Bearer token")
     parser.add_argument("--json", action="store_true",
                         help="print each event's JSON exactly as received, one per line")
-    parser.add_argument("--max-retries", type=_count, default=None, metavar="N",
+    parser.add_argument("--max-retries", type=whole_number(0), default=None, metavar="N",
                         help="give up (exit 1) after N failed reconnection attempts in a row "
                         "(default: retry for ever)")
     parser.add_argument("--tls-ca", default="", metavar="PEM",
@@ -55,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="client certificate for a hub that requires one (mTLS)")
     parser.add_argument("--tls-key", default="", metavar="PEM",
                         help="the client certificate's key, if not in --tls-cert")
-    parser.add_argument("--idle-timeout", type=_seconds, default=60.0, metavar="SECONDS",
+    parser.add_argument("--idle-timeout", type=seconds, default=60.0, metavar="SECONDS",
                         help="reconnect when nothing, not even a ping, arrives for this long "
                         "(default 60; 0 waits for ever)")
 
@@ -112,18 +113,3 @@ def _colour(environ: Mapping[str, str]) -> bool:
     """Colour only for a person: stdout is a terminal and NO_COLOR is unset (no-color.org)."""
     return sys.stdout.isatty() and not environ.get("NO_COLOR") and environ.get("TERM") != "dumb"
 
-
-def _count(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 0, got {text!r}")
-    return int(text)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 86_400:
-        raise argparse.ArgumentTypeError(f"expected seconds from 0 to 86400, got {text!r}")
-    return value

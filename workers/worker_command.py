@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
+from hub.arguments import positive
 from hub.settings import Settings
 
 if TYPE_CHECKING:
@@ -41,33 +41,21 @@ DESCRIPTION = (
 STOP_GRACE_S = 10.0
 
 
-def _positive(kind: type[float] | type[int], what: str) -> Callable[[str], float | int]:
-    def parse(text: str) -> float | int:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not (value > 0 and math.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
-
-    return parse
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the command's own options (the Redis options are added by the CLI)."""
     parser.add_argument("--simulate", action="store_true",
                         help="simulate callers (the only mode so far; required)")
-    parser.add_argument("--rate", type=_positive(float, "calls per second above 0"),
+    parser.add_argument("--rate", type=positive(float, "calls per second above 0"),
                         default=1.0, metavar="CALLS_PER_SECOND",
                         help="new calls per second, on average (default 1)")
-    parser.add_argument("--calls", type=_positive(int, "a whole number above 0"), default=None,
+    parser.add_argument("--calls", type=positive(int, "a whole number above 0"), default=None,
                         metavar="N", help="stop after N calls have ended (default: run until "
                         "SIGTERM/SIGINT)")
     parser.add_argument("--dialog", action="extend", nargs="+", default=None, metavar="FILE",
                         dest="dialogs", help="dialog files (TOML), calls spread evenly over "
                         "them (default: the bundled helpdesk and billing_menu)")
-    parser.add_argument("--speed", type=_positive(float, "a factor above 0"), default=1.0,
+    parser.add_argument("--speed", type=positive(float, "a factor above 0"), default=1.0,
                         metavar="FACTOR", help="run dialog time FACTOR times faster: pauses, "
                         "prompts, timeouts, holds (default 1)")
     parser.add_argument("--seed", type=int, default=None, metavar="N",
@@ -76,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hook-url", default=None, metavar="URL",
                         help="base URL for the dialogs' /path hooks (default: a simulated back "
                         "office this worker serves on 127.0.0.1)")
-    parser.add_argument("--progress-interval", type=_positive(float, "seconds above 0"),
+    parser.add_argument("--progress-interval", type=positive(float, "seconds above 0"),
                         default=None, metavar="SECONDS",
                         help="seconds between status lines (default: 0.2 on a terminal, 5 "
                         "otherwise)")
