@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -296,8 +296,8 @@ async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @dataclass
-class HubProcess:
-    """A `callhub serve` process this test started and stops by PID."""
+class CallhubProcess:
+    """A `callhub` process (serve, demo) this test started and stops by PID."""
 
     url: str
     process: subprocess.Popen[bytes]
@@ -308,80 +308,67 @@ class HubProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+HubProcess = CallhubProcess
+DemoProcess = CallhubProcess
+
+
+def start_callhub(
+    command: Sequence[str], port: int, ready: Callable[[CallhubProcess], object], what: str, *,
+    env: dict[str, str] | None = None, scheme: str = "http", log_dir: Path | None = None,
+) -> CallhubProcess:
+    """``callhub <command>`` with a clean environment, its output in a log file,
+    returned once ``ready`` holds (and stopped if it never does)."""
+    log = Path(tempfile.mkstemp(prefix=f"callhub-{command[0]}-", suffix=".log", dir=log_dir)[1])
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("CALLHUB_")}
+    environment.update(env or {})
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "hub.cli", *command],
+                                   stdout=out, stderr=subprocess.STDOUT, env=environment)
+    started = CallhubProcess(f"{scheme}://127.0.0.1:{port}", process, log)
+
+    def up() -> object:
+        if process.poll() is not None:
+            raise AssertionError(f"callhub {command[0]} exited: {started.output()}")
+        return ready(started)
+
+    try:
+        wait_for(up, timeout=20, what=what, interval=0.05)
+    except BaseException:
+        started.stop()
+        raise
+    return started
 
 
 def start_hub(
     redis_url: str, *args: str, env: dict[str, str] | None = None, scheme: str = "http",
     ready: Callable[[str], object] | None = None, log_dir: Path | None = None,
-) -> HubProcess:
-    port = free_port()
-    log = Path(tempfile.mkstemp(prefix="callhub-hub-", suffix=".log", dir=log_dir)[1])
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("CALLHUB_")}
-    environment.update(env or {})
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", "serve", "--host", "127.0.0.1", "--port",
-             str(port), "--redis-url", redis_url, *args],
-            stdout=out, stderr=subprocess.STDOUT, env=environment,
-        )
-    hub = HubProcess(f"{scheme}://127.0.0.1:{port}", process, log)
+    port: int | None = None,
+) -> CallhubProcess:
+    """``callhub serve`` on 127.0.0.1 (a free port unless given), once it answers."""
+    port = port or free_port()
 
-    def up() -> object:
-        if process.poll() is not None:
-            raise AssertionError(f"callhub serve exited: {hub.output()}")
+    def answers(hub: CallhubProcess) -> object:
         if ready is not None:
             return ready(hub.url)
         return httpx.get(f"{hub.url}/healthz", timeout=1).status_code == 200
 
-    try:
-        wait_for(up, timeout=20, what="callhub serve to answer", interval=0.05)
-    except BaseException:
-        hub.stop()
-        raise
-    return hub
+    return start_callhub(
+        ["serve", "--host", "127.0.0.1", "--port", str(port), "--redis-url", redis_url, *args],
+        port, answers, "callhub serve to answer", env=env, scheme=scheme, log_dir=log_dir)
 
 
-
-@dataclass
-class DemoProcess:
-    """A `callhub demo` process this test started and stops by PID."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def stop(self) -> None:
-        stop_process(self.process)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def start_demo(*args: str, env: dict[str, str] | None = None) -> DemoProcess:
-    """``callhub demo`` on a free port, once it prints its welcome and has a live call."""
+def start_demo(*args: str, env: dict[str, str] | None = None) -> CallhubProcess:
+    """``callhub demo`` on a free port, once it has a live call."""
     port = free_port()
-    log = Path(tempfile.mkstemp(prefix="callhub-demo-", suffix=".log")[1])
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("CALLHUB_")}
-    environment.update(env or {})
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", "demo", "--port", str(port), *args],
-            stdout=out, stderr=subprocess.STDOUT, env=environment,
-        )
-    demo = DemoProcess(f"http://127.0.0.1:{port}", process, log)
 
-    def has_a_call() -> object:
-        if process.poll() is not None:
-            raise AssertionError(f"callhub demo exited: {demo.output()}")
+    def has_a_call(demo: CallhubProcess) -> object:
         page = httpx.get(f"{demo.url}/v1/calls", timeout=1).json()
         return page["total_count"] > 0
 
-    try:
-        wait_for(has_a_call, timeout=20, what="callhub demo to show a live call", interval=0.05)
-    except BaseException:
-        demo.stop()
-        raise
-    return demo
+    return start_callhub(["demo", "--port", str(port), *args], port, has_a_call,
+                         "callhub demo to show a live call", env=env)
 
 
 @dataclass

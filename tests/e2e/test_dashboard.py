@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-import httpx
 import redis
 import redis.asyncio as aioredis
 from selenium.webdriver.chrome.webdriver import WebDriver
@@ -267,12 +266,7 @@ def unavailable(port: int) -> Iterator[list[str]]:
 
 def serve_on(redis_url: str, port: int, env: dict[str, str] | None = None) -> HubProcess:
     """`callhub serve` on a port of our choosing (a restart must come back on it)."""
-    url = f"http://127.0.0.1:{port}"
-    # start_hub picks its own port; a second --port wins (argparse keeps the last one).
-    hub = start_hub(redis_url, "--port", str(port), env=env,
-                    ready=lambda _: httpx.get(f"{url}/healthz", timeout=1).status_code == 200)
-    hub.url = url
-    return hub
+    return start_hub(redis_url, env=env, port=port)
 
 
 # ---------------------------------------------------------------------------

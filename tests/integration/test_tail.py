@@ -8,12 +8,10 @@ tail's output against a deadline; nothing sleeps a fixed time.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import ssl
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -32,6 +30,7 @@ from tests.conftest import (
     DATA,
     HubProcess,
     free_port,
+    start_hub,
     stop_process,
     wait_for,
 )
@@ -136,29 +135,15 @@ def hubs() -> Iterator[list[HubProcess]]:
 def serve_on(redis_url: str, port: int, hubs: list[HubProcess], *args: str,
              env: dict[str, str] | None = None, client: httpx.Client | None = None,
              ) -> HubProcess:
-    """``callhub serve`` on ``port``: start_hub picks a free one, a restart needs the same.
+    """``callhub serve`` on ``port`` (a restart needs the same one), kept in ``hubs``.
 
     ``args`` go to ``callhub serve``; ``client`` checks it is up (https needs one).
     """
-    log = Path(tempfile.mkstemp(prefix="callhub-hub-", suffix=".log")[1])
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("CALLHUB_")}
-    environment.update(env or {})
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", "serve", "--host", "127.0.0.1", "--port",
-             str(port), "--redis-url", redis_url, "--no-access-log", *args],
-            stdout=out, stderr=subprocess.STDOUT, env=environment,
-        )
     scheme = "https" if "--tls-cert" in args else "http"
-    hub = HubProcess(f"{scheme}://127.0.0.1:{port}", process, log)
+    get = client.get if client is not None else httpx.get
+    hub = start_hub(redis_url, "--no-access-log", *args, env=env, scheme=scheme, port=port,
+                    ready=lambda url: get(f"{url}/healthz", timeout=1).status_code == 200)
     hubs.append(hub)
-
-    def up() -> bool:
-        assert process.poll() is None, f"callhub serve exited: {hub.output()}"
-        get = client.get if client is not None else httpx.get
-        return get(f"{hub.url}/healthz", timeout=1).status_code == 200
-
-    wait_for(up, timeout=20, what="callhub serve to answer", interval=0.05)
     return hub
 
 
