@@ -58,7 +58,6 @@ from tests.conftest import (
     start_hub,
     start_redis_server,
     stop_process,
-    wait_for,
 )
 from tests.load_balancer import Nginx, start_nginx
 from tests.sse_client import parse_frame
@@ -230,30 +229,8 @@ async def until_true(condition: Callable[[], bool], timeout: float, what: str) -
 
 
 def restart_hub(old: HubProcess, redis_url: str) -> HubProcess:
-    """`callhub serve` again on the port nginx knows it by (start_hub picks a new one)."""
-    port = int(old.url.rsplit(":", 1)[1])
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("CALLHUB_")}
-    environment.update(HUB_ENV)
-    with old.log.open("ab") as out:
-        out.write(b"\n--- restarted ---\n")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", "serve", "--host", "127.0.0.1", "--port",
-             str(port), "--redis-url", redis_url],
-            stdout=out, stderr=subprocess.STDOUT, env=environment,
-        )
-    hub = HubProcess(old.url, process, old.log)
-
-    def up() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"callhub serve exited: {hub.output()}")
-        return httpx.get(f"{hub.url}/healthz", timeout=1).status_code == 200
-
-    try:
-        wait_for(up, timeout=20, what="the restarted replica", interval=0.05)
-    except BaseException:
-        hub.stop()
-        raise
-    return hub
+    """`callhub serve` again on the port nginx knows it by."""
+    return start_hub(redis_url, env=HUB_ENV, port=int(old.url.rsplit(":", 1)[1]))
 
 
 def shutdown_redis(server: RedisServer) -> None:
