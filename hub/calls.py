@@ -12,8 +12,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Final, Literal
+from typing import Literal
 
 import msgspec
 import redis.asyncio as aioredis
@@ -25,10 +24,10 @@ from hub.hash_reads import PipelinedHashReader
 from hub.keyspace import Keyspace
 from hub.opaque import InvalidToken, seal, unseal
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _PAGE_KIND = b"callhub-page"
 _PAGE_VERSION = 1
 _VAR = b"var:"
+_VAR_LEN = len(_VAR)
 
 CallStatus = Literal["active", "on_hold", "transferring", "terminated"]
 Scope = frozenset[str] | None  # the dialogs a key may see; None sees all
@@ -92,11 +91,20 @@ def decode_page_token(token: str, dialog: str) -> PagePosition:
 
 
 def iso_ms(ms: int) -> str:
-    moment = _EPOCH + timedelta(milliseconds=ms)
-    text = moment.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
-    return text.replace("+00:00", "Z")
+    """ISO 8601 in UTC, milliseconds only when there are any: ``2025-06-14T18:30:00Z``.
+
+    ``time.gmtime`` and %-formatting: Get Call formats one or two of these per
+    request, and this costs about half of going through ``datetime``.
+    """
+    seconds, millis = divmod(ms, 1000)
+    t = time.gmtime(seconds)
+    if millis:
+        return _ISO_MS % (t[0], t[1], t[2], t[3], t[4], t[5], millis)
+    return _ISO % (t[0], t[1], t[2], t[3], t[4], t[5])
 
 
+_ISO = "%04d-%02d-%02dT%02d:%02d:%02dZ"
+_ISO_MS = "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ"
 _variable: msgspec.json.Decoder[Scalar] = msgspec.json.Decoder(Scalar)
 
 
@@ -200,32 +208,38 @@ class CallStore:
             )
 
     def _view(self, session_id: str, fields: dict[bytes, bytes], now: float) -> CallView | None:
-        if b"start_ms" not in fields:
+        """The call object of a call hash (None: no such call). Reads only the
+        fields it shows: this runs once per Get Call and once per listed call."""
+        start = fields.get(b"start_ms")
+        if start is None:
             return None
-        text = {k.decode(): v.decode() for k, v in fields.items() if not k.startswith(_VAR)}
-        variables = {k[len(_VAR):].decode(): _variable.decode(v)
-                     for k, v in fields.items() if k.startswith(_VAR)}
-        start_ms = int(text["start_ms"])
-        status: CallStatus = text["status"]  # type: ignore[assignment]
+        start_ms = int(start)
+        status: CallStatus = fields[b"status"].decode()  # type: ignore[assignment]
         ended = status == "terminated"
-        end_ms = int(text["end_ms"]) if ended else int(now * 1000)
-        shard = self._keys.shard_of(session_id)
-        cursor = Cursor.at(self._keys.shards, shard, parse_stream_id(text["last_id"]))
+        end_ms = int(fields[b"end_ms"]) if ended else int(now * 1000)
+        variables = {k[_VAR_LEN:].decode(): _variable.decode(v)
+                     for k, v in fields.items() if k[:_VAR_LEN] == _VAR}
+        shard = self._keys.shard_of(session_id) if self._keys.shards > 1 else 0
+        cursor = Cursor.at(self._keys.shards, shard, parse_stream_id(fields[b"last_id"]))
         return CallView(
             session_id=session_id,
-            caller_id=text["caller_id"],
-            called_number=text["called_number"],
-            dialog_name=text["dialog_name"],
-            current_state=text["current_state"],
+            caller_id=fields[b"caller_id"].decode(),
+            called_number=fields[b"called_number"].decode(),
+            dialog_name=fields[b"dialog_name"].decode(),
+            current_state=fields[b"current_state"].decode(),
             start_time=iso_ms(start_ms),
             duration_seconds=max(0, (end_ms - start_ms) // 1000),
             status=status,
             variables=variables,
             cursor=cursor.encode(),
             end_time=iso_ms(end_ms) if ended else None,
-            reason=text.get("reason") if ended else None,
-            final_state=text.get("final_state") if ended else None,
+            reason=_text(fields.get(b"reason")) if ended else None,
+            final_state=_text(fields.get(b"final_state")) if ended else None,
         )
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode() if value is not None else None
 
 
 def _visible(dialog: str, scope: Scope) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
@@ -45,16 +46,21 @@ class PipelinedHashReader:
         self._connecting: asyncio.Future[RedisLink | None] | None = None
         self._fallback: CoalescedHashReader | None = None
 
-    async def hgetall(self, key: str) -> Fields:
+    def hgetall(self, key: str) -> Awaitable[Fields]:
+        """The hash at ``key``; with the link open, its future itself (no
+        coroutine of its own: one frame less to suspend and resume per read)."""
         link = self._link
-        if link is None or not link.open:
-            if self._fallback is not None:
-                return await self._fallback.hgetall(key)
+        if link is not None and link.open:
+            return link.hgetall(key.encode())
+        return self._hgetall_connecting(key)
+
+    async def _hgetall_connecting(self, key: str) -> Fields:
+        if self._fallback is None:
             link = await self._connected()
-            if link is None:
-                assert self._fallback is not None
-                return await self._fallback.hgetall(key)
-        return await link.hgetall(key.encode())
+            if link is not None:
+                return await link.hgetall(key.encode())
+        assert self._fallback is not None
+        return await self._fallback.hgetall(key)
 
     @property
     def in_flight(self) -> int:
