@@ -7,7 +7,7 @@ VENV ?= .venv
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system demo test lint bench-ingest bench-read-api bench-fanout bench-worker
+.PHONY: setup system demo test lint bench-ingest bench-read-api bench-fanout bench-worker bench-cluster
 
 setup: system $(VENV)/.installed
 
@@ -38,6 +38,9 @@ lint: setup
 
 bench-ingest: setup
 	$(VENV)/bin/python -m bench.ingest
+
+bench-cluster: setup
+	$(VENV)/bin/python -m bench.cluster_cost
 
 bench-worker: setup
 	$(VENV)/bin/python -m bench.worker

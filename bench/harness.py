@@ -5,6 +5,7 @@ Servers a benchmark starts listen on 127.0.0.1 and are stopped by PID.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -118,6 +119,58 @@ class LocalRedis:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+class LocalRedisCluster:
+    """A throw-away Redis Cluster: ``masters`` (and ``replicas`` each) redis-servers
+    with cluster mode on, joined by ``redis-cli --cluster create``."""
+
+    def __init__(self, executable: str, masters: int = 3, replicas: int = 0) -> None:
+        self.nodes: list[LocalRedis] = []
+        self._executable = executable
+        self._count = masters * (1 + replicas)
+        self._replicas = replicas
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self) -> None:
+        for _ in range(self._count):
+            # The bus port defaults to port + 10000 (past 65535 for most free ports).
+            node = LocalRedis(self._executable, [
+                "--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
+                "--cluster-config-file", f"nodes-{os.getpid()}-{len(self.nodes)}.conf",
+                "--dir", tempfile.gettempdir(), "--cluster-port", str(free_port())])
+            node.start()
+            self.nodes.append(node)
+        created = subprocess.run(
+            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
+             "--cluster-replicas", str(self._replicas), "--cluster-yes"],
+            capture_output=True, text=True, timeout=60, check=False)
+        if created.returncode != 0:
+            raise BenchError(f"redis-cli --cluster create failed: {created.stdout[-1000:]}")
+        deadline = time.monotonic() + 30
+        while not self._ready():
+            if time.monotonic() > deadline:
+                raise BenchError("the cluster did not become ready in 30 s")
+            time.sleep(0.1)
+
+    def _ready(self) -> bool:
+        for node in self.nodes:
+            with redis.Redis(host="127.0.0.1", port=node.port) as client:
+                info = client.cluster("INFO")
+                if info.get("cluster_state") != "ok" or \
+                        int(info.get("cluster_known_nodes", 0)) != self._count:
+                    return False
+        return True
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        for n in range(len(self.nodes)):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(tempfile.gettempdir(), f"nodes-{os.getpid()}-{n}.conf"))
 
 
 class Server:
