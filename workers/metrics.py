@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
+from hub.events import CallTerminated, Event, HookError, HookResult, SpeechFinal, TtsStarted
+
 VOICE_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 
 
@@ -36,6 +38,31 @@ class WorkerMetrics:
         self.hook_duration = Histogram(
             "callhub_worker_hook_duration_seconds", "Dialog hook HTTP calls, by outcome",
             ["outcome"], buckets=VOICE_BUCKETS, registry=r)
+
+        # session -> when its caller's last speech_final was committed (event time)
+        self._spoke: dict[str, float] = {}
+
+    def committed(self, event: Event, outcome: str, code: str | None = None) -> None:
+        """Count one event's outcome; derive the voice latencies from stored events."""
+        self.commits.labels(outcome).inc()
+        if outcome == "rejected":
+            self.rejected.labels(code or "unknown").inc()
+            return
+        if outcome != "committed":
+            return
+        match event:
+            case SpeechFinal():
+                self._spoke[event.session_id] = event.timestamp.timestamp()
+            case TtsStarted():
+                spoke = self._spoke.pop(event.session_id, None)
+                if spoke is not None:
+                    self.response_latency.observe(max(0.0, event.timestamp.timestamp() - spoke))
+            case HookResult():
+                self.hook_duration.labels("ok").observe(event.duration_ms / 1000)
+            case HookError():
+                self.hook_duration.labels(event.error_kind).observe(event.duration_ms / 1000)
+            case CallTerminated():
+                self._spoke.pop(event.session_id, None)
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         """Serve ``/metrics`` on a background thread (prometheus-client's server)."""

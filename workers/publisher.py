@@ -38,6 +38,7 @@ from hub.events import (
 from hub.keyspace import Keyspace
 from hub.redis_connection import RedisClient
 from hub.settings import Settings
+from workers.metrics import WorkerMetrics
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MS: Final = timedelta(milliseconds=1)
@@ -111,6 +112,7 @@ class CallPublisher:
         retry_for_s: float = 10.0,
         validate: bool = True,
         max_dialog_cache: int = 100_000,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._redis = redis
         self._settings = settings
@@ -120,6 +122,7 @@ class CallPublisher:
         self._dialogs: dict[str, str] = {}
         self._max_dialog_cache = max_dialog_cache
         self.retries = 0
+        self._metrics = metrics
 
     async def commit(self, event: Event) -> CommitOutcome:
         """Commit one event (see ``commit_many``)."""
@@ -149,7 +152,11 @@ class CallPublisher:
         )
         for (index, event, _), reply in zip(commits, replies, strict=True):
             outcomes[index] = self._outcome(event, reply)
-        return [outcome for outcome in outcomes if outcome is not None]
+        done = [outcome for outcome in outcomes if outcome is not None]
+        if self._metrics is not None:
+            for outcome in done:
+                self._metrics.committed(outcome.event, outcome.status, outcome.code)
+        return done
 
     def _problem(self, data: bytes) -> str | None:
         if len(data) > EVENT_MAX_BYTES:
@@ -235,6 +242,8 @@ class CallPublisher:
                 if time.monotonic() + delay > deadline:
                     raise PublisherUnavailable(f"Redis is unreachable: {error}") from error
                 self.retries += 1
+                if self._metrics is not None:
+                    self._metrics.retries.inc()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 

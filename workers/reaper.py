@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 from hub.events import CallTerminated
 from hub.redis_connection import RedisClient, server_time_ms
 from hub.settings import Settings
+from workers.metrics import WorkerMetrics
 from workers.publisher import CallPublisher, PublisherUnavailable
 
 log = logging.getLogger("callhub.reaper")
@@ -59,6 +60,7 @@ class Reaper:
         *,
         interval_s: float | None = None,
         batch: int = 256,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._redis = redis
         self._publisher = publisher
@@ -69,6 +71,7 @@ class Reaper:
         self._batch = batch
         self._stopped = asyncio.Event()
         self.total = ReapTally()
+        self._metrics = metrics
 
     async def sweep(self) -> ReapTally:
         """One pass over every shard; what it ended."""
@@ -116,6 +119,8 @@ class Reaper:
                 continue  # another reaper, or the call's own worker, got there first
             ended += 1
             assert isinstance(outcome.event, CallTerminated)
+            if self._metrics is not None:
+                self._metrics.reaped.labels(outcome.event.reason).inc()
             if outcome.event.reason == "timeout":
                 tally.timed_out += 1
             else:

@@ -54,6 +54,7 @@ from workers.dialog_runtime import CallContext, CallSummary, DialogCall
 from workers.dialog_spec import Dialog, bundled_dialogs
 from workers.hook_service import serve_locally, simulated_back_office
 from workers.hooks import HookClient
+from workers.metrics import WorkerMetrics
 from workers.pace import DialogClock, Pace
 from workers.publisher import COMMIT_SCRIPT, CallPublisher, PublisherUnavailable
 
@@ -112,6 +113,7 @@ class SimulatedWorker:
         leases: CallLeases | None = None,
         companions: Sequence[Companion] = (),
         stop_grace_s: float = 10.0,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         dialogs = bundled_dialogs() if dialogs is None else dialogs
         if not dialogs:
@@ -132,6 +134,7 @@ class SimulatedWorker:
         self._leases = leases
         self._companions = list(companions)
         self._stop_grace_s = stop_grace_s
+        self._metrics = metrics
         self._stopping = asyncio.Event()
         self._pace = Pace(speed, self._stopping)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -175,7 +178,7 @@ class SimulatedWorker:
         # a round trip on Redis, and fakeredis's TcpFakeServer (the demo's
         # embedded Redis) drops the connection after one.
         await self._redis.script_load(COMMIT_SCRIPT)
-        publisher = CallPublisher(self._redis, self._settings)
+        publisher = CallPublisher(self._redis, self._settings, metrics=self._metrics)
         queue = self._queue = CommitQueue(publisher)
         flusher = asyncio.create_task(queue.run(), name="callhub-commit-queue")
         companions = [asyncio.create_task(c.run()) for c in self._companions]

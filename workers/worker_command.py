@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
-from hub.arguments import positive
+from hub.arguments import port, positive
 from hub.settings import Settings
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from hub.redis_connection import RedisClient
     from workers.dialog_spec import Dialog
     from workers.leases import LeaseKeeper
+    from workers.metrics import WorkerMetrics
     from workers.simulated_worker import Companion, SimulatedWorker
 
 HELP = "run simulated calls through dialogs (--simulate)"
@@ -68,6 +69,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=None, metavar="SECONDS",
                         help="seconds between status lines (default: 0.2 on a terminal, 5 "
                         "otherwise)")
+    parser.add_argument("--metrics-port", type=port, default=None, metavar="PORT",
+                        help="serve Prometheus metrics on this port (default: none)")
+    parser.add_argument("--metrics-host", default="127.0.0.1",
+                        help="address for --metrics-port (127.0.0.1)")
 
 
 def load_dialogs(paths: Sequence[str] | None) -> list[Dialog]:
@@ -88,7 +93,7 @@ def load_dialogs(paths: Sequence[str] | None) -> list[Dialog]:
 
 
 def lease_companions(
-    redis: RedisClient, settings: Settings
+    redis: RedisClient, settings: Settings, metrics: WorkerMetrics | None = None
 ) -> tuple[LeaseKeeper, list[Companion]]:
     """A lease keeper for a worker's calls, and the loops to run beside it (keeper, reaper)."""
     from workers.leases import LeaseKeeper
@@ -96,7 +101,8 @@ def lease_companions(
     from workers.reaper import Reaper
 
     keeper = LeaseKeeper(redis, settings.keyspace, settings.lease_ms)
-    reaper = Reaper(redis, CallPublisher(redis, settings), settings)
+    reaper = Reaper(redis, CallPublisher(redis, settings, metrics=metrics), settings,
+                    metrics=metrics)
     return keeper, [keeper, reaper]
 
 
@@ -126,6 +132,7 @@ async def _simulate(args: argparse.Namespace, settings: Settings, dialogs: list[
 
     from hub.progress import StatusLine
     from hub.redis_connection import connect_client, describe
+    from workers.metrics import WorkerMetrics
     from workers.simulated_worker import SimulatedWorker
 
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
@@ -137,11 +144,20 @@ async def _simulate(args: argparse.Namespace, settings: Settings, dialogs: list[
         sys.stderr.write(f"callhub worker: cannot reach Redis at "
                          f"{describe(settings.redis_url)}: {error}\n")
         return 1
-    keeper, companions = lease_companions(redis, settings)
+    metrics = WorkerMetrics()
+    if args.metrics_port is not None:
+        try:
+            metrics.serve(args.metrics_port, args.metrics_host)
+        except OSError as error:
+            sys.stderr.write(f"callhub worker: error: cannot serve metrics on "
+                             f"{args.metrics_host}:{args.metrics_port}: {error.strerror}\n")
+            await redis.aclose()
+            return 2
+    keeper, companions = lease_companions(redis, settings, metrics)
     worker = SimulatedWorker(
         redis, settings, dialogs, rate=args.rate, calls=args.calls, speed=args.speed,
         seed=seed, hook_base_url=args.hook_url, leases=keeper, companions=companions,
-        stop_grace_s=STOP_GRACE_S,
+        stop_grace_s=STOP_GRACE_S, metrics=metrics,
     )
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -15,6 +15,7 @@ from hub import events as ev
 from hub.settings import Settings
 from tests.strategies import call_started, dtmf
 from workers.leases import LeaseKeeper
+from workers.metrics import WorkerMetrics
 from workers.publisher import CallPublisher
 from workers.reaper import Reaper
 
@@ -55,8 +56,11 @@ async def test_calls_whose_lease_ran_out_end_with_reason_error(
     await start_calls(publisher, sids)
     assert (await publisher.commit(dtmf(sids[0], 2))).status == "committed"
 
-    reaper = Reaper(aredis, publisher, settings)
+    metrics = WorkerMetrics()
+    reaper = Reaper(aredis, publisher, settings, metrics=metrics)
     assert await sweep_until(reaper, len(sids)) == len(sids)
+    assert metrics.registry.get_sample_value(
+        "callhub_worker_reaped_calls_total", {"reason": "error"}) == len(sids)
 
     keys = settings.keyspace
     for sid in sids:
