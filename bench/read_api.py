@@ -28,6 +28,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -122,7 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
     servers: list[Server] = []
-    local = LocalRedis(shutil.which("redis-server") or "redis-server")
+    # Its own empty directory: a redis-server loads any dump.rdb in its working
+    # directory at start, and the calls in one would be counted too.
+    scratch = tempfile.TemporaryDirectory(prefix="callhub-bench-redis-")
+    local = LocalRedis(shutil.which("redis-server") or "redis-server", ["--dir", scratch.name])
     try:
         local.start()
         asyncio.run(populate(local.url, args.calls))
@@ -182,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for server in servers:
             server.stop()
         local.stop()
+        scratch.cleanup()
 
     print(f"\nRead API, {args.calls:,} active calls, one `callhub serve` process; median of "
           f"{args.rounds} alternating wrk runs of {args.seconds:g}s per row; 2-core machine\n")
