@@ -1,7 +1,9 @@
 """Get Call's pipelined Redis link on a real redis-server: right answers under
 concurrency, a Redis lost or frozen mid-flight is a prompt failure (503 through
 the API, never a hang), the next read connects again, closing the client closes
-the link, and a reply never predates a commit acknowledged before the read."""
+the link, a reply never predates a commit acknowledged before the read, and TLS,
+ACL users and databases work as redis-py set them up (asyncio's and uvloop's
+transports)."""
 
 from __future__ import annotations
 
@@ -11,15 +13,18 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+import trustme
+import uvloop
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hub.hash_reads import PipelinedHashReader
 from hub.settings import Settings
-from tests.conftest import RedisServer, hub_client, start_redis_server
+from tests.conftest import RedisServer, free_port, hub_client, start_redis_server
 from tests.strategies import call_started, transition
 from workers.publisher import CallPublisher
 
@@ -159,3 +164,45 @@ async def test_a_reply_never_predates_a_commit_acknowledged_before_the_read(
         finally:
             stop.set()
             await asyncio.gather(*noise)
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[tuple[RedisServer, int, Path]]:
+    """A redis-server with a TLS port too (certificates from trustme) and an ACL user."""
+    authority = trustme.CA()
+    authority.cert_pem.write_to_path(ca := tmp_path / "ca.pem")
+    issued = authority.issue_cert("127.0.0.1")
+    issued.private_key_pem.write_to_path(key := tmp_path / "key.pem")
+    issued.cert_chain_pems[0].write_to_path(cert := tmp_path / "cert.pem")
+    tls_port = free_port()
+    server = start_redis_server(
+        None, "--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file",
+        str(key), "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no",
+        "--user", "reader", "on", ">secret", "~*", "&*", "+@all",
+    )
+    yield server, tls_port, ca
+    server.stop()
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_the_link_works_over_tls_with_an_acl_user_and_a_database(
+    tls_redis: tuple[RedisServer, int, Path], loop: str,
+) -> None:
+    server, tls_port, ca = tls_redis
+    with server.client() as plain:
+        plain.select(3)  # type: ignore[no-untyped-call]
+        plain.hset("h", "k", "in db 3")
+    url = f"rediss://reader:secret@127.0.0.1:{tls_port}/3?ssl_ca_certs={ca}"
+
+    async def read() -> list[dict[bytes, bytes]]:
+        client = aioredis.Redis.from_url(url)
+        try:
+            reader = PipelinedHashReader(client)
+            answers = await asyncio.gather(*(reader.hgetall("h") for _ in range(20)))
+            assert reader._fallback is None  # the TLS transport was taken over
+            return answers
+        finally:
+            await asyncio.wait_for(client.aclose(), 10)
+
+    answers = uvloop.run(read()) if loop == "uvloop" else asyncio.run(read())
+    assert answers == [{b"k": b"in db 3"}] * 20
