@@ -66,12 +66,6 @@ class PipelinedHashReader:
     def in_flight(self) -> int:
         return self._link.in_flight if self._link is not None else 0
 
-    async def aclose(self) -> None:
-        if self._link is not None:
-            self._link.close()
-        if self._connection is not None:
-            await self._connection.disconnect(nowait=True)
-
     async def _connected(self) -> RedisLink | None:
         """The open link, connecting once for all the reads that wait for it
         (shielded: a read cancelled meanwhile does not cancel the others')."""
@@ -98,6 +92,8 @@ class PipelinedHashReader:
             log.warning("cannot take over redis-py's connection (redis-py changed?): Get Call "
                         "reads go through redis-py's pool instead, at a higher CPU cost")
             self._fallback = CoalescedHashReader(self._redis)
+            connection, self._connection = self._connection, None
+            await self._redis.connection_pool.release(connection)  # the fallback's to use
             return None
         link = RedisLink(self._timeout_s, self._lost)
         link.adopt(transport)  # type: ignore[arg-type]

@@ -103,9 +103,6 @@ class RedisLink(asyncio.Protocol):
             self._timer = self._loop.call_at(self._loop.time() + self._timeout_s, self._check)
         return future
 
-    def close(self) -> None:
-        self._fail(RedisConnectionError("Redis link closed"))
-
     # -- asyncio.Protocol ---------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
