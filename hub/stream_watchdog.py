@@ -13,9 +13,10 @@ for a ping interval is woken to send its ping. Per tick this is one pass over
 the subscribers, nothing per delivery.
 
 Precision follows from the tick (a quarter of the shorter interval): a stalled
-write is cut off between 1 and 1.25 write timeouts after it began, never
-sooner; an idle stream is pinged between 0.75 and 1 ping interval after its
-last write, so the heartbeat is never rarer than configured.
+write is cut off within one tick after the write timeout, never sooner; an
+idle stream is pinged within the last tick of its ping interval (0.75 to 1
+interval after its last write at worst), so the heartbeat is never rarer than
+configured.
 """
 
 from __future__ import annotations
