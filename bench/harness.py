@@ -5,7 +5,6 @@ Servers a benchmark starts listen on 127.0.0.1 and are stopped by PID.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import subprocess
@@ -38,11 +37,16 @@ def free_port() -> int:
 
 
 class LocalRedis:
-    """A throw-away ``redis-server`` without persistence, stopped by its PID."""
+    """A throw-away ``redis-server`` without persistence, stopped by its PID.
+
+    It runs in a directory of its own, removed when it stops: a replica's sync
+    or a cluster's nodes.conf never lands in the working tree.
+    """
 
     def __init__(self, executable: str, extra_args: Sequence[str] = ()) -> None:
         self._executable = executable
-        self._extra_args = list(extra_args)
+        self._directory = tempfile.TemporaryDirectory(prefix="callhub-bench-redis-")
+        self._extra_args = ["--dir", self._directory.name, *extra_args]
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self.port = 0
@@ -140,8 +144,7 @@ class LocalRedisCluster:
             # The bus port defaults to port + 10000 (past 65535 for most free ports).
             node = LocalRedis(self._executable, [
                 "--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
-                "--cluster-config-file", f"nodes-{os.getpid()}-{len(self.nodes)}.conf",
-                "--dir", tempfile.gettempdir(), "--cluster-port", str(free_port())])
+                "--cluster-config-file", "nodes.conf", "--cluster-port", str(free_port())])
             node.start()
             self.nodes.append(node)
         created = subprocess.run(
@@ -168,9 +171,6 @@ class LocalRedisCluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
-        for n in range(len(self.nodes)):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(os.path.join(tempfile.gettempdir(), f"nodes-{os.getpid()}-{n}.conf"))
 
 
 class Server:
