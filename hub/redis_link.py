@@ -1,26 +1,31 @@
 """A pipelined Redis link: many HGETALLs in flight on one socket, replies FIFO.
 
 Why not redis-py's own path: Get Call is one HGETALL, and redis-py's asyncio
-command path costs more than everything else the request does. Measured on
+command path cost more than everything else the request does. Measured on
 the 2-core benchmark machine (loopback redis-server, uvloop; CPU per HGETALL
-with N requests in flight):
+with N reads in flight, best of three; the machine is shared, so +-30%):
 
-===========================================  ======  ======  ======  ======
-path                                          N=32    N=10    N=3     N=1
-===========================================  ======  ======  ======  ======
-pooled client, one pipeline per loop turn     22 µs   24 µs   42 µs  101 µs
-redis-py ``Connection``, one reader task      12 µs   17 µs   34 µs   79 µs
-StreamReader + ``hiredis.Reader``              5 µs    6 µs    9 µs   20 µs
-this ``asyncio.Protocol`` + ``hiredis.Reader``  3 µs    4 µs    7 µs   14 µs
-===========================================  ======  ======  ======  ======
+==============================================  =====  =====  =====  ======
+path                                             N=32   N=10   N=3    N=1
+==============================================  =====  =====  =====  ======
+redis-py pooled client, one pipeline per turn    17 µs  25 µs  45 µs  103 µs
+redis-py ``Connection``, one reader task         12 µs  17 µs  34 µs   79 µs
+redis-py's stream + ``hiredis.Reader``            5 µs   6 µs   9 µs   20 µs
+this module (``PipelinedHashReader`` in use)      5 µs   8 µs  15 µs   40 µs
+==============================================  =====  =====  =====  ======
 
-Under ``wrk -c32`` a Get Call costs the ``callhub serve`` process about
-110 µs of CPU with the first row and about 90 µs with this one (the bare
-route in the same app: about 52 µs). The pooled path pays, per command, a
-pool checkout, a ``Pipeline`` and its command stack, ``pack_command``, a
-``Retry`` wrapper, a timeout context and an ``await`` per reply; here a
-command is one bytes formatting, one future and one deque append, and a
-whole chunk of replies is parsed in one ``data_received`` call.
+(A bare ``asyncio.Protocol`` on a socket of its own measured 3 µs at N=32; on
+redis-py's socket this link costs about 1 µs more per read, and its dicts,
+deadlines and checks another 1 µs: cheap enough to keep redis-py's connect.)
+Under ``wrk -c32``, ``callhub serve`` spent about 110 µs of CPU per Get Call
+with the pooled pipeline and about 85 µs with this link and a leaner view
+(the bare route in the same app and process set-up: about 52 µs), which took
+Get Call from about 0.48 to 0.61-0.64 of that route's requests/s
+(``bench/read_api.py``). The pooled path pays, per command, a pool checkout, a
+``Pipeline`` and its command stack, ``pack_command``, a ``Retry`` wrapper, a
+timeout context and an ``await`` per reply; here a command is one bytes
+formatting, one future and one deque append, and a whole chunk of replies is
+parsed in one ``data_received`` call.
 
 What this module does, and nothing more: write commands (those asked during
 one turn of the event loop leave in one ``write``), parse replies with
@@ -49,10 +54,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Fields = dict[bytes, bytes]
-
-
-def hgetall_command(key: bytes) -> bytes:
-    return b"*2\r\n$7\r\nHGETALL\r\n$%d\r\n%b\r\n" % (len(key), key)
 
 
 class RedisLink(asyncio.Protocol):
@@ -91,16 +92,19 @@ class RedisLink(asyncio.Protocol):
         self._transport = transport
 
     def hgetall(self, key: bytes) -> asyncio.Future[Fields]:
-        future: asyncio.Future[Fields] = self._loop.create_future()
-        if not self.open:
+        loop = self._loop
+        future: asyncio.Future[Fields] = loop.create_future()
+        if self._failure is not None or self._transport is None:
             future.set_exception(self._failure or RedisConnectionError("Redis link is closed"))
             return future
-        if not self._outgoing:
-            self._loop.call_soon(self._flush)
-        self._outgoing.append(hgetall_command(key))
-        self._waiters.append((future, self._loop.time()))
+        outgoing = self._outgoing
+        if not outgoing:
+            loop.call_soon(self._flush)
+        outgoing.append(b"*2\r\n$7\r\nHGETALL\r\n$%d\r\n%b\r\n" % (len(key), key))
+        now = loop.time()
+        self._waiters.append((future, now))
         if self._timer is None:
-            self._timer = self._loop.call_at(self._loop.time() + self._timeout_s, self._check)
+            self._timer = loop.call_at(now + self._timeout_s, self._check)
         return future
 
     # -- asyncio.Protocol ---------------------------------------------------

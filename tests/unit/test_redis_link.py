@@ -11,7 +11,7 @@ from redis.exceptions import BusyLoadingError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from hub.redis_link import RedisLink, hgetall_command
+from hub.redis_link import RedisLink
 
 
 class FakeTransport:
@@ -65,7 +65,8 @@ async def test_replies_reach_their_waiters_in_order_and_one_write_carries_a_loop
     link, transport, _ = make_link()
     futures = [link.hgetall(f"k{n}".encode()) for n in range(3)]
     await asyncio.sleep(0)  # the flush runs
-    assert transport.writes == [b"".join(hgetall_command(f"k{n}".encode()) for n in range(3))]
+    assert transport.writes == [b"".join(b"*2\r\n$7\r\nHGETALL\r\n$2\r\nk%d\r\n" % n
+                                         for n in range(3))]
     replies = bulk(b"n", b"0") + bulk(b"n", b"1", b"x", b"y") + b"*0\r\n"
     link.data_received(replies[:7])  # split anywhere: nothing is answered early
     assert not any(f.done() for f in futures)
