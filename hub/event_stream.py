@@ -18,6 +18,8 @@ here: the CORS headers (handed in) and errors as JSON answers.
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -27,12 +29,14 @@ from starlette.types import Message, Receive, Scope, Send
 from hub.catch_up import replay_history, replay_log, retention_check
 from hub.cursor import Cursor, InvalidCursor
 from hub.dispatcher import CLOSED_STALLED, NOT_WRITING, PING_DUE, StreamFilter, Subscriber
-from hub.errors import BadParameter, ServiceUnavailable, error_response
+from hub.errors import REDIS_ERRORS, BadParameter, ServiceUnavailable, error_response, json_error
 from hub.events import EVENT_TYPES, check_dialog_name, check_session_id
 from hub.inline_send import PendingSend
 from hub.query import Query
 from hub.replica import Hub
 from hub.sse import RETRY, cursor_mark, ping, stream_reset_frame
+
+log = logging.getLogger("callhub.stream")
 
 PATH: Final = "/v1/calls/events"
 HEADERS: Final = [
@@ -100,11 +104,11 @@ async def serve_event_stream(hub: Hub, scope: Scope, receive: Receive, send: Sen
         await response(scope, receive, send)
         return
     del request  # nothing of the request is kept for the life of the stream
-    await _stream(hub, asked, receive, send, HEADERS + extra_headers)
+    await _stream(hub, asked, scope, receive, send, extra_headers)
 
 
-async def _stream(hub: Hub, asked: StreamRequest, receive: Receive, send: Send,
-                  headers: list[tuple[bytes, bytes]]) -> None:
+async def _stream(hub: Hub, asked: StreamRequest, scope: Scope, receive: Receive, send: Send,
+                  extra_headers: list[tuple[bytes, bytes]]) -> None:
     dispatcher = hub.dispatcher
     subscriber = Subscriber(asked.stream_filter, max_bytes=hub.stream_options.buffer_bytes)
     task = subscriber.task = asyncio.current_task()
@@ -115,9 +119,23 @@ async def _stream(hub: Hub, asked: StreamRequest, receive: Receive, send: Send,
     left.add_done_callback(subscriber.client_left)
     try:
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            # The catch-up's first reads happen before the status line goes out,
+            # so a Redis that is down (or loading) is a 503 with Retry-After the
+            # client can act on, not a 200 cut short.
+            catch_up = await _start_catch_up(hub, asked, joined)
+        except REDIS_ERRORS as error:
+            log.warning("redis unavailable for an event stream: %s", type(error).__name__)
+            response = json_error(503, ServiceUnavailable.code,
+                                  "the event store is unreachable; retry",
+                                  headers=ServiceUnavailable.headers)
+            response.raw_headers += extra_headers
+            await response(scope, receive, send)
+            return
+        try:
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": HEADERS + extra_headers})
             await _write(subscriber, send, RETRY)
-            await _catch_up(hub, asked, subscriber, send, joined, left)
+            await _catch_up(catch_up, subscriber, send, left)
             # Live. While this task is parked in wait(), the dispatcher writes
             # to the client directly (hub.inline_send); it wakes the task for
             # what it cannot do at once: buffered chunks, a write to finish,
@@ -141,6 +159,10 @@ async def _stream(hub: Hub, asked: StreamRequest, receive: Receive, send: Send,
                     await _write(subscriber, send, ping(dispatcher.cursor().encode()))
         except (OSError, _ClientLeft):
             pass  # a vanished client: the stream just ends
+        except REDIS_ERRORS as error:
+            # Redis went away in the middle of a catch-up: end the stream
+            # cleanly; the client reconnects with its last cursor.
+            log.warning("redis lost during an event stream's catch-up: %s", type(error).__name__)
         await _write(subscriber, send, b"", more_body=False)
     except asyncio.CancelledError:
         # The watchdog cut off a stalled write: the response stays unfinished
@@ -161,24 +183,46 @@ async def _write(subscriber: Subscriber, send: Send, data: bytes, *,
     subscriber.idle_ticks = 0
 
 
-async def _catch_up(hub: Hub, asked: StreamRequest, subscriber: Subscriber, send: Send,
-                    joined: Cursor, left: asyncio.Future[None]) -> None:
+@dataclass(slots=True)
+class CatchUp:
+    """What a stream replays before it goes live, its first part already read."""
+
+    frames: list[bytes]
+    rest: AsyncIterator[bytes] | None = None
+    last: bytes = b""
+
+
+async def _start_catch_up(hub: Hub, asked: StreamRequest, joined: Cursor) -> CatchUp:
+    """Read the first part of the catch-up (resume or history) from Redis."""
     redis, keys = hub.redis, hub.settings.keyspace
+    frames: list[bytes] = []
     if asked.resume_from is not None:
         start, reset = await retention_check(redis, keys, asked.resume_from)
         if reset is not None:
-            await _write(subscriber, send, stream_reset_frame(reset))
+            frames.append(stream_reset_frame(reset))
         chunks = replay_log(redis, keys, asked.stream_filter, start, joined)
     elif asked.include_history:
         chunks = replay_history(redis, keys, asked.stream_filter, joined)
     else:
-        return
-    async for chunk in chunks:
-        if left.done():
-            raise _ClientLeft
-        await _write(subscriber, send, chunk)
-    if asked.include_history and asked.resume_from is None:
-        await _write(subscriber, send, cursor_mark(joined.encode()))
+        return CatchUp(frames)
+    first = await anext(chunks, None)
+    if first is not None:
+        frames.append(first)
+    last = cursor_mark(joined.encode()) if asked.resume_from is None else b""
+    return CatchUp(frames, chunks if first is not None else None, last)
+
+
+async def _catch_up(catch_up: CatchUp, subscriber: Subscriber, send: Send,
+                    left: asyncio.Future[None]) -> None:
+    for frame in catch_up.frames:
+        await _write(subscriber, send, frame)
+    if catch_up.rest is not None:
+        async for chunk in catch_up.rest:
+            if left.done():
+                raise _ClientLeft
+            await _write(subscriber, send, chunk)
+    if catch_up.last:
+        await _write(subscriber, send, catch_up.last)
 
 
 class _ClientLeft(Exception):

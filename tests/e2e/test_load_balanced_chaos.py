@@ -534,11 +534,6 @@ async def test_clients_behind_nginx_lose_nothing_across_replica_kills_and_redis_
         shutil.rmtree(directory, ignore_errors=True)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hub bug: a resume (Last-Event-ID) while Redis is unreachable is answered 200, then the "
-    "catch-up's Redis error escapes the ASGI app after the response started (uvicorn logs "
-    "'Exception in ASGI application' and cuts the connection) instead of a 503 with "
-    "Retry-After; hub/event_stream.py starts the response before _catch_up's first read"))
 async def test_a_resume_while_redis_is_down_is_a_503_with_retry_after(tmp_path: Path) -> None:
     server = await asyncio.to_thread(start_redis_server, free_port(), *AOF)
     hub: HubProcess | None = None
