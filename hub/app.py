@@ -23,12 +23,12 @@ from typing import Any
 import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from hub import access_log
 from hub.auth import ApiKeys
 from hub.calls import CallStore, decode_page_token
 from hub.cors import CorsPolicy
@@ -39,6 +39,9 @@ from hub.event_stream import PATH as EVENTS_PATH
 from hub.event_stream import serve_event_stream
 from hub.events import check_dialog_name, check_session_id
 from hub.gc_tuning import tune_after_start_up
+from hub.log_format import RequestIds, configure_logging, header_of, request_id, request_id_from
+from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from hub.metrics import HubMetrics, RequestDurations
 from hub.openapi import openapi_document
 from hub.query import Query
 from hub.redis_connection import connect
@@ -100,6 +103,12 @@ async def openapi(request: Request) -> Response:
     return json_response(openapi_document())
 
 
+async def metrics(request: Request) -> Response:
+    """Prometheus text format; no key, like the health endpoints (counts only)."""
+    hub_metrics: HubMetrics = request.app.state.metrics
+    return Response(hub_metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
@@ -116,16 +125,22 @@ class HubApp(Starlette):
     the stack as usual.
     """
 
-    def __init__(self, *, cors: CorsPolicy, **kwargs: Any) -> None:
-        super().__init__(middleware=cors.middleware(), **kwargs)
+    def __init__(self, *, cors: CorsPolicy, metrics: HubMetrics, **kwargs: Any) -> None:
+        super().__init__(middleware=[
+            Middleware(RequestIds), Middleware(RequestDurations, metrics=metrics),
+            *cors.middleware()], **kwargs)
         self.cors = cors
+        self.state.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] == "http" and scope["method"] in ("GET", "HEAD")
                 and _route_path(scope) == EVENTS_PATH):
             scope["app"] = self
+            rid = request_id_from(header_of(scope, b"x-request-id"))
+            request_id.set(rid)  # this task serves only this stream
             await serve_event_stream(self.state.hub, scope, receive, send,
-                                     self.cors.simple_headers(scope))
+                                     [*self.cors.simple_headers(scope),
+                                      (b"x-request-id", rid.encode())])
             return
         await super().__call__(scope, receive, send)
 
@@ -152,6 +167,7 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False,
     (also ``callhub serve``: never in a process that is not only a replica)
     applies ``hub.gc_tuning`` once start-up is done."""
     keys = ApiKeys.load(settings.api_keys, settings.api_keys_file)
+    hub_metrics = HubMetrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -164,7 +180,9 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False,
                                 buffer_bytes=settings.subscriber_buffer_bytes)
         app.state.hub = Hub(settings, keys, client, CallStore(client, settings.keyspace),
                             dispatcher, options)
-        readers = [ShardReader(settings, shard, dispatcher) for shard in range(settings.shards)]
+        readers = [ShardReader(settings, shard, dispatcher, hub_metrics)
+                   for shard in range(settings.shards)]
+        hub_metrics.watch(dispatcher, readers)
         tasks = [asyncio.create_task(reader.run(), name=f"shard-reader-{n}")
                  for n, reader in enumerate(readers)]
         watchdog = asyncio.create_task(
@@ -189,12 +207,14 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False,
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/openapi.json", openapi),
+        Route("/metrics", metrics),
         Route("/v1/calls", list_calls),
         Route(EVENTS_PATH, _events_route, methods=["GET"]),
         Route("/v1/calls/{id}", get_call),
     ]
     return HubApp(
         cors=CorsPolicy(settings.cors_origins),
+        metrics=hub_metrics,
         routes=routes,
         lifespan=lifespan,
         exception_handlers={
@@ -208,10 +228,9 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False,
 
 def create_app_from_environment() -> Starlette:
     """The factory ``callhub serve`` hands uvicorn (each worker process builds one)."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    access_log.install()
-    return create_app(load_settings(os.environ), end_streams_on_sigterm=True, tune_gc=True)
+    settings = load_settings(os.environ)
+    configure_logging(settings.log_format)
+    return create_app(settings, end_streams_on_sigterm=True, tune_gc=True)
 
 
 def _end_streams_on_signal(dispatcher: Dispatcher) -> Callable[[], None]:

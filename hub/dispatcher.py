@@ -225,6 +225,7 @@ class Dispatcher:
             "session": {}, "dialog": {}, "all": {}}
         self.count = 0
         self.deliveries = 0
+        self.slow_disconnects = 0  # streams cut off: buffer full or a write stalled
 
     # -- subscribers ------------------------------------------------------------
 
@@ -254,6 +255,8 @@ class Dispatcher:
             return
         group.members.discard(subscriber)
         self.count -= 1
+        if subscriber.closed in (CLOSED_OVERFLOW, CLOSED_STALLED):
+            self.slow_disconnects += 1
         if not group.members:
             del self._groups[key]
             kind, index_keys = group.filter.index_keys()

@@ -1,11 +1,12 @@
 """HubMetrics: what a replica exposes at ``/metrics`` (Prometheus text format).
 
-Counting is per reader batch, never per delivery: the dispatcher hands one
-batch to a thousand subscribers in a few hundred microseconds, and a counter
-increment per delivery would cost more than the delivery itself. The
-commit-to-delivery latency is observed once per event, from the Redis entry id
-(its milliseconds are the Redis clock at commit) to the moment the dispatcher
-queued the event's frame for its subscribers.
+Nothing is counted per delivery: the dispatcher hands one batch to a thousand
+subscribers in a few hundred microseconds, and a counter increment per
+delivery would cost more than the delivery. Subscribers, deliveries, slow-client
+cut-offs and each shard reader's progress are plain integers the dispatcher and
+readers keep anyway, read by a collector at scrape time. The commit-to-delivery
+latency is observed once per event, from the Redis entry id (its milliseconds
+are the Redis clock at commit) to the moment the dispatcher queued the event.
 
 Each process has its own registry (tests build many apps in one process, and
 each must count alone). Run one ``callhub serve`` worker per container and
@@ -15,10 +16,18 @@ scale with replicas, so every scrape sees one whole process.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from hub.dispatcher import Dispatcher, Entry
+    from hub.shard_reader import ShardReader
 
 # Commit-to-delivery and request latencies: sub-millisecond to tens of seconds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -26,58 +35,98 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
+class ReplicaCollector(Collector):
+    """Reads the dispatcher's and readers' own counters at scrape time."""
+
+    def __init__(self, dispatcher: Dispatcher, readers: Sequence[ShardReader]) -> None:
+        self._dispatcher = dispatcher
+        self._readers = readers
+
+    def collect(self) -> Iterator[Metric]:
+        dispatcher = self._dispatcher
+        yield GaugeMetricFamily("callhub_stream_subscribers",
+                                "Event stream clients connected to this replica",
+                                value=dispatcher.count)
+        yield CounterMetricFamily("callhub_stream_deliveries",
+                                  "Events queued or written to event stream clients",
+                                  value=dispatcher.deliveries)
+        yield CounterMetricFamily(
+            "callhub_stream_slow_client_disconnects",
+            "Stream clients cut off because their buffer filled or a write stalled",
+            value=dispatcher.slow_disconnects)
+        read = CounterMetricFamily("callhub_shard_events_read",
+                                   "Entries read from the shard logs", labels=["shard"])
+        lag = GaugeMetricFamily(
+            "callhub_shard_reader_lag_seconds",
+            "Age, when it was handed on, of the newest entry of a shard reader's last batch",
+            labels=["shard"])
+        reconnects = CounterMetricFamily("callhub_shard_reader_reconnects",
+                                         "Times a shard reader lost Redis and went on",
+                                         labels=["shard"])
+        for reader in self._readers:
+            label = [str(reader.shard)]
+            read.add_metric(label, reader.events_read)
+            lag.add_metric(label, reader.lag_s)
+            reconnects.add_metric(label, reader.reconnects)
+        yield read
+        yield lag
+        yield reconnects
+
+
 class HubMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.subscribers = Gauge(
-            "callhub_stream_subscribers", "Event stream clients connected to this replica",
-            registry=r)
-        self.deliveries = Counter(
-            "callhub_stream_deliveries", "Events queued for event stream clients", registry=r)
-        self.slow_disconnects = Counter(
-            "callhub_stream_slow_client_disconnects",
-            "Stream clients cut off because their buffer filled or a write timed out",
-            registry=r)
-        self.events_read = Counter(
-            "callhub_shard_events_read", "Entries read from the shard logs", ["shard"],
-            registry=r)
-        self.reader_lag = Gauge(
-            "callhub_shard_reader_lag_seconds",
-            "Age of the newest entry of the last batch a shard reader handed on",
-            ["shard"], registry=r)
-        self.reader_reconnects = Counter(
-            "callhub_shard_reader_reconnects", "Times a shard reader lost Redis and reconnected",
-            ["shard"], registry=r)
         self.delivery_latency = Histogram(
             "callhub_commit_to_delivery_seconds",
             "From the commit in Redis to the event queued for its subscribers",
-            ["type"], buckets=LATENCY_BUCKETS, registry=r)
+            ["type"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.http_duration = Histogram(
             "callhub_http_request_duration_seconds",
-            "HTTP requests to completed response headers (streams: to their first byte)",
-            ["route", "method", "status"], buckets=LATENCY_BUCKETS, registry=r)
+            "HTTP requests (not event streams) until their response headers",
+            ["route", "method", "status"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self._latency_by_type: dict[bytes, Histogram] = {}
 
-    def count_subscribers(self, count: Callable[[], int]) -> None:
-        """Read the subscriber count at scrape time (no bookkeeping per connect)."""
-        self.subscribers.set_function(lambda: float(count()))
+    def watch(self, dispatcher: Dispatcher, readers: Sequence[ShardReader]) -> None:
+        self.registry.register(ReplicaCollector(dispatcher, readers))
 
-    def batch_dispatched(
-        self, shard: int, entries: Iterable[tuple[int, str]], deliveries: int
-    ) -> None:
-        """One reader batch went out: ``entries`` are (entry id ms, event type)."""
+    def batch_dispatched(self, entries: Iterable[Entry]) -> float:
+        """Observe one reader batch's commit-to-delivery latencies; the newest's age (s)."""
         now_ms = time.time() * 1000
-        newest = 0
-        read = 0
-        for entry_ms, event_type in entries:
-            read += 1
-            newest = max(newest, entry_ms)
-            self.delivery_latency.labels(event_type).observe(max(0.0, now_ms - entry_ms) / 1000)
-        label = str(shard)
-        self.events_read.labels(label).inc(read)
-        if newest:
-            self.reader_lag.labels(label).set(max(0.0, now_ms - newest) / 1000)
-        self.deliveries.inc(deliveries)
+        age_ms = 0.0
+        for entry_id, fields in entries:
+            age_ms = max(0.0, now_ms - int(entry_id.partition(b"-")[0]))
+            event_type = fields[b"type"]
+            histogram = self._latency_by_type.get(event_type)
+            if histogram is None:
+                histogram = self._latency_by_type[event_type] = self.delivery_latency.labels(
+                    event_type.decode(errors="replace"))
+            histogram.observe(age_ms / 1000)
+        return age_ms / 1000
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class RequestDurations:
+    """ASGI middleware: each request's time to its response headers, by route."""
+
+    def __init__(self, app: ASGIApp, metrics: HubMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def timed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                endpoint = scope.get("endpoint")
+                route = getattr(endpoint, "__name__", "unmatched")
+                self.metrics.http_duration.labels(
+                    route, scope["method"], str(message["status"])).observe(
+                    time.perf_counter() - started)
+            await send(message)
+
+        await self.app(scope, receive, timed_send)

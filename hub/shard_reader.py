@@ -23,6 +23,7 @@ from redis.backoff import NoBackoff
 from hub.cursor import StreamId, format_stream_id, parse_stream_id
 from hub.dispatcher import Dispatcher, Entry
 from hub.errors import REDIS_ERRORS
+from hub.metrics import HubMetrics
 from hub.settings import Settings
 
 log = logging.getLogger("callhub.reader")
@@ -32,9 +33,13 @@ COUNT: Final = 512
 
 
 class ShardReader:
-    def __init__(self, settings: Settings, shard: int, dispatcher: Dispatcher) -> None:
+    def __init__(self, settings: Settings, shard: int, dispatcher: Dispatcher,
+                 metrics: HubMetrics | None = None) -> None:
         self._settings = settings
-        self._shard = shard
+        self._shard = self.shard = shard
+        self._metrics = metrics
+        self.events_read = 0
+        self.lag_s = 0.0  # age of the newest entry of the last batch, when handed on
         self._key = settings.keyspace.log(shard)
         self._dispatcher = dispatcher
         self.position: StreamId | None = None
@@ -107,6 +112,9 @@ class ShardReader:
                     if entries:
                         self._dispatcher.dispatch(self._shard, entries)
                         self.position = parse_stream_id(entries[-1][0])
+                        self.events_read += len(entries)
+                        if self._metrics is not None:
+                            self.lag_s = self._metrics.batch_dispatched(entries)
         finally:
             await client.aclose()
 
