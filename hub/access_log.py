@@ -28,6 +28,3 @@ class RedactApiKeys(logging.Filter):
         record.msg = redact(str(record.msg))
         return True
 
-
-def install() -> None:
-    logging.getLogger("uvicorn.access").addFilter(RedactApiKeys())
