@@ -11,6 +11,7 @@ filter masks them, and nothing logs event payloads (caller numbers) at info.
 from __future__ import annotations
 
 import contextvars
+import itertools
 import logging
 import re
 import sys
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from hub.access_log import RedactApiKeys
 
@@ -31,43 +32,23 @@ _encoder = msgspec.json.Encoder()
 LOG_FORMATS = ("text", "json")
 
 
+# Fresh ids: a random per-process prefix and a counter, unique without the
+# cost of a uuid4 per request.
+_PREFIX = uuid.uuid4().hex[:16]
+_numbers = itertools.count(1)
+
+
 def request_id_from(header: bytes | None) -> str:
     """The client's id if it is a sane token, else a fresh one."""
     if header:
         text = header.decode("latin-1")
         if _SANE_ID.fullmatch(text):
             return text
-    return uuid.uuid4().hex
+    return f"{_PREFIX}{next(_numbers):016x}"
 
 
 def header_of(scope: Scope, name: bytes) -> bytes | None:
     return next((value for key, value in scope["headers"] if key == name), None)
-
-
-class RequestIds:
-    """ASGI middleware: every request runs with its id set for logging, and the
-    response carries it back as ``X-Request-ID``."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        rid = request_id_from(header_of(scope, b"x-request-id"))
-        token = request_id.set(rid)
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()),
-                                      (b"x-request-id", rid.encode())]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            request_id.reset(token)
 
 
 class RequestIdFilter(logging.Filter):
@@ -106,7 +87,9 @@ def configure_logging(log_format: str, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # uvicorn's loggers reach this handler by propagation (``callhub serve``
+    # passes no log_config). Their ``propagate`` is left alone: uvicorn turns
+    # the access logger's off for --no-access-log, and its protocol logs a line
+    # per request whenever that logger can reach a handler.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logger = logging.getLogger(name)
-        logger.handlers[:] = []
-        logger.propagate = True
+        logging.getLogger(name).handlers[:] = []

@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 if TYPE_CHECKING:
     from hub.dispatcher import Dispatcher, Entry
@@ -85,6 +85,18 @@ class HubMetrics:
             "HTTP requests (not event streams) until their response headers",
             ["route", "method", "status"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self._latency_by_type: dict[bytes, Histogram] = {}
+        self._durations: dict[tuple[object, str, int], Histogram] = {}
+
+    def request_done(self, scope: Scope, status: int, started: float) -> None:
+        """Observe one request's time to its response headers (children cached:
+        ``labels()`` takes a lock and builds a key on every call)."""
+        endpoint = scope.get("endpoint")
+        key = (endpoint, scope["method"], status)
+        histogram = self._durations.get(key)
+        if histogram is None:
+            histogram = self._durations[key] = self.http_duration.labels(
+                getattr(endpoint, "__name__", "unmatched"), scope["method"], str(status))
+        histogram.observe(time.perf_counter() - started)
 
     def watch(self, dispatcher: Dispatcher, readers: Sequence[ShardReader]) -> None:
         self.registry.register(ReplicaCollector(dispatcher, readers))
@@ -105,28 +117,3 @@ class HubMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
-
-
-class RequestDurations:
-    """ASGI middleware: each request's time to its response headers, by route."""
-
-    def __init__(self, app: ASGIApp, metrics: HubMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-
-        async def timed_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                endpoint = scope.get("endpoint")
-                route = getattr(endpoint, "__name__", "unmatched")
-                self.metrics.http_duration.labels(
-                    route, scope["method"], str(message["status"])).observe(
-                    time.perf_counter() - started)
-            await send(message)
-
-        await self.app(scope, receive, timed_send)

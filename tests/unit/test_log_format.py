@@ -25,12 +25,15 @@ def captured() -> Iterator[io.StringIO]:
     stream = io.StringIO()
     root = logging.getLogger()
     access = logging.getLogger("uvicorn.access")
-    saved = root.handlers[:], root.level, access.level
+    saved = root.handlers[:], root.level, access.level, access.propagate
     configure_logging("json")
-    access.setLevel(logging.INFO)  # another test's uvicorn may have left it at WARNING
+    # Another test's in-process uvicorn may have left it at WARNING, or not
+    # propagating (uvicorn's switch for no access log).
+    access.setLevel(logging.INFO)
+    access.propagate = True
     root.handlers[0].setStream(stream)  # type: ignore[attr-defined]
     yield stream
-    root.handlers[:], level, access_level = saved
+    root.handlers[:], level, access_level, access.propagate = saved
     root.setLevel(level)
     access.setLevel(access_level)
 
