@@ -87,9 +87,12 @@ def configure_logging(log_format: str, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # uvicorn's loggers reach this handler by propagation (``callhub serve``
-    # passes no log_config). Their ``propagate`` is left alone: uvicorn turns
-    # the access logger's off for --no-access-log, and its protocol logs a line
-    # per request whenever that logger can reach a handler.
+    # uvicorn's loggers reach this handler by propagation. The access logger's
+    # ``propagate`` is left alone: uvicorn turns it off for --no-access-log,
+    # and its protocol logs a line per request whenever that logger can reach
+    # a handler.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).handlers[:] = []
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        if name != "uvicorn.access":
+            logger.propagate = True
