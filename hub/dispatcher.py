@@ -226,6 +226,7 @@ class Dispatcher:
         self.count = 0
         self.deliveries = 0
         self.slow_disconnects = 0  # streams cut off: buffer full or a write stalled
+        self._reach_waiters: list[tuple[Cursor, asyncio.Future[None]]] = []
 
     # -- subscribers ------------------------------------------------------------
 
@@ -284,6 +285,34 @@ class Dispatcher:
     def cursor(self) -> Cursor:
         return Cursor(tuple(self.positions))
 
+    def has_reached(self, target: Cursor) -> bool:
+        """Whether every shard's position is at or past ``target``'s."""
+        return all(want is None or (have is not None and have >= want)
+                   for have, want in zip(self.positions, target.positions, strict=True))
+
+    async def reach(self, target: Cursor, timeout_s: float) -> bool:
+        """Wait until the readers are at or past ``target`` (False at the deadline).
+
+        A client resuming on this replica may hold a cursor from another one
+        whose readers were ahead (or from this one before a restart). Until this
+        replica's readers pass it, the live events between here and there would
+        reach the client a second time; so a resume waits for them first. The
+        entries exist in Redis (another reader saw them), so the wait is short.
+        """
+        if self.has_reached(target):
+            return True
+        arrived = asyncio.get_running_loop().create_future()
+        waiter = (target, arrived)
+        self._reach_waiters.append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(arrived), timeout_s)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            if waiter in self._reach_waiters:
+                self._reach_waiters.remove(waiter)
+
     def start_at(self, shard: int, position: StreamId) -> None:
         """A reader's starting position; the dispatcher is ready once all have one."""
         self.positions[shard] = position
@@ -320,3 +349,7 @@ class Dispatcher:
             for subscriber in group.members:
                 subscriber.push(chunk)
             self.deliveries += len(frames) * len(group.members)
+        if self._reach_waiters:
+            for target, arrived in self._reach_waiters:
+                if not arrived.done() and self.has_reached(target):
+                    arrived.set_result(None)

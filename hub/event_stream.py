@@ -110,6 +110,12 @@ async def serve_event_stream(hub: Hub, scope: Scope, receive: Receive, send: Sen
 async def _stream(hub: Hub, asked: StreamRequest, scope: Scope, receive: Receive, send: Send,
                   extra_headers: list[tuple[bytes, bytes]]) -> None:
     dispatcher = hub.dispatcher
+    if asked.resume_from is not None and not await dispatcher.reach(asked.resume_from,
+                                                                    READY_TIMEOUT_S):
+        # The cursor is ahead of anything this replica's readers find: entries
+        # lost by the Redis it names (a failover). Go on from here; the client
+        # may see again what it saw beyond what this Redis still holds.
+        log.warning("a resume cursor is ahead of this replica's readers; going on from them")
     subscriber = Subscriber(asked.stream_filter, max_bytes=hub.stream_options.buffer_bytes)
     task = subscriber.task = asyncio.current_task()
     joined = dispatcher.add(subscriber)

@@ -3,6 +3,9 @@ overflow, and nothing left behind."""
 
 from __future__ import annotations
 
+import asyncio
+
+from hub.cursor import Cursor
 from hub.dispatcher import CLOSED_OVERFLOW, Dispatcher, StreamFilter, Subscriber
 
 
@@ -76,3 +79,32 @@ def test_removing_subscribers_leaves_no_index_entry() -> None:
     assert dispatcher.count == 0
     assert dispatcher._groups == {}
     assert all(not buckets for buckets in dispatcher._index.values())
+
+
+async def test_a_resume_waits_until_the_readers_reach_its_cursor() -> None:
+    """A cursor from a replica whose readers were ahead: the wait ends when this
+    replica's readers pass it, so no live event between the two reaches the
+    client again."""
+    dispatcher = Dispatcher(1)
+    dispatcher.start_at(0, (1, 0))
+    dispatcher.dispatch(0, [entry(2, "a")])
+    ahead = Cursor(((4, 0),))
+    assert dispatcher.has_reached(Cursor(((2, 0),)))
+    assert not dispatcher.has_reached(ahead)
+
+    waiting = asyncio.ensure_future(dispatcher.reach(ahead, timeout_s=5))
+    await asyncio.sleep(0)
+    dispatcher.dispatch(0, [entry(3, "a")])
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    dispatcher.dispatch(0, [entry(4, "a"), entry(5, "a")])
+    assert await waiting is True
+    assert dispatcher.cursor().positions[0] == (5, 0)
+
+
+async def test_a_cursor_the_readers_never_reach_gives_up_at_the_deadline() -> None:
+    dispatcher = Dispatcher(2)
+    dispatcher.start_at(0, (1, 0))
+    dispatcher.start_at(1, (1, 0))
+    assert await dispatcher.reach(Cursor(((9, 0), None)), timeout_s=0.05) is False
+    assert await dispatcher.reach(Cursor((None, (1, 0))), timeout_s=0.05) is True
