@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import BinaryIO, TextIO
 
 from hub.progress import StatusLine
-from hub.redis_connection import connect, describe
+from hub.redis_connection import connect_client, describe
 from hub.settings import Settings
 from workers.event_lines import LineError, NumberedEvent, read_event_lines
 from workers.publisher import CallPublisher, PublisherUnavailable
@@ -44,7 +44,7 @@ async def publish_file(
     err: TextIO = sys.stderr,
 ) -> int:
     """Commit every event of ``source``; return the process exit status."""
-    client = connect(settings)
+    client = connect_client(settings)
     # Lines were validated when they were read; the publisher need not again.
     publisher = CallPublisher(client, settings, validate=False, retry_for_s=retry_for_s)
     tally = PublishTally()

@@ -270,3 +270,21 @@ async def test_the_stored_json_is_the_encoded_event(
     [(_, fields)] = sync_redis.xrange(KEYS.log(0))
     assert json.loads(fields[b"data"]) == json.loads(ev.encode_event(event))
     assert ev.decode_event(fields[b"data"]) == event
+
+
+def test_callhub_publish_commits_to_the_engine(
+    redis_url: str, redis_engine: str, sync_redis: redis.Redis, callhub_env: dict[str, str]
+) -> None:
+    """``callhub publish`` (the spec's example events) on a single node and on a cluster."""
+    import subprocess
+    import sys
+
+    from tests.conftest import DATA
+
+    env = {**callhub_env, "CALLHUB_REDIS_CLUSTER": str(redis_engine == "cluster").lower()}
+    done = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "publish", "--redis-url", redis_url,
+         str(DATA / "spec_events.jsonl")],
+        capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert sync_redis.xlen(KEYS.log(0)) >= 3
