@@ -21,6 +21,7 @@ from types import FrameType
 from typing import Any
 
 import msgspec
+from redis.asyncio.cluster import RedisCluster
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -44,7 +45,7 @@ from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hub.metrics import HubMetrics
 from hub.openapi import openapi_document
 from hub.query import Query
-from hub.redis_connection import connect
+from hub.redis_connection import connect_client
 from hub.replica import Hub, StreamOptions, hub_of
 from hub.request_observer import RequestObserver
 from hub.settings import Settings, load_settings
@@ -174,14 +175,15 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False,
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if not keys.enabled:
             log.warning("no API keys are configured: the API is open to anyone who can reach it")
-        client = connect(settings)
+        client = connect_client(settings)
         dispatcher = Dispatcher(settings.shards)
         options = StreamOptions(ping_s=settings.ping_interval_ms / 1000,
                                 write_timeout_s=settings.write_timeout_ms / 1000,
                                 buffer_bytes=settings.subscriber_buffer_bytes)
         app.state.hub = Hub(settings, keys, client, CallStore(client, settings.keyspace),
                             dispatcher, options)
-        readers = [ShardReader(settings, shard, dispatcher, hub_metrics)
+        cluster = client if isinstance(client, RedisCluster) else None
+        readers = [ShardReader(settings, shard, dispatcher, hub_metrics, cluster=cluster)
                    for shard in range(settings.shards)]
         hub_metrics.watch(dispatcher, readers)
         tasks = [asyncio.create_task(reader.run(), name=f"shard-reader-{n}")

@@ -15,14 +15,15 @@ from collections.abc import Sequence
 from typing import Literal
 
 import msgspec
-import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from hub.cursor import Cursor, parse_stream_id
 from hub.errors import BadParameter, NotFound
 from hub.events import Scalar
-from hub.hash_reads import PipelinedHashReader
+from hub.hash_reads import CoalescedHashReader, PipelinedHashReader
 from hub.keyspace import Keyspace
 from hub.opaque import InvalidToken, seal, unseal
+from hub.redis_connection import RedisClient
 
 _PAGE_KIND = b"callhub-page"
 _PAGE_VERSION = 1
@@ -111,10 +112,14 @@ _variable: msgspec.json.Decoder[Scalar] = msgspec.json.Decoder(Scalar)
 class CallStore:
     """Reads call state for the API; never writes."""
 
-    def __init__(self, redis: aioredis.Redis, keyspace: Keyspace) -> None:
+    def __init__(self, redis: RedisClient, keyspace: Keyspace) -> None:
         self._redis = redis
         self._keys = keyspace
-        self._hashes = PipelinedHashReader(redis)
+        # One pipelined link reaches one node: on a cluster the pooled pipeline
+        # (routed per node by the cluster client) serves Get Call.
+        self._hashes: PipelinedHashReader | CoalescedHashReader = (
+            CoalescedHashReader(redis) if isinstance(redis, RedisCluster)
+            else PipelinedHashReader(redis))
 
     async def get_call(self, session_id: str, scope: Scope) -> CallView:
         fields = await self._hashes.hgetall(self._keys.call(session_id))

@@ -20,11 +20,10 @@ import heapq
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-
 from hub.cursor import Cursor, StreamId, format_stream_id, parse_stream_id
 from hub.dispatcher import Entry, StreamFilter
 from hub.keyspace import Keyspace
+from hub.redis_connection import RedisClient
 from hub.sse import StreamReset, event_frame, history_frame
 
 LOG_CHUNK = 256
@@ -42,7 +41,7 @@ class _Source:
     chunk: int
     exhausted: bool = False
 
-    async def next_chunk(self, redis: aioredis.Redis) -> list[Entry]:
+    async def next_chunk(self, redis: RedisClient) -> list[Entry]:
         if self.exhausted or self.position >= self.stop:
             return []
         entries: list[Entry] = await redis.xrange(  # type: ignore[assignment]
@@ -56,7 +55,7 @@ class _Source:
         return entries
 
 
-async def _merged(redis: aioredis.Redis, sources: Sequence[_Source]
+async def _merged(redis: RedisClient, sources: Sequence[_Source]
                   ) -> AsyncIterator[tuple[_Source, Entry]]:
     """Entries of all sources in entry-id order, one chunk per source in memory."""
     heap: list[tuple[StreamId, int, int]] = []
@@ -78,7 +77,7 @@ async def _merged(redis: aioredis.Redis, sources: Sequence[_Source]
 
 
 async def retention_check(
-    redis: aioredis.Redis, keys: Keyspace, start: Cursor
+    redis: RedisClient, keys: Keyspace, start: Cursor
 ) -> tuple[Cursor, StreamReset | None]:
     """Move shards whose position fell out of the log's window to its oldest entry.
 
@@ -120,7 +119,7 @@ async def retention_check(
 
 
 async def replay_log(
-    redis: aioredis.Redis, keys: Keyspace, stream_filter: StreamFilter, start: Cursor,
+    redis: RedisClient, keys: Keyspace, stream_filter: StreamFilter, start: Cursor,
     stop: Cursor,
 ) -> AsyncIterator[bytes]:
     """Matching log entries after ``start`` up to ``stop``, as framed chunks."""
@@ -147,7 +146,7 @@ async def replay_log(
 
 
 async def active_calls(
-    redis: aioredis.Redis, keys: Keyspace, stream_filter: StreamFilter
+    redis: RedisClient, keys: Keyspace, stream_filter: StreamFilter
 ) -> list[str]:
     """The session ids of the active calls a history replay covers."""
     f = stream_filter
@@ -174,7 +173,7 @@ async def active_calls(
 
 
 async def replay_history(
-    redis: aioredis.Redis, keys: Keyspace, stream_filter: StreamFilter, stop: Cursor
+    redis: RedisClient, keys: Keyspace, stream_filter: StreamFilter, stop: Cursor
 ) -> AsyncIterator[bytes]:
     """The stored events of the matching active calls up to ``stop``, in entry order."""
     calls = await active_calls(redis, keys, stream_filter)

@@ -136,9 +136,6 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: 
     from hub.auth import ApiKeys
     from hub.serve_command import TlsOptions, serve
 
-    if settings.redis_cluster:
-        parser.exit(2, "callhub serve: CALLHUB_REDIS_CLUSTER is not supported by the API replicas "
-                       "yet (workers and publish support it); point the hub at a single node\n")
     tls = TlsOptions(args.tls_cert, args.tls_key, args.tls_ca, args.require_client_cert)
     problem = tls.problem()
     if problem:

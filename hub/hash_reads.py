@@ -24,6 +24,7 @@ from collections.abc import Awaitable
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
 
+from hub.redis_connection import RedisClient
 from hub.redis_link import Fields, RedisLink
 
 log = logging.getLogger("callhub.hash_reads")
@@ -123,7 +124,7 @@ def _drained(connection: AbstractConnection) -> bool:
 class CoalescedHashReader:
     """The reads asked for during one loop turn, as one redis-py pipeline."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self._redis = redis
         self._pending: list[tuple[str, asyncio.Future[dict[bytes, bytes]]]] = []
         self._tasks: set[asyncio.Task[None]] = set()

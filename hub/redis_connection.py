@@ -7,10 +7,11 @@ routing fields are decoded only where they are used.
 from __future__ import annotations
 
 from typing import TypeAlias
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException as RedisClusterError
 
 from hub.settings import Settings
 
@@ -55,6 +56,31 @@ async def server_time_ms(client: RedisClient, key: str) -> int:
     else:
         seconds, micros = await client.time()
     return int(seconds) * 1000 + int(micros) // 1000
+
+
+async def node_url_for(settings: Settings, cluster: RedisCluster, key: str) -> str:
+    """The URL of the cluster node that serves ``key`` now, with the settings URL's
+    scheme, credentials and database.
+
+    The slot map is asked afresh of every node ``cluster`` has discovered, not
+    of the node the URL names: that one may be the master that just failed.
+    """
+    await cluster.initialize()  # the first map; a no-op once it is known
+    await cluster.nodes_manager.initialize()  # redis-py has no public refresh
+    node = cluster.get_node_from_key(key)
+    if node is None:
+        raise RedisClusterError(f"no cluster node serves {key}")
+    return with_address(settings.redis_url, node.host, int(node.port))
+
+
+def with_address(url: str, host: str, port: int) -> str:
+    """``url`` pointing at ``host:port``: scheme, credentials, database and
+    query (TLS options) are kept, as every node of a cluster shares them."""
+    parts = urlsplit(url)
+    credentials = parts.netloc.rpartition("@")[0]
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return urlunsplit(parts._replace(netloc=f"{credentials}@{address}" if credentials
+                                     else address))
 
 
 def describe(url: str) -> str:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
 from starlette.requests import Request
 
 from hub.auth import ApiKeys
 from hub.calls import CallStore
 from hub.dispatcher import Dispatcher
+from hub.redis_connection import RedisClient
 from hub.settings import Settings
 
 
@@ -30,7 +30,7 @@ class StreamOptions:
 class Hub:
     settings: Settings
     keys: ApiKeys
-    redis: aioredis.Redis
+    redis: RedisClient
     store: CallStore
     dispatcher: Dispatcher
     stream_options: StreamOptions

@@ -17,25 +17,36 @@ import logging
 from typing import Final
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisClusterException as RedisClusterError
+from redis.exceptions import ResponseError
 
 from hub.cursor import StreamId, format_stream_id, parse_stream_id
 from hub.dispatcher import Dispatcher, Entry
 from hub.errors import REDIS_ERRORS
 from hub.metrics import HubMetrics
+from hub.redis_connection import node_url_for
 from hub.settings import Settings
 
 log = logging.getLogger("callhub.reader")
 
 BLOCK_MS: Final = 5000
 COUNT: Final = 512
+# Backoff between reconnects: short enough that a reader is back within about
+# two seconds of a failover's end (or a Redis restart), long enough not to spin.
+MAX_RETRY_DELAY_S: Final = 2.0
 
 
 class ShardReader:
     def __init__(self, settings: Settings, shard: int, dispatcher: Dispatcher,
-                 metrics: HubMetrics | None = None) -> None:
+                 metrics: HubMetrics | None = None, *, cluster: RedisCluster | None = None
+                 ) -> None:
+        """``cluster``: the replica's cluster client, which knows every node and
+        so can say which one serves this shard after a failover."""
         self._settings = settings
+        self._cluster = cluster
         self._shard = self.shard = shard
         self._metrics = metrics
         self.events_read = 0
@@ -47,9 +58,14 @@ class ShardReader:
         self._stopping = False
         self._client: aioredis.Redis | None = None
 
-    def _connect(self) -> aioredis.Redis:
+    async def _connect(self) -> aioredis.Redis:
+        """A dedicated connection to the node that holds this shard's log: the
+        one Redis, or on a cluster the master that serves the log's slot now."""
+        url = self._settings.redis_url
+        if self._cluster is not None:
+            url = await node_url_for(self._settings, self._cluster, self._key)
         return aioredis.Redis.from_url(
-            self._settings.redis_url,
+            url,
             decode_responses=False,
             single_connection_client=True,
             # The loop below retries, from its own position and with backoff;
@@ -80,11 +96,13 @@ class ShardReader:
             await asyncio.wait({task}, timeout=0.1)
 
     async def run(self) -> None:
-        client = self._client = self._connect()
+        client: aioredis.Redis | None = None
         delay = 0.1
         try:
             while not self._stopping:
                 try:
+                    if client is None:
+                        client = self._client = await self._connect()
                     if self.position is None:
                         self.position = await self._last_id(client)
                         self._dispatcher.start_at(self._shard, self.position)
@@ -92,21 +110,28 @@ class ShardReader:
                         {self._key: format_stream_id(self.position)}, count=COUNT, block=BLOCK_MS
                     )
                     delay = 0.1
-                except REDIS_ERRORS as error:
+                except (*REDIS_ERRORS, RedisClusterError, ResponseError) as error:
                     if self._stopping:
                         return
+                    if self._cluster is not None and client is not None:
+                        # The slot moved or its master failed over: find its
+                        # node again (MOVED, CLUSTERDOWN, a lost connection).
+                        await client.aclose()
+                        client = self._client = None
                     self.reconnects += 1
                     log.warning("shard %d reader lost Redis (%s); retrying in %.1fs",
                                 self._shard, type(error).__name__, delay)
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
+                    delay = min(delay * 2, MAX_RETRY_DELAY_S)
                     continue
                 except asyncio.CancelledError:
                     raise
                 except Exception:
+                    if self._stopping:
+                        return  # stop() closed the connection under a command
                     log.exception("shard %d reader failed; retrying", self._shard)
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
+                    delay = min(delay * 2, MAX_RETRY_DELAY_S)
                     continue
                 for _, entries in reply or ():
                     if entries:
@@ -116,7 +141,8 @@ class ShardReader:
                         if self._metrics is not None:
                             self.lag_s = self._metrics.batch_dispatched(entries)
         finally:
-            await client.aclose()
+            if client is not None:
+                await client.aclose()
 
     async def _last_id(self, client: aioredis.Redis) -> StreamId:
         last: list[Entry] = await client.xrevrange(  # type: ignore[assignment]

@@ -242,6 +242,11 @@ def settings(redis_url: str, redis_engine: str) -> Settings:
     return Settings(redis_url=redis_url, redis_cluster=redis_engine == "cluster")
 
 
+def engine_env(settings: Settings) -> dict[str, str]:
+    """The environment that points a ``callhub`` process at ``settings``' engine."""
+    return {"CALLHUB_REDIS_CLUSTER": "true"} if settings.redis_cluster else {}
+
+
 def sync_client(settings: Settings) -> redis.Redis | RedisCluster:
     """A blocking client for ``settings``' Redis: to set up and check state."""
     if settings.redis_cluster:

@@ -1,7 +1,8 @@
 """Durability: with ``CALLHUB_DURABLE_REPLICAS`` a commit is acknowledged only
 once replicas have it (WAIT), so a failover loses no acknowledged commit.
 Real redis-servers: a master with a replica, and a 3-master cluster with one
-replica each whose master is SIGKILLed while events flow."""
+replica each whose master is SIGKILLed while events flow, with a hub whose
+readers and subscribers must carry on after the failover."""
 
 from __future__ import annotations
 
@@ -11,13 +12,21 @@ import signal
 import time
 from collections.abc import Iterator
 
+import msgspec
 import pytest
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
 from hub.redis_connection import connect_client
 from hub.settings import Settings
-from tests.conftest import RedisServer, start_redis_cluster, start_redis_server, wait_for
+from tests.conftest import (
+    RedisServer,
+    serving,
+    start_redis_cluster,
+    start_redis_server,
+    wait_for,
+)
+from tests.sse_client import EventStreamReader, subscribe
 from tests.strategies import call_started, dtmf
 from workers.publisher import CallPublisher, PublisherUnavailable
 
@@ -98,42 +107,91 @@ async def test_a_master_killed_while_events_flow_loses_no_acknowledged_commit(
                     acknowledged[outcome.event.session_id] = outcome.event.seq
 
     try:
-        task = asyncio.create_task(commit_forever())
-        await wait_until(lambda: sum(acknowledged.values()) > 500, "commits to flow")
-        with RedisCluster.from_url(cluster.url) as sync:
-            victim_port = sync.get_node_from_key(settings.keyspace.log(0)).port
-        victim = next(i for i, s in enumerate(cluster.servers) if s.port == victim_port)
-        before_kill = sum(acknowledged.values())
-        in_flight_at_kill = in_flight
-        os.kill(cluster.servers[victim].process.pid, signal.SIGKILL)
-        killed_at = time.monotonic()
-        cluster.servers[victim].process.wait()
-        # The replica takes over; the old master comes back as its replica (so a
-        # durable publisher has a replica to WAIT for again).
-        await wait_until(lambda: promoted(cluster.url, victim_port), "a replica to take over",
-                         timeout=30)
-        failover_s = time.monotonic() - killed_at
-        await asyncio.to_thread(cluster.restart, victim)
-        await wait_until(lambda: sum(acknowledged.values()) > before_kill + 200,
-                         "commits to resume after the failover", timeout=30)
-        stop.set()
-        await asyncio.wait_for(task, 30)
+        async with serving(settings) as live, \
+                subscribe(f"{live.url}/v1/calls/events") as stays, \
+                subscribe(f"{live.url}/v1/calls/events") as leaves:
+            task = asyncio.create_task(commit_forever())
+            await wait_until(lambda: sum(acknowledged.values()) > 500, "commits to flow")
+            with RedisCluster.from_url(cluster.url) as sync:
+                victim_port = sync.get_node_from_key(settings.keyspace.log(0)).port
+            victim = next(i for i, s in enumerate(cluster.servers) if s.port == victim_port)
+            survivor = next(s.url for s in cluster.servers if s.port != victim_port)
+            before_kill = sum(acknowledged.values())
+            in_flight_at_kill = in_flight
+            os.kill(cluster.servers[victim].process.pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+            cluster.servers[victim].process.wait()
+            # One subscriber goes away at the kill and resumes after the failover.
+            await leaves.response.aclose()
+            cursor = leaves.last_id  # after the close: no frame arrives past it
+            # The replica takes over; the old master comes back as its replica (so
+            # a durable publisher has a replica to WAIT for again).
+            await wait_until(lambda: promoted(survivor, victim_port),
+                             "a replica to take over", timeout=30)
+            failover_s = time.monotonic() - killed_at
+            seen_at_failover = len(stays.events)
+            await asyncio.to_thread(cluster.restart, victim)
+            await wait_until(lambda: len(stays.events) > seen_at_failover,
+                             "a delivery after the failover", timeout=30)
+            first_delivery_s = time.monotonic() - killed_at - failover_s
+            await wait_until(lambda: sum(acknowledged.values()) > before_kill + 200,
+                             "commits to resume after the failover", timeout=30)
+            stop.set()
+            await asyncio.wait_for(task, 30)
+            assert cursor is not None
+            async with subscribe(f"{live.url}/v1/calls/events",
+                                 headers={"Last-Event-ID": cursor}) as resumed:
+                # Both subscribers end with every call's last acknowledged event:
+                # the hub's shard readers found the new master.
+                for name, readers in (("stayed", [stays]), ("resumed", [leaves, resumed])):
+                    await wait_until(lambda r=readers: has_all_last(r, acknowledged),  # type: ignore[misc]
+                                     f"the subscriber that {name} to get the events after "
+                                     "the failover", timeout=30)
+                received = seqs(leaves, resumed)
+                stayed = seqs(stays)
 
         lost = 0
         async with AsyncRedisCluster.from_url(cluster.url) as check:
             for sid, seq in acknowledged.items():
                 stored = await check.hget(settings.keyspace.call(sid), "seq")
                 lost += max(0, seq - int(stored or 0))
+        wanted = {(sid, n) for sid, seq in acknowledged.items() for n in range(1, seq + 1)}
+        missed = {name: len(wanted - set(got)) for name, got in
+                  (("stayed", stayed), ("resumed", received))}
+        repeated = {name: len(got) - len(set(got)) for name, got in
+                    (("stayed", stayed), ("resumed", received))}
         print(f"\nfailover ({'durable' if durable else 'not durable'}): "
               f"{sum(acknowledged.values())} commits acknowledged, {in_flight_at_kill} events in "
-              f"flight at the kill, failover took {failover_s:.1f} s, "
-              f"lost acknowledged commits: {lost}")
+              f"flight at the kill, failover took {failover_s:.1f} s, first delivery "
+              f"{first_delivery_s:.1f} s after it, "
+              f"lost acknowledged commits: {lost}; subscribers (connected throughout / "
+              f"resumed by Last-Event-ID): acknowledged events missed {missed['stayed']} / "
+              f"{missed['resumed']}, delivered twice {repeated['stayed']} / "
+              f"{repeated['resumed']}")
         if durable:
             assert lost == 0
+            assert missed == {"stayed": 0, "resumed": 0}
     finally:
         stop.set()
         await client.aclose()
         cluster.stop()
+
+
+def seqs(*readers: EventStreamReader) -> list[tuple[str, int]]:
+    """(session, seq) of every event a subscriber received, in arrival order
+    (over its successive connections)."""
+    return [(event.session_id, event.seq) for reader in readers for event in
+            (msgspec.json.decode(f.data or b"{}", type=Delivered) for f in reader.events)]
+
+
+def has_all_last(readers: list[EventStreamReader], acknowledged: dict[str, int]) -> bool:
+    got = set(seqs(*readers))
+    return all((sid, seq) in got for sid, seq in acknowledged.items())
+
+
+class Delivered(msgspec.Struct):
+    session_id: str
+    seq: int
 
 
 def promoted(url: str, dead_port: int) -> bool:

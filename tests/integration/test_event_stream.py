@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 import httpx
+import msgspec
+import pytest
 import redis
 import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given
@@ -21,17 +23,29 @@ from hub.auth import hash_key
 from hub.cursor import Cursor
 from hub.keyspace import Keyspace
 from hub.settings import Settings
-from tests.conftest import DATA, free_port, serving, start_hub, start_redis_server
+from tests.conftest import (
+    DATA,
+    async_client,
+    engine_env,
+    free_port,
+    serving,
+    start_hub,
+    start_redis_server,
+    sync_client,
+)
 from tests.sse_client import EventStreamReader, subscribe, wait_until
 from tests.strategies import action, call_started, dtmf, terminated, transition
 from workers.event_lines import NumberedEvent, read_event_lines
 from workers.publisher import CallPublisher, CommitOutcome
 
+pytestmark = pytest.mark.both_engines
+
 FAST_PING = 200  # ms: the ping carries the cursor, which the tests use as a fence
 
 
-def fast(redis_url: str, **extra: object) -> Settings:
-    return Settings(redis_url=redis_url, ping_interval_ms=FAST_PING, **extra)  # type: ignore[arg-type]
+def fast(settings: Settings, **extra: object) -> Settings:
+    """The engine's settings (one redis-server or the cluster), with fast pings."""
+    return msgspec.structs.replace(settings, ping_interval_ms=FAST_PING, **extra)
 
 
 def spec_events() -> list[ev.Event]:
@@ -40,9 +54,9 @@ def spec_events() -> list[ev.Event]:
 
 
 async def test_the_spec_examples_arrive_byte_for_byte_as_committed(
-    redis_url: str, aredis: aioredis.Redis, sync_redis: redis.Redis
+    redis_url: str, settings: Settings, aredis: aioredis.Redis, sync_redis: redis.Redis
 ) -> None:
-    settings = fast(redis_url)
+    settings = fast(settings)
     async with serving(settings) as live:
         query = {"event_types": "call_started,speech_final,call_terminated"}
         async with subscribe(f"{live.url}/v1/calls/events", params=query) as stream, \
@@ -94,12 +108,12 @@ def call_script(sid: str, dialog: str, kinds: list[str]) -> list[ev.Event]:
                      min_size=1, max_size=3),
 )
 def test_the_stream_delivers_exactly_the_matching_events_in_order(
-    redis_url: str, event_types: set[str] | None, session_id: str, dialog_name: str,
-    scripts: list[list[str]],
+    settings: Settings, event_types: set[str] | None, session_id: str,
+    dialog_name: str, scripts: list[list[str]],
 ) -> None:
-    with redis.Redis.from_url(redis_url) as sync:
+    with sync_client(settings) as sync:
         sync.flushall()
-    settings = fast(redis_url, shards=2)
+    settings = fast(settings, shards=2)
     calls = [call_script(SESSIONS[n], DIALOGS[n % 2], kinds) for n, kinds in enumerate(scripts)]
     # Interleave the calls' events, keeping each call's order.
     order = [n for n, events in enumerate(calls) for _ in events]
@@ -124,7 +138,7 @@ def test_the_stream_delivers_exactly_the_matching_events_in_order(
     async def run() -> list[bytes]:
         async with serving(settings) as live, \
                 subscribe(f"{live.url}/v1/calls/events", params=params) as stream:
-            client = aioredis.Redis.from_url(redis_url)
+            client = async_client(settings)
             outcomes = await CallPublisher(client, settings).commit_many(interleaved)
             await client.aclose()
             assert all(o.status == "committed" for o in outcomes)
@@ -169,9 +183,9 @@ def _covers(cursor_text: str, final: list[tuple[int, int] | None], shards: int) 
 
 
 async def test_history_then_live_misses_and_repeats_nothing_while_commits_race(
-    redis_url: str, aredis: aioredis.Redis
+    redis_url: str, settings: Settings, aredis: aioredis.Redis
 ) -> None:
-    settings = fast(redis_url, shards=2)
+    settings = fast(settings, shards=2)
     publisher = CallPublisher(aredis, settings)
     sids = [f"h-{n}" for n in range(8)]
     await publisher.commit_many([call_started(sid) for sid in sids])
@@ -209,11 +223,12 @@ async def test_history_then_live_misses_and_repeats_nothing_while_commits_race(
 
 
 async def test_a_client_resumed_on_either_replica_gets_exactly_what_a_steady_one_got(
-    redis_url: str, aredis: aioredis.Redis, tmp_path: object
+    redis_url: str, settings: Settings, aredis: aioredis.Redis, tmp_path: object
 ) -> None:
     env = {"CALLHUB_PING_INTERVAL": "200ms", "CALLHUB_SHARDS": "2"}
+    env.update(engine_env(settings))
     hubs = [start_hub(redis_url, env=env), start_hub(redis_url, env=env)]
-    settings = fast(redis_url, shards=2)
+    settings = fast(settings, shards=2)
     publisher = CallPublisher(aredis, settings)
     rng = random.Random(7)
     try:
@@ -254,9 +269,9 @@ async def test_a_client_resumed_on_either_replica_gets_exactly_what_a_steady_one
 
 
 async def test_a_cursor_older_than_retention_gets_stream_reset_then_the_oldest_events(
-    redis_url: str, aredis: aioredis.Redis, sync_redis: redis.Redis
+    redis_url: str, settings: Settings, aredis: aioredis.Redis, sync_redis: redis.Redis
 ) -> None:
-    settings = fast(redis_url, log_retention_ms=1)
+    settings = fast(settings, log_retention_ms=1)
     publisher = CallPublisher(aredis, settings)
     first = await publisher.commit_many([call_started(f"old-{n}") for n in range(300)])
     old_cursor = Cursor((tuple(int(x) for x in (first[0].entry_id or "").split("-")),))
@@ -299,9 +314,9 @@ async def test_bad_stream_parameters_are_400s(api: httpx.AsyncClient) -> None:
 
 
 async def test_a_stalled_client_is_cut_off_and_does_not_delay_the_others(
-    redis_url: str, aredis: aioredis.Redis
+    redis_url: str, settings: Settings, aredis: aioredis.Redis
 ) -> None:
-    settings = fast(redis_url, subscriber_buffer_bytes=2 * 1024 * 1024, write_timeout_ms=2000)
+    settings = fast(settings, subscriber_buffer_bytes=2 * 1024 * 1024, write_timeout_ms=2000)
     publisher = CallPublisher(aredis, settings)
     async with serving(settings) as live:
         host, port = live.url.removeprefix("http://").split(":")
@@ -333,9 +348,9 @@ async def test_a_stalled_client_is_cut_off_and_does_not_delay_the_others(
 
 
 async def test_a_thousand_connect_disconnect_cycles_leave_nothing_behind(
-    redis_url: str, aredis: aioredis.Redis
+    redis_url: str, settings: Settings, aredis: aioredis.Redis
 ) -> None:
-    settings = fast(redis_url)
+    settings = fast(settings)
     async with serving(settings) as live:
         await CallPublisher(aredis, settings).commit(call_started("c-1"))
         async with httpx.AsyncClient(timeout=10) as client:
@@ -353,8 +368,8 @@ async def test_a_thousand_connect_disconnect_cycles_leave_nothing_behind(
                          what=f"tasks back to {baseline}")
 
 
-async def test_sigterm_ends_open_streams_within_seconds(redis_url: str) -> None:
-    hub = start_hub(redis_url)
+async def test_sigterm_ends_open_streams_within_seconds(redis_url: str, settings: Settings) -> None:
+    hub = start_hub(redis_url, env=engine_env(settings))
     async with subscribe(f"{hub.url}/v1/calls/events") as stream:
         await wait_until(lambda: stream.frames)
         started = time.monotonic()
@@ -368,12 +383,12 @@ async def test_sigterm_ends_open_streams_within_seconds(redis_url: str) -> None:
 
 
 async def test_a_scoped_key_streams_only_its_dialogs(
-    redis_url: str, aredis: aioredis.Redis, tmp_path: object
+    redis_url: str, settings: Settings, aredis: aioredis.Redis, tmp_path: object
 ) -> None:
     keys_file = Path(str(tmp_path)) / "keys.toml"
     keys_file.write_text(f'[[keys]]\nname = "help"\nsha256 = "{hash_key("help-key")}"\n'
                          'dialogs = ["helpdesk"]\n')
-    settings = fast(redis_url, api_keys="all-key", api_keys_file=str(keys_file))
+    settings = fast(settings, api_keys="all-key", api_keys_file=str(keys_file))
     publisher = CallPublisher(aredis, settings)
     async with serving(settings) as live:
         async with httpx.AsyncClient() as plain:
@@ -396,7 +411,7 @@ async def test_subscribers_lose_nothing_across_a_redis_restart(tmp_path: Path) -
     port = free_port()
     server = start_redis_server(port, "--appendonly", "yes", "--appendfsync", "always")
     url = server.url
-    settings = fast(url)
+    settings = Settings(redis_url=url, ping_interval_ms=FAST_PING)
     client = aioredis.Redis.from_url(url)
     publisher = CallPublisher(client, settings, retry_for_s=20)
     try:
@@ -420,7 +435,7 @@ async def test_subscribers_lose_nothing_across_a_redis_restart(tmp_path: Path) -
 # -- served ahead of the middleware: the same CORS policy as every other path ----------
 
 
-async def test_the_stream_answers_cors_exactly_as_the_rest_of_the_api(redis_url: str) -> None:
+async def test_the_stream_answers_cors_exactly_as_the_rest_of_the_api(settings: Settings) -> None:
     origins = {"*": ["https://a.example", None],
                "https://a.example, https://b.example": ["https://b.example",
                                                         "https://evil.example", None],
@@ -428,7 +443,7 @@ async def test_the_stream_answers_cors_exactly_as_the_rest_of_the_api(redis_url:
     cors_headers = ("access-control-allow-origin", "access-control-allow-credentials",
                     "access-control-expose-headers", "vary")
     for setting, asking in origins.items():
-        async with serving(fast(redis_url, cors_origins=setting)) as live, \
+        async with serving(fast(settings, cors_origins=setting)) as live, \
                 httpx.AsyncClient(timeout=10) as client:
             for origin in asking:
                 headers = {"Origin": origin} if origin else {}

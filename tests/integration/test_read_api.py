@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import httpx
+import msgspec
 import pytest
 import redis
 import redis.asyncio as aioredis
@@ -14,9 +16,11 @@ from hub.calls import PagePosition, encode_page_token
 from hub.cursor import Cursor, parse_stream_id
 from hub.keyspace import Keyspace
 from hub.settings import Settings
-from tests.conftest import DATA, free_port, hub_client, wait_for
+from tests.conftest import DATA, free_port, hub_client, sync_client, wait_for
 from tests.strategies import action, call_started, terminated, transition
 from workers.publisher import CallPublisher
+
+pytestmark = pytest.mark.both_engines
 
 SPEC_CALL_FIELDS = {
     "session_id", "caller_id", "called_number", "dialog_name", "current_state",
@@ -24,17 +28,18 @@ SPEC_CALL_FIELDS = {
 }
 
 
-def publish_spec_examples(redis_url: str, lines: int) -> None:
+def publish_spec_examples(redis_url: str, lines: int, cluster: bool = False) -> None:
     events = b"".join((DATA / "spec_events.jsonl").read_bytes().splitlines(True)[:lines])
+    env = {**os.environ, "CALLHUB_REDIS_CLUSTER": "true" if cluster else "false"}
     done = subprocess.run([sys.executable, "-m", "hub.cli", "publish", "--redis-url", redis_url],
-                          input=events, capture_output=True, timeout=60, check=False)
+                          input=events, capture_output=True, timeout=60, check=False, env=env)
     assert done.returncode == 0, done.stderr
 
 
 async def test_the_spec_examples_answer_as_the_spec_shows(
-    redis_url: str, api: httpx.AsyncClient
+    settings: Settings, api: httpx.AsyncClient
 ) -> None:
-    publish_spec_examples(redis_url, 2)
+    publish_spec_examples(settings.redis_url, 2, settings.redis_cluster)
     call = (await api.get("/v1/calls/call-abc-123")).json()
     assert set(call) >= SPEC_CALL_FIELDS
     assert set(call) - SPEC_CALL_FIELDS == {"cursor"}
@@ -77,9 +82,9 @@ async def test_a_call_shows_its_state_variables_and_cursor(
 
 
 async def test_an_ended_call_is_readable_until_its_retention_ends(
-    redis_url: str, aredis: aioredis.Redis
+    redis_url: str, settings: Settings, aredis: aioredis.Redis
 ) -> None:
-    settings = Settings(redis_url=redis_url, call_retention_ms=1500)
+    settings = msgspec.structs.replace(settings, call_retention_ms=1500)
     await CallPublisher(aredis, settings).commit_many(
         [call_started("c-1", at=0), terminated("c-1", 2, reason="caller_hangup", at=135)]
     )
@@ -91,7 +96,7 @@ async def test_an_ended_call_is_readable_until_its_retention_ends(
         assert call["reason"] == "caller_hangup"
         assert call["final_state"] == "goodbye"
         assert (await api.get("/v1/calls")).json()["total_count"] == 0
-    with redis.Redis.from_url(redis_url) as sync:
+    with sync_client(settings) as sync:
         wait_for(lambda: not sync.exists(Keyspace().call("c-1")), timeout=10,
                  what="the ended call's retention to end")
     async with hub_client(settings) as api:
@@ -101,9 +106,9 @@ async def test_an_ended_call_is_readable_until_its_retention_ends(
 
 
 async def test_pages_walk_every_call_once_in_start_order_across_shards(
-    redis_url: str, aredis: aioredis.Redis
+    redis_url: str, settings: Settings, aredis: aioredis.Redis
 ) -> None:
-    settings = Settings(redis_url=redis_url, shards=3)
+    settings = msgspec.structs.replace(settings, shards=3)
     # Ties: ten calls start in each second.
     events = [call_started(f"c-{n:03}", at=n // 10) for n in range(95)]
     await CallPublisher(aredis, settings).commit_many(events)
@@ -159,7 +164,7 @@ async def test_a_bad_session_id_is_a_400_and_an_unknown_one_a_404(
     assert missing.status_code == 404 and missing.json()["error"]["param"] == "id"
 
 
-async def test_lost_redis_is_a_503_with_retry_after_and_readyz_fails() -> None:
+async def test_lost_redis_is_a_503_with_retry_after_and_readyz_fails(settings: Settings, ) -> None:
     settings = Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
     async with hub_client(settings) as api:
         for path in ("/v1/calls", "/v1/calls/c-1"):
@@ -171,14 +176,14 @@ async def test_lost_redis_is_a_503_with_retry_after_and_readyz_fails() -> None:
         assert (await api.get("/healthz")).status_code == 200
 
 
-async def test_browsers_on_other_origins_may_read_the_api(redis_url: str) -> None:
-    async with hub_client(Settings(redis_url=redis_url)) as api:
+async def test_browsers_on_other_origins_may_read_the_api(settings: Settings) -> None:
+    async with hub_client(settings) as api:
         answer = await api.get("/v1/calls", headers={"Origin": "http://dashboard.example"})
         assert answer.headers["access-control-allow-origin"] == "*"
         preflight = await api.options("/v1/calls/events", headers={
             "Origin": "http://dashboard.example", "Access-Control-Request-Method": "GET",
             "Access-Control-Request-Headers": "last-event-id"})
         assert preflight.status_code == 200
-    async with hub_client(Settings(redis_url=redis_url, cors_origins="")) as api:
+    async with hub_client(msgspec.structs.replace(settings, cors_origins="")) as api:
         answer = await api.get("/v1/calls", headers={"Origin": "http://dashboard.example"})
         assert "access-control-allow-origin" not in answer.headers
