@@ -98,6 +98,7 @@ class ShardReader:
     async def run(self) -> None:
         client: aioredis.Redis | None = None
         delay = 0.1
+        loop = asyncio.get_running_loop()
         try:
             while not self._stopping:
                 try:
@@ -135,7 +136,7 @@ class ShardReader:
                     continue
                 for _, entries in reply or ():
                     if entries:
-                        self._dispatcher.dispatch(self._shard, entries)
+                        self._dispatcher.dispatch_soon(self._shard, entries, loop)
                         self.position = parse_stream_id(entries[-1][0])
                         self.events_read += len(entries)
                         if self._metrics is not None:

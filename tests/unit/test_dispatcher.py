@@ -108,3 +108,55 @@ async def test_a_cursor_the_readers_never_reach_gives_up_at_the_deadline() -> No
     dispatcher.start_at(1, (1, 0))
     assert await dispatcher.reach(Cursor(((9, 0), None)), timeout_s=0.05) is False
     assert await dispatcher.reach(Cursor((None, (1, 0))), timeout_s=0.05) is True
+
+
+class CountingSubscriber(Subscriber):
+    """A subscriber that keeps each chunk it is handed."""
+
+    __slots__ = ("pushed",)
+
+    def __init__(self, stream_filter: StreamFilter, *, max_bytes: int) -> None:
+        super().__init__(stream_filter, max_bytes=max_bytes)
+        self.pushed: list[bytes] = []
+
+    def push(self, chunk: bytes) -> None:
+        self.pushed.append(chunk)
+
+
+async def test_batches_of_several_shards_in_one_loop_turn_go_out_as_one_chunk() -> None:
+    dispatcher = Dispatcher(3)
+    for shard in range(3):
+        dispatcher.start_at(shard, (1, 0))
+    everyone, one_call = CountingSubscriber(StreamFilter(), max_bytes=1 << 20), \
+        subscriber(session_id="b")
+    dispatcher.add(everyone)
+    dispatcher.add(one_call)
+    loop = asyncio.get_running_loop()
+    pushed = everyone.pushed
+    dispatcher.dispatch_soon(0, [entry(2, "a")], loop)
+    dispatcher.dispatch_soon(1, [entry(3, "b"), entry(4, "b")], loop)
+    dispatcher.dispatch_soon(2, [entry(5, "c")], loop)
+    assert pushed == [] and dispatcher.cursor().positions == ((1, 0),) * 3
+    await asyncio.sleep(0)  # the end of the turn
+    assert len(pushed) == 1 and pushed[0].count(b"event: ") == 4
+    assert one_call.take().count(b"event: ") == 2
+    assert dispatcher.cursor().positions == ((2, 0), (4, 0), (5, 0))
+    assert dispatcher.deliveries == 6
+
+
+async def test_a_subscriber_joining_before_the_flush_gets_only_what_follows() -> None:
+    """The I4 seam with a flush due: frames routed before the subscriber joined
+    go to the others, and the cursor it joins at is past them."""
+    dispatcher = Dispatcher(2)
+    dispatcher.start_at(0, (1, 0))
+    dispatcher.start_at(1, (1, 0))
+    early, late = subscriber(), subscriber()
+    dispatcher.add(early)
+    loop = asyncio.get_running_loop()
+    dispatcher.dispatch_soon(0, [entry(2, "a")], loop)
+    joined = dispatcher.add(late)
+    assert joined.positions == ((2, 0), (1, 0))
+    dispatcher.dispatch_soon(1, [entry(3, "b")], loop)
+    await asyncio.sleep(0)
+    assert early.take().count(b"event: ") == 2
+    assert late.take().count(b"event: ") == 1
