@@ -39,8 +39,11 @@ lint: setup
 bench-ingest: setup
 	$(VENV)/bin/python -m bench.ingest
 
+# The cost of Redis Cluster mode: ingest (and the durability option), then
+# fan-out, each against a single node in the same run.
 bench-cluster: setup
 	$(VENV)/bin/python -m bench.cluster_cost
+	$(VENV)/bin/python -m bench.fanout --cluster --no-idle
 
 bench-worker: setup
 	$(VENV)/bin/python -m bench.worker

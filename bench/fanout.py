@@ -79,10 +79,10 @@ from typing import Any, Final, cast
 
 import uvloop
 
-from bench.harness import BenchError, LocalRedis, Server, free_port, percentile
+from bench.harness import BenchError, LocalRedis, LocalRedisCluster, Server, free_port, percentile
 from hub import events as ev
 from hub.progress import StatusLine
-from hub.redis_connection import connect
+from hub.redis_connection import connect_client
 from hub.settings import Settings
 from workers.publisher import CallPublisher
 
@@ -101,6 +101,7 @@ TARGET_VS_NCHAN: Final = 0.5
 TARGET_VS_NAIVE: Final = 10.0
 TARGET_P99_MS: Final = 50.0
 TARGET_IDLE_KB: Final = 15.0
+TARGET_VS_SINGLE: Final = 0.7  # callhub on a 3-master cluster / on one node
 
 LATENCY_RE: Final = re.compile(rb'"event_id":"L(\d+)"')
 EVENT_ID_RE: Final = re.compile(rb'"event_id":"([^"]+)"')
@@ -138,6 +139,11 @@ def cpu_seconds(pid: int | None) -> float:
         return 0.0
     fields = text[text.rindex(")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def redis_cpu(peer: Peer) -> float:
+    """The CPU seconds of the Redis processes behind ``peer`` (its cluster's masters)."""
+    return sum(cpu_seconds(pid) for pid in peer.redis_pids)
 
 
 def memory_kb(pid: int, name: str = "VmRSS") -> int:
@@ -600,10 +606,10 @@ def expectations(items: Sequence[Item] | int, sessions: Sequence[str],
 class RedisFeed:
     """Commits events with the workers' publisher (callhub and naive read the log)."""
 
-    def __init__(self, url: str) -> None:
-        self.settings = Settings(redis_url=url)
-        self.client = connect(self.settings)
-        self.publisher = CallPublisher(self.client, self.settings)
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.client = connect_client(settings)
+        self.publisher = CallPublisher(self.client, settings)
 
     async def reset(self, sessions: Sequence[str]) -> None:
         """An empty database with the scenario's calls started."""
@@ -687,9 +693,14 @@ class NchanPublisher:
 class Peer:
     name = ""
     sep = b"\n\n"
+    # Events of one shard arrive in publish order; across shards only each
+    # session's order is guaranteed (the kept streams are checked accordingly).
+    shards = 1
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, redis_pids: Sequence[int | None] = ()) -> None:
         self.redis_url = redis_url
+        # Whose CPU counts as the peer's Redis (none known for a given cluster URL).
+        self.redis_pids = [pid for pid in redis_pids if pid is not None]
         self.server: Server | None = None
         self.port = 0
 
@@ -726,15 +737,22 @@ class Peer:
 class CallhubPeer(Peer):
     name = "callhub"
 
-    def __init__(self, redis_url: str, feed: RedisFeed) -> None:
-        super().__init__(redis_url)
+    def __init__(self, feed: RedisFeed, redis_pids: Sequence[int | None] = (), *,
+                 name: str | None = None) -> None:
+        super().__init__(feed.settings.redis_url, redis_pids)
         self.feed = feed
+        if name is not None:
+            self.name = name
+        self.shards = feed.settings.shards
 
     def start(self) -> None:
         self.port = free_port()
-        self.server = Server("callhub serve", [
+        settings = self.feed.settings
+        self.server = Server(f"callhub serve ({self.name})", [
             sys.executable, "-m", "hub.cli", "serve", "--host", HOST, "--port", str(self.port),
-            "--redis-url", self.redis_url, "--no-access-log"], self.port)
+            "--redis-url", self.redis_url, "--shards", str(settings.shards),
+            "--no-access-log"], self.port,
+            env={**os.environ, "CALLHUB_REDIS_CLUSTER": "1" if settings.redis_cluster else "0"})
         self.server.wait_ready("/healthz")
 
     def path(self, session: str | None) -> str:
@@ -932,12 +950,10 @@ class Scenario:
 
 
 class Bench:
-    def __init__(self, plan: Plan, clients: Clients, redis: LocalRedis, feed: RedisFeed,
+    def __init__(self, plan: Plan, clients: Clients,
                  status: StatusLine, profile_dir: Path | None = None) -> None:
         self.plan = plan
         self.clients = clients
-        self.redis = redis
-        self.feed = feed
         self.status = status
         self.profile_dir = profile_dir
         self.profiles: list[Path] = []
@@ -1014,7 +1030,7 @@ class Bench:
             try:
                 await self.clients.arm(expected, latency=False)
                 profiler = self.profile(peer, f"{row.subs}-{row.filter}-burst")
-                cpu0, redis0, client0 = (cpu_seconds(peer.pid), cpu_seconds(self.redis.pid),
+                cpu0, redis0, client0 = (cpu_seconds(peer.pid), redis_cpu(peer),
                                          self.clients.cpu())
                 t0 = time.monotonic_ns()
                 await publisher.publish(items)
@@ -1022,7 +1038,7 @@ class Bench:
                 got = await self.clients.wait(t0 + int(self.plan.deadline_s * 1e9))
                 t1 = time.monotonic_ns()
                 row.server_cpu_s = cpu_seconds(peer.pid) - cpu0
-                row.redis_cpu_s = cpu_seconds(self.redis.pid) - redis0
+                row.redis_cpu_s = redis_cpu(peer) - redis0
                 row.rss_kb, row.hwm_kb = memory_kb(peer.pid), memory_kb(peer.pid, "VmHWM")
                 self.end_profile(profiler)
             finally:
@@ -1039,17 +1055,18 @@ class Bench:
                     f"burst: {got.incomplete} of {scenario.subs} subscribers incomplete at the "
                     f"{self.plan.deadline_s:g} s deadline ({got.received:,} of "
                     f"{got.expected:,} deliveries; {got.closed} streams closed)")
-            self.verify(row, items, scenario, got.kept)
+            self.verify(peer, row, items, scenario, got.kept)
 
-    def verify(self, row: Row, items: Sequence[Item], scenario: Scenario,
+    def verify(self, peer: Peer, row: Row, items: Sequence[Item], scenario: Scenario,
                kept: dict[int, bytes]) -> None:
         """The kept streams got exactly their events, in order, once each."""
         follows = scenario.follows
+        session_of = {item.event.event_id.encode(): item.event.session_id for item in items}
         for index, data in sorted(kept.items()):
             want = [item.event.event_id.encode() for item in items
                     if follows[index] is None or item.event.session_id == follows[index]]
             have = EVENT_ID_RE.findall(data)
-            if have != want:
+            if not delivered_as_published(have, want, session_of, peer.shards):
                 missing = len(set(want) - set(have))
                 dupes = len(have) - len(set(have))
                 row.problems.append(
@@ -1141,7 +1158,7 @@ class Bench:
                                                  expected=[1])
             if ok != 1:
                 raise BenchError(f"catch-up: the client did not connect: {dict(errors)}")
-            await self.feed.publish(feed.burst(1))
+            await peer.feed.publish(feed.burst(1))
             got = await self.clients.wait(time.monotonic_ns() + 10**10)
             await self.clients.close()
             ids = re.findall(rb"\nid: ([^\n]+)\n", b"\n" + got.kept.get(0, b""))
@@ -1150,7 +1167,7 @@ class Bench:
             cursor = ids[-1].decode()
             items = feed.burst(self.plan.catch_up)
             t0 = time.monotonic()
-            await self.feed.publish(items)
+            await peer.feed.publish(items)
             commit_s = time.monotonic() - t0
             profiler = self.profile(peer, "catch-up")
             cpu0 = cpu_seconds(peer.pid)
@@ -1165,12 +1182,33 @@ class Bench:
             seconds = ((got.last_done_ns or time.monotonic_ns()) - t0_ns) / 1e9
             have = EVENT_ID_RE.findall(got.kept.get(0, b""))
             want = [item.event.event_id.encode() for item in items]
-            return {"events": len(items), "received": got.received, "seconds": seconds,
-                    "rate": got.received / seconds if seconds else 0.0, "commit_s": commit_s,
+            session_of = {item.event.event_id.encode(): item.event.session_id for item in items}
+            return {"peer": peer.name, "events": len(items), "received": got.received,
+                    "seconds": seconds, "commit_s": commit_s,
+                    "rate": got.received / seconds if seconds else 0.0,
                     "cpu_us": cpu * 1e6 / got.received if got.received else float("nan"),
-                    "exact": have == want, "mb": len(got.kept.get(0, b"")) / 1e6}
+                    "exact": delivered_as_published(have, want, session_of, peer.shards),
+                    "mb": len(got.kept.get(0, b"")) / 1e6}
         finally:
             peer.stop()
+
+
+def per_session(ids: Sequence[bytes], session_of: dict[bytes, str]) -> dict[str, list[bytes]]:
+    """Event ids grouped by session, each group in the order given."""
+    groups: dict[str, list[bytes]] = {}
+    for event_id in ids:
+        groups.setdefault(session_of.get(event_id, ""), []).append(event_id)
+    return groups
+
+
+def delivered_as_published(have: Sequence[bytes], want: Sequence[bytes],
+                           session_of: dict[bytes, str], shards: int) -> bool:
+    """Each event once, in publish order: the whole order on one shard, each
+    session's order across shards (I2; shards interleave by entry id)."""
+    if list(have) == list(want):
+        return True
+    return shards > 1 and sorted(have) == sorted(want) and \
+        per_session(have, session_of) == per_session(want, session_of)
 
 
 def _log_summary(log: str) -> str:
@@ -1194,12 +1232,15 @@ def _ms(value: float) -> str:
 
 
 def report(plan: Plan, rows: list[Row], idle: list[dict[str, Any]],
-           catch_up: dict[str, Any] | None, nofile: int) -> None:
+           catch_ups: list[dict[str, Any]], nofile: int) -> None:
     print()
     print(f"Fan-out: {os.cpu_count()} CPUs; servers on 127.0.0.1; {CLIENT_PROCESSES} client "
           f"processes (raw asyncio); events ~{EVENT_BYTES} B of JSON; open-files limit {nofile:,}")
     print("nchan: nginx, 1 worker process, memory mode (no Redis); callhub: 1 process; "
           "naive: 1 uvicorn process (sse-starlette)")
+    if any(r.peer == "cluster" for r in rows):
+        print("cluster: the same callhub process on a 3-master Redis Cluster (same cores); "
+              "callhub and cluster use the same shard count")
     print(f"burst: {plan.burst_all:,} events (all) / {plan.burst_session:,} events (session, "
           f"{SUBS_PER_SESSION} subscribers per session), deadline {plan.deadline_s:g} s; "
           f"latency: {plan.rate} events/s for {plan.rate_seconds:g} s, "
@@ -1260,9 +1301,9 @@ def report(plan: Plan, rows: list[Row], idle: list[dict[str, Any]],
         print(f"(KB/subscriber over the streams still open; every process may hold "
               f"{nofile:,} open files, the hard limit here)")
 
-    if catch_up:
-        c = catch_up
-        print(f"\nCatch-up (callhub): {c['events']:,} events committed in {c['commit_s']:.1f} s "
+    for c in catch_ups:
+        print(f"\nCatch-up ({c['peer']}): {c['events']:,} events committed in "
+              f"{c['commit_s']:.1f} s "
               f"while the client was away; resumed with Last-Event-ID: {c['received']:,} "
               f"events in {c['seconds']:.2f} s = {c['rate']:,.0f} events/s "
               f"({c['mb'] / c['seconds'] if c['seconds'] else 0:.0f} MB/s), "
@@ -1288,6 +1329,18 @@ def report(plan: Plan, rows: list[Row], idle: list[dict[str, Any]],
         verdict = "meets" if hub.p99_ms < TARGET_P99_MS else "MISSES"
         print(f"  callhub p99, {top} subs, {label}: {_ms(hub.p99_ms)} ms "
               f"({verdict} < {TARGET_P99_MS:g} ms)")
+        on_cluster = by.get("cluster")
+        if on_cluster is not None and hub.rate:
+            ratio = on_cluster.rate / hub.rate
+            print(f"  cluster / single node deliveries/s, {top} subs, {label}: {ratio:.2f} "
+                  f"({'meets' if ratio >= TARGET_VS_SINGLE else 'BELOW'} >= "
+                  f"{TARGET_VS_SINGLE:g}); p99 {_ms(on_cluster.p99_ms)} ms against "
+                  f"{_ms(hub.p99_ms)} ms")
+    by_peer = {c["peer"]: c for c in catch_ups}
+    if "cluster" in by_peer and by_peer.get("callhub", {}).get("rate"):
+        ratio = by_peer["cluster"]["rate"] / by_peer["callhub"]["rate"]
+        print(f"  cluster / single node catch-up events/s: {ratio:.2f} "
+              f"({'meets' if ratio >= TARGET_VS_SINGLE else 'BELOW'} >= {TARGET_VS_SINGLE:g})")
     for one in idle:
         if one["peer"] == "callhub":
             per = one.get("per_kb", float("nan"))
@@ -1328,18 +1381,34 @@ def summarize_profile(path: Path, top: int = 12) -> list[str]:
     return lines
 
 
-async def run(plan: Plan, redis: LocalRedis, clients: Clients, nchan_dir: Path | None,
+@dataclass
+class Engines:
+    """The Redis the run's peers use: a private single node, and with
+    ``--cluster`` a Redis Cluster for the callhub peer called ``cluster``."""
+
+    single: LocalRedis
+    cluster_url: str | None = None
+    cluster_pids: tuple[int | None, ...] = ()
+
+
+async def run(plan: Plan, engines: Engines, clients: Clients, nchan_dir: Path | None,
               status: StatusLine, args: argparse.Namespace) -> int:
-    feed = RedisFeed(redis.url)
+    redis = engines.single
+    feed = RedisFeed(Settings(redis_url=redis.url, shards=args.shards))
+    feeds = [feed]
     profile_dir = Path(args.py_spy) if args.py_spy else None
     if profile_dir is not None:
         profile_dir.mkdir(parents=True, exist_ok=True)
     try:
-        bench = Bench(plan, clients, redis, feed, status, profile_dir)
-        peers: list[Peer] = [CallhubPeer(redis.url, feed)]
+        bench = Bench(plan, clients, status, profile_dir)
+        peers: list[Peer] = [CallhubPeer(feed, [redis.pid])]
+        if engines.cluster_url is not None:
+            feeds.append(RedisFeed(Settings(redis_url=engines.cluster_url, redis_cluster=True,
+                                            shards=args.shards)))
+            peers.append(CallhubPeer(feeds[-1], engines.cluster_pids, name="cluster"))
         if nchan_dir is not None:
             peers.append(NchanPeer(redis.url, nchan_dir))
-        peers.append(NaivePeer(redis.url, feed))
+        peers.append(NaivePeer(feed, [redis.pid]))
         peers = [peer for peer in peers if peer.name in args.peers]
         rows: list[Row] = []
         for subs in plan.subscriber_counts:
@@ -1362,18 +1431,24 @@ async def run(plan: Plan, redis: LocalRedis, clients: Clients, nchan_dir: Path |
                     rows.append(row)
         idle: list[dict[str, Any]] = []
         if not args.no_idle:
+            # Memory per subscriber is the replica's: one engine is enough.
             for peer in peers:
+                if peer.name == "cluster":
+                    continue
                 status.update(f"{peer.name}: {plan.idle:,} idle subscribers ...", force=True)
                 await feed.client.flushdb()
                 idle.append(await bench.idle(peer, plan.idle))
-        catch_up = None
-        if "callhub" in args.peers and not args.no_catch_up:
-            status.update("callhub: catch-up ...", force=True)
-            catch_up = await bench.catch_up(CallhubPeer(redis.url, feed))
+        catch_ups: list[dict[str, Any]] = []
+        if not args.no_catch_up:
+            for peer in peers:
+                if isinstance(peer, CallhubPeer) and not isinstance(peer, NaivePeer):
+                    status.update(f"{peer.name}: catch-up ...", force=True)
+                    catch_ups.append(await bench.catch_up(peer))
         status.clear()
     finally:
-        await feed.close()
-    report(plan, rows, idle, catch_up, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        for one in feeds:
+            await one.close()
+    report(plan, rows, idle, catch_ups, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     for path in bench.profiles:
         print(f"\npy-spy profile of callhub, {path.name} ({path}):")
         print("\n".join(summarize_profile(path)))
@@ -1388,19 +1463,42 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="a small smoke run (< 60 s)")
-    parser.add_argument("--peers", default="callhub,nchan,naive",
-                        help="which peers to run, comma-separated (default: all three)")
+    parser.add_argument("--peers",
+                        help="which peers to run, comma-separated (default: callhub, "
+                        "nchan and naive; callhub and cluster with --cluster)")
     parser.add_argument("--subs", help="subscriber counts, comma-separated (default 100,1000)")
     parser.add_argument("--no-idle", action="store_true", help="skip the idle-memory phase")
     parser.add_argument("--no-catch-up", action="store_true", help="skip the catch-up phase")
+    parser.add_argument("--cluster", action="store_true",
+                        help="also run callhub on a private 3-master Redis Cluster (peer "
+                        "'cluster') and print its ratio to the single node; implies "
+                        "--shards 6 for both and, unless --peers says otherwise, "
+                        "--peers callhub,cluster")
+    parser.add_argument("--cluster-url", metavar="URL",
+                        help="like --cluster, on a running Redis Cluster (a scratch one: "
+                        "it is flushed) named by one of its nodes")
+    parser.add_argument("--shards", type=int,
+                        help="CALLHUB_SHARDS for the callhub peers (default 1, 6 with "
+                        "--cluster; the naive peer reads shard 0 only, so it needs 1)")
     parser.add_argument("--py-spy", metavar="DIR",
                         help="record callhub's CPU profile (py-spy, raw) per phase into DIR "
                         "and print the hottest frames (adds some overhead)")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    cluster = args.cluster or args.cluster_url is not None
+    if args.peers is None:
+        args.peers = "callhub,cluster" if cluster else "callhub,nchan,naive"
     args.peers = {name.strip() for name in args.peers.split(",") if name.strip()}
-    if not args.peers <= {"callhub", "nchan", "naive"}:
-        parser.error(f"unknown peers: {sorted(args.peers - {'callhub', 'nchan', 'naive'})}")
+    known = {"callhub", "nchan", "naive"} | ({"cluster"} if cluster else set())
+    if not args.peers <= known:
+        parser.error(f"unknown peers: {sorted(args.peers - known)} (the peer 'cluster' "
+                     "needs --cluster or --cluster-url)")
+    if args.shards is None:
+        args.shards = 6 if cluster else 1
+    if args.shards < 1:
+        parser.error("--shards must be at least 1")
+    if "naive" in args.peers and args.shards != 1:
+        parser.error("the naive peer reads shard 0 only: leave it out or use --shards 1")
     if args.subs:
         try:
             counts = tuple(int(n) for n in args.subs.split(","))
@@ -1426,15 +1524,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     clients = Clients()  # forked before any event loop or connection exists
     # maxclients: the naive app holds one Redis connection per open stream.
     local = LocalRedis(redis_server, ["--maxclients", str(max(10_000, nofile - 1000))])
+    private_cluster = LocalRedisCluster(redis_server) if args.cluster and not args.cluster_url \
+        else None
     workdir = tempfile.TemporaryDirectory(prefix="fanout-nchan-")
     try:
         os.chmod(workdir.name, 0o755)  # nginx workers run as nobody
         local.start()
+        engines = Engines(local, args.cluster_url)
+        if private_cluster is not None:
+            status.update("starting a 3-master Redis Cluster ...", force=True)
+            private_cluster.start()
+            engines = Engines(local, private_cluster.url,
+                              tuple(node.pid for node in private_cluster.nodes))
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             try:
-                return runner.run(run(plan, local, clients,
-                                      Path(workdir.name) if has_nchan else None, status,
-                                      args))
+                return runner.run(run(plan, engines, clients,
+                                      Path(workdir.name) if has_nchan and "nchan" in args.peers
+                                      else None, status, args))
             finally:
                 runner.run(clients.stop())
     except BenchError as error:
@@ -1446,6 +1552,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         local.stop()
+        if private_cluster is not None:
+            private_cluster.stop()
         workdir.cleanup()
 
 

@@ -29,6 +29,13 @@ C. redis-benchmark, same script: ``EVALSHA <COMMIT_SHA>`` with the KEYS and
    ARGV the publisher would send for such a call_started, every request a new
    call (see ``redis_benchmark_command`` for how the session id is made random).
 
+With ``--cluster`` (a private 3-master Redis Cluster on loopback) or
+``--cluster-url URL`` (a scratch cluster, named by one of its nodes), phases A
+and B run again on the cluster with ``CALLHUB_SHARDS=6``, and their rates are
+printed as ratios to the single node's: on one machine the masters share its
+cores, so this is the cost of cluster mode, not a scaling figure
+(``make bench-cluster`` adds the durability option, with 6 shards on both).
+
 If no ``--redis-url`` is given, a private ``redis-server`` is started on a free
 127.0.0.1 port and stopped at the end. A given ``--redis-url`` must name a
 scratch database: it is flushed between phases (the script refuses to touch a
@@ -57,10 +64,10 @@ from urllib.parse import unquote, urlsplit
 import redis.asyncio as aioredis
 from redis.utils import HIREDIS_AVAILABLE
 
-from bench.harness import BenchError, LocalRedis, percentile
+from bench.harness import BenchError, LocalRedis, LocalRedisCluster, percentile
 from hub import events as ev
 from hub.progress import StatusLine
-from hub.redis_connection import connect, describe
+from hub.redis_connection import connect, connect_client, describe
 from hub.settings import Settings
 from workers.publisher import (
     COMMIT_SCRIPT,
@@ -76,6 +83,8 @@ DEFAULT_BATCH: Final = 256
 DEFAULT_PHASE_SECONDS: Final = 15.0
 CONCURRENT_CALLS: Final = 100
 TARGET_RATIO: Final = 0.4
+TARGET_CLUSTER_RATIO: Final = 0.7  # a 3-master cluster / one node, same machine
+CLUSTER_SHARDS: Final = 6
 
 BENCH_CLIENTS: Final = 50
 BENCH_PIPELINE: Final = 16
@@ -574,13 +583,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              f"(default {DEFAULT_PHASE_SECONDS:g})")
     parser.add_argument("--flush-existing", action="store_true",
                         help="flush --redis-url's database even if it holds keys")
+    parser.add_argument("--cluster", action="store_true",
+                        help="also run phases A and B on a private 3-master Redis Cluster")
+    parser.add_argument("--cluster-url", metavar="URL",
+                        help="also run phases A and B on this scratch Redis Cluster "
+                        "(flushed; refused if it holds keys unless --flush-existing)")
     args = parser.parse_args(argv)
     if args.events < 1 or args.batch < 1 or args.phase_seconds <= 0:
         parser.error("--events, --batch and --phase-seconds must be positive")
     return args
 
 
-async def benchmark(args: argparse.Namespace, url: str, redis_benchmark: str) -> int:
+async def benchmark(args: argparse.Namespace, url: str, redis_benchmark: str,
+                    cluster_url: str | None = None) -> int:
     # SIGTERM cancels like Ctrl-C does, so every finally (the redis-benchmark
     # child, the client) runs inside the loop before the loop closes.
     task = asyncio.current_task()
@@ -665,25 +680,52 @@ async def benchmark(args: argparse.Namespace, url: str, redis_benchmark: str) ->
     finally:
         await client.aclose()
 
-    report(results, result_a, mix_types, args.batch)
-    return 1 if any(result.failures for result in results[:2]) else 0
+    on_cluster: list[PhaseResult] = []
+    if cluster_url is not None:
+        on_cluster = await cluster_phases(args, cluster_url, mix, starts, status)
+    report(results, result_a, mix_types, args.batch, on_cluster)
+    return 1 if any(result.failures for result in [*results[:2], *on_cluster]) else 0
+
+
+async def cluster_phases(args: argparse.Namespace, url: str, mix: Sequence[ev.Event],
+                         starts: Sequence[ev.Event], status: StatusLine) -> list[PhaseResult]:
+    """Phases A and B again, on a Redis Cluster (6 shards over its masters)."""
+    settings = Settings(redis_url=url, redis_cluster=True, shards=CLUSTER_SHARDS)
+    client = connect_client(settings)
+    results: list[PhaseResult] = []
+    try:
+        if not args.flush_existing and args.cluster_url and await client.dbsize():
+            raise BenchError(f"the cluster at {describe(url)} is not empty; this benchmark "
+                             "flushes it. Use a scratch cluster or pass --flush-existing.")
+        for name, events in (("A on the cluster, realistic mix", mix),
+                             ("B on the cluster, call_started", starts)):
+            raise_if_cancelled()
+            await client.flushall()
+            results.append(await run_publisher_phase(
+                name, CallPublisher(client, settings), events, batch=args.batch,
+                time_limit_s=args.phase_seconds, status=status))
+        await client.flushall()
+    finally:
+        await client.aclose()
+    return results
 
 
 def report(
-    results: list[PhaseResult], phase_a: PhaseResult, mix_types: Counter[str], batch: int
+    results: list[PhaseResult], phase_a: PhaseResult, mix_types: Counter[str], batch: int,
+    on_cluster: Sequence[PhaseResult] = (),
 ) -> None:
     print()
     print(f"{'phase':<34} {'events':>9} {'seconds':>8} {'events/s':>10}"
           f" {'us/event':>9} {'in Redis':>9}")
     print(f"{'-' * 34} {'-' * 9} {'-' * 8} {'-' * 10} {'-' * 9} {'-' * 9}")
-    for result in results:
+    for result in [*results, *on_cluster]:
         per_event = 1e6 / result.rate if result.rate else 0.0
         print(f"{result.name:<34} {result.events:>9,} {result.seconds:>8.2f} {result.rate:>10,.0f}"
               f" {per_event:>9.1f} {result.script_usec:>9.1f}")
     print("(us/event: wall time per event; in Redis: the script's run time per EVALSHA,"
           " from INFO commandstats)")
     print()
-    for result in results:
+    for result in [*results, *on_cluster]:
         failed = sum(result.failures.values())
         print(f"{result.name}: {failed:,} not committed"
               + (f" {dict(result.failures)}" if failed else "")
@@ -704,6 +746,12 @@ def report(
         verdict = "meets" if ratio >= TARGET_RATIO else "BELOW"
         print(f"ratio {publisher.name} / redis-benchmark: {ratio:.2f} "
               f"({verdict} the {TARGET_RATIO} target)")
+    for single, clustered in zip(results[:2], on_cluster, strict=False):
+        ratio = clustered.rate / single.rate if single.rate else 0.0
+        verdict = "meets" if ratio >= TARGET_CLUSTER_RATIO else "BELOW"
+        print(f"ratio {clustered.name} / single node: {ratio:.2f} "
+              f"({verdict} the {TARGET_CLUSTER_RATIO} target; the masters share this "
+              "machine's cores)")
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -722,6 +770,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     signal.signal(signal.SIGTERM, _terminate)
     server: LocalRedis | None = None
+    cluster: LocalRedisCluster | None = None
     try:
         if args.redis_url:
             url = args.redis_url
@@ -733,9 +782,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             server = LocalRedis(executable)
             server.start()
             url = server.url
+        cluster_url = args.cluster_url
+        if args.cluster and cluster_url is None:
+            cluster = LocalRedisCluster(shutil.which("redis-server") or "redis-server")
+            print("starting a 3-master Redis Cluster ...", file=sys.stderr)
+            cluster.start()
+            cluster_url = cluster.url
         print(f"Redis: {describe(url)}; {args.events:,} events per phase, "
               f"batches of {args.batch}; {os.cpu_count()} CPUs", file=sys.stderr)
-        return asyncio.run(benchmark(args, url, redis_benchmark))
+        return asyncio.run(benchmark(args, url, redis_benchmark, cluster_url))
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
@@ -748,6 +803,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if server is not None:
             server.stop()
+        if cluster is not None:
+            cluster.stop()
 
 
 if __name__ == "__main__":
