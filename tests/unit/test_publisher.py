@@ -4,15 +4,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import fakeredis
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from redis.exceptions import AskError, ClusterDownError, TryAgainError
 
+from hub.redis_connection import RedisClient
 from hub.settings import Settings
 from tests.strategies import call_started, dtmf, terminated
-from workers.publisher import CallPublisher, timestamp_ms
+from workers.publisher import COMMIT_SCRIPT, CallPublisher, timestamp_ms
 
 
 @pytest.fixture
@@ -53,3 +56,47 @@ async def test_the_dialog_cache_is_bounded_and_forgets_ended_calls(
 
 async def test_an_empty_batch_costs_nothing(fake: fakeredis.aioredis.FakeRedis) -> None:
     assert await CallPublisher(fake, Settings()).commit_many([]) == []
+
+
+class ReplyOnce:
+    """A client whose next pipeline answers its first command with ``error``
+    (after running it): a slot in transition, seen by one command of a batch."""
+
+    def __init__(self, client: fakeredis.aioredis.FakeRedis, error: Exception) -> None:
+        self._client = client
+        self._error: Exception | None = error
+
+    def pipeline(self, transaction: bool = False) -> Any:
+        pipe = self._client.pipeline(transaction=transaction)
+        execute = pipe.execute
+
+        async def execute_once_wrong(raise_on_error: bool = True) -> list[Any]:
+            replies = await execute(raise_on_error=raise_on_error)
+            if self._error is not None:
+                replies[0], self._error = self._error, None
+            return list(replies)
+
+        pipe.execute = execute_once_wrong
+        return pipe
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+@pytest.mark.parametrize("error", [TryAgainError("TRYAGAIN multiple keys"),
+                                   AskError("3999 127.0.0.1:7001"),
+                                   ClusterDownError("CLUSTERDOWN the cluster is down")])
+async def test_a_slot_in_transition_retries_the_batch_instead_of_rejecting(
+    fake: fakeredis.aioredis.FakeRedis, error: Exception,
+) -> None:
+    await fake.script_load(COMMIT_SCRIPT)  # so the first pipeline commits
+    client = cast(RedisClient, ReplyOnce(fake, error))
+    publisher = CallPublisher(client, Settings(), retry_for_s=5)
+    events = [call_started("a"), call_started("b"), dtmf("a", 2)]
+    outcomes = await publisher.commit_many(events)
+    # Not one is rejected. The batch did run before one reply was lost: the
+    # retry finds every commit stored, and stores none twice.
+    assert [o.status for o in outcomes] == ["duplicate"] * 3
+    assert all(o.stored for o in outcomes)
+    assert publisher.retries == 1
+    assert await fake.xlen(Settings().keyspace.log(0)) == 3
