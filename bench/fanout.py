@@ -1232,15 +1232,20 @@ def _ms(value: float) -> str:
 
 
 def report(plan: Plan, rows: list[Row], idle: list[dict[str, Any]],
-           catch_ups: list[dict[str, Any]], nofile: int) -> None:
+           catch_ups: list[dict[str, Any]], nofile: int, shards: int = 1) -> None:
     print()
     print(f"Fan-out: {os.cpu_count()} CPUs; servers on 127.0.0.1; {CLIENT_PROCESSES} client "
           f"processes (raw asyncio); events ~{EVENT_BYTES} B of JSON; open-files limit {nofile:,}")
-    print("nchan: nginx, 1 worker process, memory mode (no Redis); callhub: 1 process; "
-          "naive: 1 uvicorn process (sse-starlette)")
-    if any(r.peer == "cluster" for r in rows):
-        print("cluster: the same callhub process on a 3-master Redis Cluster (same cores); "
-              "callhub and cluster use the same shard count")
+    described = {
+        "callhub": "callhub: 1 process on one redis-server",
+        "cluster": "cluster: the same callhub process on a Redis Cluster (on a private one, "
+                   "3 masters sharing these cores), same shard count",
+        "nchan": "nchan: nginx, 1 worker process, memory mode (no Redis)",
+        "naive": "naive: 1 uvicorn process (sse-starlette)",
+    }
+    present = {r.peer for r in rows} | {one["peer"] for one in idle}
+    print("; ".join(text for peer, text in described.items() if peer in present)
+          + f"; CALLHUB_SHARDS={shards}")
     print(f"burst: {plan.burst_all:,} events (all) / {plan.burst_session:,} events (session, "
           f"{SUBS_PER_SESSION} subscribers per session), deadline {plan.deadline_s:g} s; "
           f"latency: {plan.rate} events/s for {plan.rate_seconds:g} s, "
@@ -1448,7 +1453,8 @@ async def run(plan: Plan, engines: Engines, clients: Clients, nchan_dir: Path | 
     finally:
         for one in feeds:
             await one.close()
-    report(plan, rows, idle, catch_ups, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    report(plan, rows, idle, catch_ups, resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+           args.shards)
     for path in bench.profiles:
         print(f"\npy-spy profile of callhub, {path.name} ({path}):")
         print("\n".join(summarize_profile(path)))
