@@ -62,12 +62,13 @@ from typing import Final
 from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.utils import HIREDIS_AVAILABLE
 
 from bench.harness import BenchError, LocalRedis, LocalRedisCluster, percentile
 from hub import events as ev
 from hub.progress import StatusLine
-from hub.redis_connection import connect, connect_client, describe
+from hub.redis_connection import RedisClient, connect, connect_client, describe
 from hub.settings import Settings
 from workers.publisher import (
     COMMIT_SCRIPT,
@@ -311,10 +312,17 @@ async def fresh_database(client: aioredis.Redis) -> None:
     await client.config_resetstat()
 
 
-async def script_usec_per_call(client: aioredis.Redis) -> float:
-    """Microseconds Redis spent per EVALSHA since the last ``fresh_database``."""
-    stats = (await client.info("commandstats")).get("cmdstat_evalsha", {})
-    return float(stats.get("usec_per_call", 0.0))
+async def script_usec_per_call(client: RedisClient) -> float:
+    """Microseconds Redis spent per EVALSHA since the last ``fresh_database``
+    (on a cluster: over all its masters)."""
+    if isinstance(client, RedisCluster):
+        per_node = await client.info("commandstats", target_nodes=RedisCluster.PRIMARIES)
+        stats = [node.get("cmdstat_evalsha", {}) for node in per_node.values()]
+    else:
+        stats = [(await client.info("commandstats")).get("cmdstat_evalsha", {})]
+    calls = sum(int(one.get("calls", 0)) for one in stats)
+    usec = sum(int(one.get("usec", 0)) for one in stats)
+    return usec / calls if calls else 0.0
 
 
 def tally(result: PhaseResult, chunk: Sequence[ev.Event], outcomes: list[CommitOutcome]) -> None:
@@ -701,9 +709,11 @@ async def cluster_phases(args: argparse.Namespace, url: str, mix: Sequence[ev.Ev
                              ("B on the cluster, call_started", starts)):
             raise_if_cancelled()
             await client.flushall()
+            await client.config_resetstat(target_nodes=RedisCluster.PRIMARIES)
             results.append(await run_publisher_phase(
                 name, CallPublisher(client, settings), events, batch=args.batch,
                 time_limit_s=args.phase_seconds, status=status))
+            results[-1].script_usec = await script_usec_per_call(client)
         await client.flushall()
     finally:
         await client.aclose()
