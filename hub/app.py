@@ -50,6 +50,7 @@ from hub.replica import Hub, StreamOptions, hub_of
 from hub.request_observer import RequestObserver
 from hub.settings import Settings, load_settings
 from hub.shard_reader import ShardReader
+from hub.shard_spread import log_shard_spread
 from hub.stream_watchdog import StreamWatchdog
 
 log = logging.getLogger("callhub.hub")
@@ -188,6 +189,8 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False,
         hub_metrics.watch(dispatcher, readers)
         tasks = [asyncio.create_task(reader.run(), name=f"shard-reader-{n}")
                  for n, reader in enumerate(readers)]
+        spread = None if cluster is None else asyncio.create_task(
+            log_shard_spread(cluster, settings.keyspace), name="shard-spread")
         watchdog = asyncio.create_task(
             StreamWatchdog(dispatcher, ping_s=options.ping_s,
                            write_timeout_s=options.write_timeout_s).run(),
@@ -202,6 +205,8 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False,
                 restore()
             dispatcher.close_all()
             watchdog.cancel()
+            if spread is not None:
+                spread.cancel()
             await asyncio.gather(*(r.stop(t) for r, t in zip(readers, tasks, strict=True)))
             await client.aclose()
 

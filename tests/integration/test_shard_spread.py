@@ -1,0 +1,62 @@
+"""How the shards spread over a real cluster's masters, and the start-up warning."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import redis
+from redis.asyncio.cluster import RedisCluster
+
+from hub.redis_connection import connect_client
+from hub.settings import Settings
+from hub.shard_spread import describe_spread, is_lopsided, log_shard_spread, shard_spread
+from tests.conftest import RedisClusterNodes
+
+
+def masters_by_slot(cluster: RedisClusterNodes) -> dict[int, str]:
+    """slot -> "host:port" of its master, from CLUSTER SLOTS asked directly."""
+    with redis.Redis(port=cluster.servers[0].port) as node:
+        ranges = node.execute_command("CLUSTER", "SLOTS")
+    owner: dict[int, str] = {}
+    for start, end, master, *_ in ranges:
+        host, port = master[0].decode(), master[1]
+        for slot in range(start, end + 1):
+            owner[slot] = f"{host}:{port}"
+    return owner
+
+
+@pytest.mark.parametrize("shards", [3, 12])
+async def test_the_spread_names_each_shards_master_and_every_master(
+    redis_cluster: RedisClusterNodes, shards: int, caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = Settings(redis_url=redis_cluster.url, redis_cluster=True, shards=shards)
+    keys = settings.keyspace
+    owner = masters_by_slot(redis_cluster)
+    client = connect_client(settings)
+    assert isinstance(client, RedisCluster)
+    try:
+        with caplog.at_level(logging.INFO, logger="callhub.cluster"):
+            await log_shard_spread(client, keys)
+        spread = shard_spread(client, keys)
+    finally:
+        await client.aclose()
+    assert set(spread) == set(owner.values())  # every master, even one with no shard
+    with redis.Redis(port=redis_cluster.servers[0].port) as node:
+        for name, served in spread.items():
+            for shard in served:
+                assert owner[node.cluster("KEYSLOT", keys.log(shard))] == name
+    assert sorted(s for served in spread.values() for s in served) == list(range(shards))
+    record = caplog.records[-1]
+    assert describe_spread(spread) in record.getMessage()
+    # 3 shards on the default ranges of 3 masters leave one master without any.
+    assert (record.levelno == logging.WARNING) == is_lopsided(spread)
+    if shards == 3:
+        assert is_lopsided(spread)
+
+
+def test_lopsided_means_an_idle_master_or_twice_the_shards() -> None:
+    assert is_lopsided({"a": [0, 1], "b": [2], "c": []})
+    assert is_lopsided({"a": [0], "b": [1, 2, 3], "c": [4, 5]})
+    assert not is_lopsided({"a": [0, 1], "b": [2, 3, 4], "c": [5, 6]})
+    assert not is_lopsided({})
