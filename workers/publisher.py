@@ -277,7 +277,7 @@ class CallPublisher:
                 # cluster pipeline, but sends a raw EVALSHA where it is told.
                 pipe.execute_command("EVALSHA", COMMIT_SHA, 6, *args, **target)
             if self._settings.durable_replicas:
-                self._wait_for_replicas(pipe, argument_lists)
+                self._wait_for_replicas(pipe, argument_lists, targets)
             replies = await pipe.execute(raise_on_error=False)
             commits, waits = replies[:len(argument_lists)], replies[len(argument_lists):]
             transient = next((r for r in commits if isinstance(r, TRANSIENT_REPLIES)), None)
@@ -313,7 +313,8 @@ class CallPublisher:
             targets.append(target)
         return targets
 
-    def _wait_for_replicas(self, pipe: Any, argument_lists: list[list[str | bytes | int]]) -> None:
+    def _wait_for_replicas(self, pipe: Any, argument_lists: list[list[str | bytes | int]],
+                           targets: list[dict[str, Any]]) -> None:
         """End each master's part of the pipeline with a write, then WAIT.
 
         WAIT counts the replicas that have every write this connection made, so
@@ -325,16 +326,15 @@ class CallPublisher:
         earlier attempt's writes, which precede the marker.
         """
         settings = self._settings
-        marks: dict[str, tuple[int, Any]] = {}  # node name -> (a shard it holds, node)
-        for args in argument_lists:
-            shard = self._keys.shard_of(str(args[7]))  # ARGV[2], the session id
-            node = None
-            if isinstance(self._redis, RedisCluster):
-                node = self._redis.get_node_from_key(self._keys.log(shard))
-            marks.setdefault(node.name if node else "", (shard, node))
-        for shard, node in marks.values():
+        # node name ("" on one node) -> (a shard it holds, where its commits went)
+        marks: dict[str, tuple[int, dict[str, Any]]] = {}
+        for args, target in zip(argument_lists, targets, strict=True):
+            node = target.get("target_nodes")
+            name = node.name if node is not None else ""
+            if name not in marks:
+                marks[name] = (self._keys.shard_of(str(args[7])), target)  # ARGV[2]: session
+        for shard, target in marks.values():
             pipe.execute_command("INCR", self._keys.durable_mark(shard))
-            target = {"target_nodes": node} if node else {}
             pipe.execute_command("WAIT", settings.durable_replicas,
                                  settings.durable_timeout_ms, **target)
 

@@ -25,6 +25,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from hub.hash_reads import PipelinedHashReader
 from hub.settings import Settings
 from tests.conftest import RedisServer, free_port, hub_client, start_redis_server
+from tests.sse_client import wait_until
 from tests.strategies import call_started, transition
 from workers.publisher import CallPublisher
 
@@ -46,14 +47,6 @@ async def client_of(server: RedisServer, **kwargs: float) -> AsyncIterator[aiore
         yield client
     finally:
         await asyncio.wait_for(client.aclose(), 10)
-
-
-async def until(condition: object, what: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 async def test_concurrent_reads_each_get_their_own_hash(own_redis: RedisServer) -> None:
@@ -78,7 +71,7 @@ async def test_redis_killed_mid_flight_fails_the_reads_and_the_next_read_reconne
         assert await reader.hgetall("h") == {b"k": b"v"}
         os.kill(own_redis.process.pid, signal.SIGSTOP)
         in_flight = [asyncio.ensure_future(reader.hgetall("h")) for _ in range(5)]
-        await until(lambda: reader.in_flight == 5, "the reads to be in flight")
+        await wait_until(lambda: reader.in_flight == 5, what="the reads to be in flight")
         own_redis.process.kill()  # SIGKILL: the kernel resets its sockets
         own_redis.process.wait(10)
         done, _ = await asyncio.wait(in_flight, timeout=5)
@@ -119,7 +112,7 @@ async def test_closing_the_client_closes_the_link_at_once(own_redis: RedisServer
         started = time.monotonic()
         await asyncio.wait_for(client.aclose(), 10)
         assert time.monotonic() - started < 1  # redis-py's close does not wait on the link
-        await until(lambda: len(watcher.client_list()) == 1, "the link to be closed")
+        await wait_until(lambda: len(watcher.client_list()) == 1, what="the link to be closed")
 
 
 async def test_get_call_answers_503_when_redis_dies_mid_request(own_redis: RedisServer) -> None:
@@ -131,7 +124,7 @@ async def test_get_call_answers_503_when_redis_dies_mid_request(own_redis: Redis
         os.kill(own_redis.process.pid, signal.SIGSTOP)
         answers = [asyncio.ensure_future(api.get("/v1/calls/c-1")) for _ in range(3)]
         store = api._transport.app.state.hub.store  # type: ignore[attr-defined]
-        await until(lambda: store._hashes.in_flight == 3, "the reads to be in flight")
+        await wait_until(lambda: store._hashes.in_flight == 3, what="the reads to be in flight")
         own_redis.process.kill()
         own_redis.process.wait(10)
         for answer in await asyncio.wait_for(asyncio.gather(*answers), 10):
