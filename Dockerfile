@@ -10,6 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 # What `pip install .` needs, nothing else (.dockerignore keeps the rest out).
 COPY pyproject.toml README.md ./
+COPY callhub ./callhub
 COPY hub ./hub
 COPY workers ./workers
 RUN pip install . \

@@ -33,7 +33,7 @@ test: setup
 	$(VENV)/bin/pytest
 
 lint: setup
-	$(VENV)/bin/ruff check hub workers tests bench
+	$(VENV)/bin/ruff check callhub hub workers tests bench
 	$(VENV)/bin/mypy
 
 bench-ingest: setup

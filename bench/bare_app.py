@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from hub import cli
+from callhub.cli import main as callhub_main
 from hub.app import create_app_from_environment
 
 GET_CALL_PATH = "/v1/calls/{id}"
@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     uvicorn.run = run_bare  # this process only: callhub serve's own call, other factory
     try:
-        return cli.main(serve_argv)
+        return callhub_main(serve_argv)
     finally:
         uvicorn.run = run
 

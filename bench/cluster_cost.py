@@ -24,11 +24,11 @@ from collections.abc import Sequence
 
 from bench.harness import BenchError, LocalRedis, LocalRedisCluster, percentile
 from bench.ingest import CONCURRENT_CALLS, PhaseResult, realistic_mix, run_publisher_phase
-from hub.events import Event
-from hub.progress import StatusLine
-from hub.redis_connection import connect_client
-from hub.settings import Settings
-from workers.publisher import CallPublisher
+from callhub.cli.status_line import StatusLine
+from callhub.connections import connect_client
+from callhub.events import Event
+from callhub.settings import Settings
+from workers.commit.publisher import CallPublisher
 
 SHARDS = 6
 BATCH = 256

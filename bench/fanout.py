@@ -80,11 +80,11 @@ from typing import Any, Final, cast
 import uvloop
 
 from bench.harness import BenchError, LocalRedis, LocalRedisCluster, Server, free_port, percentile
-from hub import events as ev
-from hub.progress import StatusLine
-from hub.redis_connection import connect_client
-from hub.settings import Settings
-from workers.publisher import CallPublisher
+from callhub import events as ev
+from callhub.cli.status_line import StatusLine
+from callhub.connections import connect_client
+from callhub.settings import Settings
+from workers.commit.publisher import CallPublisher
 
 HOST: Final = "127.0.0.1"
 LOG_KEY: Final = "callhub:{0}:log"
@@ -749,7 +749,7 @@ class CallhubPeer(Peer):
         self.port = free_port()
         settings = self.feed.settings
         self.server = Server(f"callhub serve ({self.name})", [
-            sys.executable, "-m", "hub.cli", "serve", "--host", HOST, "--port", str(self.port),
+            sys.executable, "-m", "callhub.cli", "serve", "--host", HOST, "--port", str(self.port),
             "--redis-url", self.redis_url, "--shards", str(settings.shards),
             "--no-access-log"], self.port,
             env={**os.environ, "CALLHUB_REDIS_CLUSTER": "1" if settings.redis_cluster else "0"})

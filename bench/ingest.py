@@ -66,11 +66,11 @@ from redis.asyncio.cluster import RedisCluster
 from redis.utils import HIREDIS_AVAILABLE
 
 from bench.harness import BenchError, LocalRedis, LocalRedisCluster, percentile
-from hub import events as ev
-from hub.progress import StatusLine
-from hub.redis_connection import RedisClient, connect, connect_client, describe
-from hub.settings import Settings
-from workers.publisher import (
+from callhub import events as ev
+from callhub.cli.status_line import StatusLine
+from callhub.connections import RedisClient, connect, connect_client, describe
+from callhub.settings import Settings
+from workers.commit.publisher import (
     COMMIT_SCRIPT,
     COMMIT_SHA,
     CallPublisher,

@@ -37,12 +37,12 @@ import redis
 
 from bench.bare_app import BODY
 from bench.harness import BenchError, LocalRedis, Server, free_port
-from hub import events as ev
-from hub.calls import PagePosition, encode_page_token
-from hub.progress import StatusLine
-from hub.redis_connection import connect
-from hub.settings import Settings
-from workers.publisher import CallPublisher
+from callhub import events as ev
+from callhub.cli.status_line import StatusLine
+from callhub.connections import connect
+from callhub.settings import Settings
+from hub.store.call_store import PagePosition, encode_page_token
+from workers.commit.publisher import CallPublisher
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         token = deep_token(local.url, 0.9)
         # Both servers without access logs: a log line costs about as much as
         # the rest of a small request, and would hide the work compared here.
-        hub = Server("callhub serve", [sys.executable, "-m", "hub.cli", "serve", "--port",
+        hub = Server("callhub serve", [sys.executable, "-m", "callhub.cli", "serve", "--port",
                                        str(port := free_port()), "--redis-url", local.url,
                                        "--no-access-log"], port)
         servers.append(hub)

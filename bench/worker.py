@@ -33,10 +33,10 @@ from typing import cast
 import redis.asyncio as aioredis
 
 from bench.harness import BenchError, LocalRedis
-from hub.events import AnyEvent, decode_event
-from hub.redis_connection import describe
-from hub.settings import Settings
-from workers.publisher import CallPublisher
+from callhub.connections import describe
+from callhub.events import AnyEvent, decode_event
+from callhub.settings import Settings
+from workers.commit.publisher import CallPublisher
 
 BATCH = 256
 
@@ -46,7 +46,7 @@ def run_worker(url: str, calls: int, speed: float, rate: float) -> tuple[int, in
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLHUB_")}
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "hub.cli", "worker", "--simulate", "--redis-url", url,
+        [sys.executable, "-m", "callhub.cli", "worker", "--simulate", "--redis-url", url,
          "--calls", str(calls), "--rate", f"{rate:g}", "--speed", f"{speed:g}", "--seed", "1"],
         capture_output=True, text=True, env=env, timeout=600, check=False)
     seconds = time.perf_counter() - started

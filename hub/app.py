@@ -5,7 +5,7 @@ so every app (and every test) owns its own. A replica never writes call data,
 so any replica can serve any request.
 
 The event stream is dispatched ahead of the middleware stack (``HubApp``):
-see ``hub.event_stream`` for why, and ``hub.cors`` for how it keeps the same
+see ``hub.api.event_stream`` for why, and ``hub.api.cors`` for how it keeps the same
 CORS policy as every other path.
 """
 
@@ -30,28 +30,28 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from hub.auth import ApiKeys
-from hub.calls import CallStore, decode_page_token
-from hub.cors import CorsPolicy
-from hub.dashboard import dashboard
-from hub.dispatcher import Dispatcher
+from callhub.connections import connect_client
+from callhub.events import check_dialog_name, check_session_id
+from callhub.settings import Settings, load_settings
+from hub.api.auth import ApiKeys
+from hub.api.cors import CorsPolicy
+from hub.api.dashboard import dashboard
+from hub.api.event_stream import PATH as EVENTS_PATH
+from hub.api.event_stream import serve_event_stream
+from hub.api.log_format import configure_logging, header_of, request_id, request_id_from
+from hub.api.openapi import openapi_document
+from hub.api.query import Query
+from hub.api.replica import Hub, StreamOptions, hub_of
+from hub.api.request_observer import RequestObserver
 from hub.errors import REDIS_ERRORS, ApiError, BadParameter, error_response, json_error
-from hub.event_stream import PATH as EVENTS_PATH
-from hub.event_stream import serve_event_stream
-from hub.events import check_dialog_name, check_session_id
 from hub.gc_tuning import tune_after_start_up
-from hub.log_format import configure_logging, header_of, request_id, request_id_from
 from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hub.metrics import HubMetrics
-from hub.openapi import openapi_document
-from hub.query import Query
-from hub.redis_connection import connect_client
-from hub.replica import Hub, StreamOptions, hub_of
-from hub.request_observer import RequestObserver
-from hub.settings import Settings, load_settings
-from hub.shard_reader import ShardReader
-from hub.shard_spread import log_shard_spread
-from hub.stream_watchdog import StreamWatchdog
+from hub.store.call_store import CallStore, decode_page_token
+from hub.store.shard_reader import ShardReader
+from hub.store.shard_spread import log_shard_spread
+from hub.stream.dispatcher import Dispatcher
+from hub.stream.watchdog import StreamWatchdog
 
 log = logging.getLogger("callhub.hub")
 _encoder = msgspec.json.Encoder()

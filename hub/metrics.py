@@ -26,8 +26,8 @@ from prometheus_client.registry import Collector
 from starlette.types import Scope
 
 if TYPE_CHECKING:
-    from hub.dispatcher import Dispatcher, Entry
-    from hub.shard_reader import ShardReader
+    from hub.store.shard_reader import ShardReader
+    from hub.stream.dispatcher import Dispatcher, Entry
 
 # Commit-to-delivery and request latencies: sub-millisecond to tens of seconds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -35,12 +35,10 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 from starlette.applications import Starlette
 
+from callhub.connections import RedisClient
+from callhub.settings import Settings
+from hub.api.replica import Hub
 from hub.app import create_app
-from hub.redis_connection import RedisClient
-from hub.replica import Hub
-from hub.settings import Settings
-
-DATA = Path(__file__).parent / "data"
 
 
 def free_port() -> int:
@@ -329,7 +327,7 @@ def start_callhub(
     environment = {k: v for k, v in os.environ.items() if not k.startswith("CALLHUB_")}
     environment.update(env or {})
     with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "hub.cli", *command],
+        process = subprocess.Popen([sys.executable, "-m", "callhub.cli", *command],
                                    stdout=out, stderr=subprocess.STDOUT, env=environment)
     started = CallhubProcess(f"{scheme}://127.0.0.1:{port}", process, log)
 

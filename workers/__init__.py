@@ -1,1 +1,2 @@
-"""callhub workers: the write side (publisher and commit script)."""
+"""The write side: commits (``workers.commit``), dialogs (``workers.dialog``) and the simulator
+(``workers.simulator``). Imports the kernel (``callhub``), never ``hub``."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
-from hub.events import CallTerminated, Event, HookError, HookResult, SpeechFinal, TtsStarted
+from callhub.events import CallTerminated, Event, HookError, HookResult, SpeechFinal, TtsStarted
 
 VOICE_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 

@@ -27,7 +27,7 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from hub.events import (
+from callhub.events import (
     ActionExecuted,
     CallStarted,
     CallTerminated,
@@ -42,12 +42,12 @@ from hub.events import (
     TtsStarted,
     decode_event,
 )
-from hub.settings import Settings
+from callhub.settings import Settings
 from tests.conftest import HubProcess, free_port, start_demo, start_hub
 from tests.e2e.conftest import script_errors
-from workers.publisher import CallPublisher
+from tests.support.paths import ARTIFACTS
+from workers.commit.publisher import CallPublisher
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 API_KEY = "chk_dashboard-test-key"
 
 # ---------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import httpx
 import redis
 
 from tests.conftest import free_port, start_demo, wait_for
-from tests.sse_client import parse_frame
+from tests.support.sse import parse_frame
 
 SPEC_STREAMS = (  # the spec's SSE curl examples (the session one gets a real id)
     "/v1/calls/events?event_types=call_started,speech_final,call_terminated",
@@ -104,7 +104,7 @@ def test_a_busy_port_is_a_clear_error() -> None:
         sock.listen()
         port = sock.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "hub.cli", "demo", "--port", str(port)],
+            [sys.executable, "-m", "callhub.cli", "demo", "--port", str(port)],
             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert f"port {port} on 127.0.0.1 is in use" in result.stderr

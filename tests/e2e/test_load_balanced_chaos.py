@@ -49,8 +49,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from hub.cursor import Cursor, StreamId, parse_stream_id
-from hub.keyspace import Keyspace
+from callhub.keyspace import Keyspace
+from hub.store.cursor import Cursor, StreamId, parse_stream_id
 from tests.conftest import (
     HubProcess,
     RedisServer,
@@ -59,8 +59,9 @@ from tests.conftest import (
     start_redis_server,
     stop_process,
 )
-from tests.load_balancer import Nginx, start_nginx
-from tests.sse_client import parse_frame
+from tests.support.nginx import Nginx, start_nginx
+from tests.support.paths import ARTIFACTS
+from tests.support.sse import parse_frame
 
 SHARDS = 2
 KEYS = Keyspace(shards=SHARDS)
@@ -70,7 +71,6 @@ HUB_ENV = {"CALLHUB_SHARDS": str(SHARDS), "CALLHUB_PING_INTERVAL": "300ms"}
 AOF = ("--appendonly", "yes", "--appendfsync", "everysec")
 # ~8 new calls a second at ten times dialog speed: ~150-250 events a second.
 WORKER_ARGS = ("--simulate", "--rate", "8", "--speed", "10", "--seed", "7")
-ARTIFACTS = Path(__file__).parent.parent / "artifacts"
 
 # The clients connected from the start; two more follow one call each (below).
 FILTERS: list[dict[str, str]] = (
@@ -376,7 +376,7 @@ async def test_clients_behind_nginx_lose_nothing_across_replica_kills_and_redis_
         environment = {k: v for k, v in os.environ.items() if not k.startswith("CALLHUB_")}
         with worker_log.open("wb") as out:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "hub.cli", "worker", *WORKER_ARGS, "--redis-url",
+                [sys.executable, "-m", "callhub.cli", "worker", *WORKER_ARGS, "--redis-url",
                  server.url, "--shards", str(SHARDS), "--progress-interval", "1"],
                 stdout=out, stderr=subprocess.STDOUT, env=environment)
         await wait_committed(server, 300, 20, "the worker's first events")

@@ -80,7 +80,7 @@ def test_the_spec_javascript_example_works_in_chromium(
         wait_for(lambda: "GET /v1/calls/events?event_types=" in hub.output(), timeout=30,
                  what="the page's EventSource to connect", interval=0.1)
         published = subprocess.run(
-            [sys.executable, "-m", "hub.cli", "publish",
+            [sys.executable, "-m", "callhub.cli", "publish",
              "--redis-url", redis_url, str(DATA / "spec_events.jsonl")],
             capture_output=True, timeout=60, check=False)
         assert published.returncode == 0, published.stderr

@@ -9,11 +9,11 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from hub.auth import ApiKeys, hash_key
-from hub.settings import Settings, SettingsError
+from callhub.settings import Settings, SettingsError
+from hub.api.auth import ApiKeys, hash_key
 from tests.conftest import hub_client, start_hub
-from tests.strategies import call_started
-from workers.publisher import CallPublisher
+from tests.support.strategies import call_started
+from workers.commit.publisher import CallPublisher
 
 
 @pytest.fixture

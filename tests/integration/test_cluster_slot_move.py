@@ -21,12 +21,12 @@ import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
-from hub.redis_connection import connect_client
-from hub.settings import Settings
+from callhub.connections import connect_client
+from callhub.settings import Settings
 from tests.conftest import RedisClusterNodes, serving, start_redis_cluster
-from tests.sse_client import subscribe, wait_until
-from tests.strategies import call_started, dtmf
-from workers.publisher import CallPublisher
+from tests.support.sse import subscribe, wait_until
+from tests.support.strategies import call_started, dtmf
+from workers.commit.publisher import CallPublisher
 
 
 @pytest.fixture

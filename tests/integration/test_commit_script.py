@@ -10,12 +10,12 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from hub import events as ev
-from hub.keyspace import Keyspace
-from hub.settings import Settings
+from callhub import events as ev
+from callhub.keyspace import Keyspace
+from callhub.settings import Settings
 from tests.conftest import free_port, start_redis_server, wait_for
-from tests.strategies import action, call_started, dtmf, terminated, transition
-from workers.publisher import COMMIT_SHA, CallPublisher, PublisherUnavailable
+from tests.support.strategies import action, call_started, dtmf, terminated, transition
+from workers.commit.publisher import COMMIT_SHA, CallPublisher, PublisherUnavailable
 
 KEYS = Keyspace()
 
@@ -283,7 +283,7 @@ def test_callhub_publish_commits_to_the_engine(
 
     env = {**callhub_env, "CALLHUB_REDIS_CLUSTER": str(redis_engine == "cluster").lower()}
     done = subprocess.run(
-        [sys.executable, "-m", "hub.cli", "publish", "--redis-url", redis_url,
+        [sys.executable, "-m", "callhub.cli", "publish", "--redis-url", redis_url,
          str(DATA / "spec_events.jsonl")],
         capture_output=True, text=True, env=env, timeout=60, check=False)
     assert done.returncode == 0, done.stderr

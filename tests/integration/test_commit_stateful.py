@@ -19,11 +19,11 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from hub import events as ev
-from hub.settings import Settings
+from callhub import events as ev
+from callhub.settings import Settings
 from tests.conftest import async_client, sync_client
-from tests.strategies import action, call_started, dtmf, terminated, transition
-from workers.publisher import CallPublisher, CommitOutcome
+from tests.support.strategies import action, call_started, dtmf, terminated, transition
+from workers.commit.publisher import CallPublisher, CommitOutcome
 
 SESSIONS = [f"call-{n}" for n in range(6)]
 DIALOGS = ["helpdesk", "billing"]

@@ -17,8 +17,8 @@ import pytest
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
-from hub.redis_connection import connect_client
-from hub.settings import Settings
+from callhub.connections import connect_client
+from callhub.settings import Settings
 from tests.conftest import (
     RedisServer,
     serving,
@@ -26,9 +26,9 @@ from tests.conftest import (
     start_redis_server,
     wait_for,
 )
-from tests.sse_client import EventStreamReader, subscribe
-from tests.strategies import call_started, dtmf
-from workers.publisher import CallPublisher, PublisherUnavailable
+from tests.support.sse import EventStreamReader, subscribe
+from tests.support.strategies import call_started, dtmf
+from workers.commit.publisher import CallPublisher, PublisherUnavailable
 
 
 @pytest.fixture

@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from hub import events as ev
-from hub.auth import hash_key
-from hub.cursor import Cursor
-from hub.keyspace import Keyspace
-from hub.settings import Settings
+from callhub import events as ev
+from callhub.keyspace import Keyspace
+from callhub.settings import Settings
+from hub.api.auth import hash_key
+from hub.store.cursor import Cursor
 from tests.conftest import (
     DATA,
     async_client,
@@ -33,10 +33,10 @@ from tests.conftest import (
     start_redis_server,
     sync_client,
 )
-from tests.sse_client import EventStreamReader, subscribe, wait_until
-from tests.strategies import action, call_started, dtmf, terminated, transition
-from workers.event_lines import NumberedEvent, read_event_lines
-from workers.publisher import CallPublisher, CommitOutcome
+from tests.support.sse import EventStreamReader, subscribe, wait_until
+from tests.support.strategies import action, call_started, dtmf, terminated, transition
+from workers.commit.event_lines import NumberedEvent, read_event_lines
+from workers.commit.publisher import CallPublisher, CommitOutcome
 
 pytestmark = pytest.mark.both_engines
 

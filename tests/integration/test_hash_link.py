@@ -22,12 +22,12 @@ import uvloop
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from hub.hash_reads import PipelinedHashReader
-from hub.settings import Settings
+from callhub.settings import Settings
+from hub.store.hash_reader import PipelinedHashReader
 from tests.conftest import RedisServer, free_port, hub_client, start_redis_server
-from tests.sse_client import wait_until
-from tests.strategies import call_started, transition
-from workers.publisher import CallPublisher
+from tests.support.sse import wait_until
+from tests.support.strategies import call_started, transition
+from workers.commit.publisher import CallPublisher
 
 
 @pytest.fixture

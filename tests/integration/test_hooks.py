@@ -19,16 +19,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from hub import events as ev
-from hub.settings import Settings
+from callhub import events as ev
+from callhub.settings import Settings
 from tests.conftest import DATA, free_port
-from workers.caller_scripts import ScriptedCaller, SimulatedChannel
-from workers.dialog_runtime import CallContext, DialogCall
-from workers.dialog_spec import HookSpec, load_dialog
-from workers.hook_service import serve_locally
-from workers.hooks import HookClient, HookFailed, HookRequest, HookSucceeded
-from workers.pace import DialogClock, Pace
-from workers.publisher import CallPublisher
+from workers.commit.publisher import CallPublisher
+from workers.dialog.clock import DialogClock, Pace
+from workers.dialog.hooks import HookClient, HookFailed, HookRequest, HookSucceeded
+from workers.dialog.runtime import CallContext, DialogCall
+from workers.dialog.spec import HookSpec, load_dialog
+from workers.simulator.back_office import serve_locally
+from workers.simulator.callers import ScriptedCaller, SimulatedChannel
 
 REQUEST = HookRequest(hook="lookup", session_id="call-1", dialog_name="helpdesk",
                       state="lookup_account", caller_id="+15551234567",

@@ -9,11 +9,11 @@ import httpx
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
-from hub.settings import Settings
+from callhub.settings import Settings
 from tests.conftest import serving, start_hub
-from tests.sse_client import subscribe, wait_until
-from tests.strategies import call_started, dtmf
-from workers.publisher import CallPublisher
+from tests.support.sse import subscribe, wait_until
+from tests.support.strategies import call_started, dtmf
+from workers.commit.publisher import CallPublisher
 
 
 async def scrape(url: str) -> dict[str, float]:

@@ -17,14 +17,14 @@ import schemathesis
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
-from hub.openapi import openapi_document
-from hub.settings import Settings
-from hub.sse import StreamReset
+from callhub.settings import Settings
+from hub.api.openapi import openapi_document
+from hub.stream.frames import StreamReset
 from tests.conftest import HubProcess, RedisServer, serving, start_hub
 from tests.integration.test_event_stream import fence, spec_events
 from tests.integration.test_read_api import publish_spec_examples
-from tests.sse_client import subscribe
-from workers.publisher import CallPublisher
+from tests.support.sse import subscribe
+from workers.commit.publisher import CallPublisher
 
 EVENTS_PATH = "/v1/calls/events"
 # The event stream never ends, and schemathesis reads a whole response before it

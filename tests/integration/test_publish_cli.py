@@ -9,7 +9,7 @@ from pathlib import Path
 
 import redis
 
-from hub.keyspace import Keyspace
+from callhub.keyspace import Keyspace
 from tests.conftest import DATA, free_port
 from tests.integration.test_commit_script import snapshot
 
@@ -20,7 +20,7 @@ def publish(
     env: dict[str, str], *args: str, stdin: bytes | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "hub.cli", "publish", *args],
+        [sys.executable, "-m", "callhub.cli", "publish", *args],
         input=stdin.decode() if stdin is not None else None,
         capture_output=True, text=True, env=env, timeout=60, check=False,
     )

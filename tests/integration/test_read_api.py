@@ -12,13 +12,13 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from hub.calls import PagePosition, encode_page_token
-from hub.cursor import Cursor, parse_stream_id
-from hub.keyspace import Keyspace
-from hub.settings import Settings
+from callhub.keyspace import Keyspace
+from callhub.settings import Settings
+from hub.store.call_store import PagePosition, encode_page_token
+from hub.store.cursor import Cursor, parse_stream_id
 from tests.conftest import DATA, free_port, hub_client, sync_client, wait_for
-from tests.strategies import action, call_started, terminated, transition
-from workers.publisher import CallPublisher
+from tests.support.strategies import action, call_started, terminated, transition
+from workers.commit.publisher import CallPublisher
 
 pytestmark = pytest.mark.both_engines
 
@@ -31,7 +31,8 @@ SPEC_CALL_FIELDS = {
 def publish_spec_examples(redis_url: str, lines: int, cluster: bool = False) -> None:
     events = b"".join((DATA / "spec_events.jsonl").read_bytes().splitlines(True)[:lines])
     env = {**os.environ, "CALLHUB_REDIS_CLUSTER": "true" if cluster else "false"}
-    done = subprocess.run([sys.executable, "-m", "hub.cli", "publish", "--redis-url", redis_url],
+    done = subprocess.run([sys.executable, "-m", "callhub.cli", "publish",
+                           "--redis-url", redis_url],
                           input=events, capture_output=True, timeout=60, check=False, env=env)
     assert done.returncode == 0, done.stderr
 

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from hub.settings import Settings
+from callhub.settings import Settings
 from tests.conftest import hub_client
-from tests.strategies import call_started, terminated
-from workers.publisher import CallPublisher
+from tests.support.strategies import call_started, terminated
+from workers.commit.publisher import CallPublisher
 
 churn_steps = st.lists(
     st.tuples(st.sampled_from(["start", "end", "none"]), st.integers(0, 10_000)),

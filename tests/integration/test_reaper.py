@@ -11,13 +11,13 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from hub import events as ev
-from hub.settings import Settings
-from tests.strategies import call_started, dtmf
-from workers.leases import LeaseKeeper
+from callhub import events as ev
+from callhub.settings import Settings
+from tests.support.strategies import call_started, dtmf
+from workers.commit.leases import LeaseKeeper
+from workers.commit.publisher import CallPublisher
+from workers.commit.reaper import Reaper
 from workers.metrics import WorkerMetrics
-from workers.publisher import CallPublisher
-from workers.reaper import Reaper
 
 NEVER = 10**12  # a maximum call duration no test call reaches (ms)
 

@@ -8,9 +8,9 @@ import pytest
 import redis
 from redis.asyncio.cluster import RedisCluster
 
-from hub.redis_connection import connect_client
-from hub.settings import Settings
-from hub.shard_spread import describe_spread, is_lopsided, log_shard_spread, shard_spread
+from callhub.connections import connect_client
+from callhub.settings import Settings
+from hub.store.shard_spread import describe_spread, is_lopsided, log_shard_spread, shard_spread
 from tests.conftest import RedisClusterNodes
 
 

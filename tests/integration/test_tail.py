@@ -23,9 +23,9 @@ import redis
 import redis.asyncio as aioredis
 import trustme
 
-from hub import events as ev
-from hub.keyspace import Keyspace
-from hub.settings import Settings
+from callhub import events as ev
+from callhub.keyspace import Keyspace
+from callhub.settings import Settings
 from tests.conftest import (
     DATA,
     HubProcess,
@@ -34,8 +34,8 @@ from tests.conftest import (
     stop_process,
     wait_for,
 )
-from tests.strategies import call_started, dtmf, terminated, transition
-from workers.publisher import CallPublisher
+from tests.support.strategies import call_started, dtmf, terminated, transition
+from workers.commit.publisher import CallPublisher
 
 DEADLINE = 15.0
 
@@ -45,7 +45,7 @@ class TailProcess:
 
     def __init__(self, url: str, *args: str, env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", "tail", "--url", url, *args],
+            [sys.executable, "-m", "callhub.cli", "tail", "--url", url, *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
         )
         self.out: list[bytes] = []

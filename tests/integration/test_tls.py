@@ -87,7 +87,7 @@ def test_mtls_admits_only_clients_with_a_certificate_from_the_ca(
     ],
 )
 def test_bad_tls_options_are_a_message_and_exit_2(args: list[str], message: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "hub.cli", "serve", *args],
+    done = subprocess.run([sys.executable, "-m", "callhub.cli", "serve", *args],
                           capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 2
     assert message in done.stderr

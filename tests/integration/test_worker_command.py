@@ -17,20 +17,21 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from hub.events import EVENT_TYPES
-from hub.keyspace import Keyspace
-from hub.settings import Settings
+from callhub.cli.worker import lease_companions
+from callhub.events import EVENT_TYPES
+from callhub.keyspace import Keyspace
+from callhub.settings import Settings
 from tests.conftest import DATA, free_port, stop_process, wait_for
-from workers.dialog_spec import bundled_dialog_paths, load_dialog
-from workers.simulated_worker import SimulatedWorker
-from workers.worker_command import lease_companions
+from workers.dialog.spec import load_dialog
+from workers.simulator.bundled_dialogs import bundled_dialog_paths
+from workers.simulator.worker import SimulatedWorker
 
 KEYS = Keyspace()
 BUNDLED = [str(path) for path in bundled_dialog_paths()]
 
 
 def worker_command(redis_url: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", "hub.cli", "worker", "--redis-url", redis_url, "--simulate",
+    return [sys.executable, "-m", "callhub.cli", "worker", "--redis-url", redis_url, "--simulate",
             *args]
 
 
@@ -121,7 +122,7 @@ def test_an_unreachable_redis_is_named_and_exits_1(callhub_env: dict[str, str]) 
 
 
 def test_without_simulate_the_worker_says_what_is_missing(callhub_env: dict[str, str]) -> None:
-    done = subprocess.run([sys.executable, "-m", "hub.cli", "worker"], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "callhub.cli", "worker"], capture_output=True,
                           text=True, env=callhub_env, timeout=60, check=False)
     assert done.returncode == 2 and "--simulate" in done.stderr
 

@@ -29,7 +29,7 @@ def test_a_running_worker_serves_its_metrics(
 ) -> None:
     port = free_port()
     worker = subprocess.Popen(
-        [sys.executable, "-m", "hub.cli", "worker", "--simulate", "--redis-url", redis_url,
+        [sys.executable, "-m", "callhub.cli", "worker", "--simulate", "--redis-url", redis_url,
          "--rate", "20", "--speed", "20", "--seed", "3", "--metrics-port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=callhub_env)
     try:
@@ -64,7 +64,7 @@ def test_a_busy_metrics_port_is_a_clear_error(redis_url: str, callhub_env: dict[
         sock.listen()
         taken = sock.getsockname()[1]
         done = subprocess.run(
-            [sys.executable, "-m", "hub.cli", "worker", "--simulate", "--redis-url", redis_url,
+            [sys.executable, "-m", "callhub.cli", "worker", "--simulate", "--redis-url", redis_url,
              "--metrics-port", str(taken)],
             capture_output=True, text=True, env=callhub_env, timeout=30, check=False)
     assert done.returncode == 2

@@ -13,7 +13,7 @@ import time
 
 import redis
 
-from hub.keyspace import Keyspace
+from callhub.keyspace import Keyspace
 from tests.conftest import stop_process, wait_for
 
 KEYS = Keyspace()
@@ -22,7 +22,7 @@ LEASE_S = 1.0
 
 def worker(redis_url: str, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "hub.cli", "worker", "--redis-url", redis_url, "--simulate",
+        [sys.executable, "-m", "callhub.cli", "worker", "--redis-url", redis_url, "--simulate",
          *args],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )

@@ -23,11 +23,11 @@ from typing import Any
 import pytest
 import yaml
 
-from hub.cli import COMMAND_MODULES, build_parser
-from hub.settings import ENVIRONMENT
-from tests import load_balancer
+from callhub.cli.main import COMMAND_MODULES, build_parser
+from callhub.settings import ENVIRONMENT
+from tests.support import nginx as load_balancer
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).parent.parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 

@@ -1,0 +1,176 @@
+"""The ``callhub`` command: one entry point, one sub-command per job.
+
+Settings come from the environment (``CALLHUB_*``); flags override them. A bad
+setting or argument ends the command with a message naming it and status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from callhub.cli.arguments import port, seconds, whole_number
+from callhub.settings import Settings, SettingsError, load_settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="callhub", description="The call event hub of a voicetyped deployment."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    publish = commands.add_parser(
+        "publish",
+        help="commit call events from JSON Lines",
+        description="Commit call events from JSON Lines (one spec-shaped event per line). "
+        "Missing seq, event_id and timestamp are filled in; publishing a file twice "
+        "stores nothing twice. Exit status 1 if any line failed.",
+    )
+    publish.add_argument("file", nargs="?", default="-", help="JSON Lines file, or - for stdin")
+    publish.add_argument(
+        "--retry-for", type=seconds, default=10.0, metavar="SECONDS",
+        help="how long to keep retrying while Redis is unreachable (default 10)",
+    )
+    publish.add_argument(
+        "--progress-interval", type=seconds, default=None, metavar="SECONDS",
+        help="seconds between progress lines (default: 0.2 on a terminal, 5 otherwise)",
+    )
+    _redis_options(publish)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the API (REST and event stream) with uvicorn",
+        description="Run API replicas. Keys: CALLHUB_API_KEYS or CALLHUB_API_KEYS_FILE.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=port, default=8080, help="port (8080)")
+    serve.add_argument("--workers", type=whole_number(1, 64), default=1,
+                       help="worker processes (1)")
+    serve.add_argument("--no-access-log", action="store_true",
+                       help="do not log a line per request (errors are still logged)")
+    serve.add_argument("--tls-cert", help="server certificate (PEM): serve HTTPS")
+    serve.add_argument("--tls-key", help="server private key (PEM)")
+    serve.add_argument("--tls-ca", help="CA bundle (PEM) that signs client certificates")
+    serve.add_argument("--require-client-cert", action="store_true",
+                       help="mTLS: refuse clients without a certificate signed by --tls-ca")
+    _redis_options(serve)
+
+    hash_key = commands.add_parser(
+        "hash-key",
+        help="make an API key and its keys-file entry",
+        description="Print a new API key (or hash the one given) and the entry for "
+        "CALLHUB_API_KEYS_FILE.",
+    )
+    hash_key.add_argument("key", nargs="?", help="an existing key (default: make a new one)")
+    hash_key.add_argument("--name", default="my-key", help="the key's name in the file")
+    hash_key.add_argument("--dialogs", default="", help="comma-separated dialogs it may see")
+
+    for name, module in COMMAND_MODULES.items():
+        command = importlib.import_module(module)
+        sub = commands.add_parser(name, help=command.HELP, description=command.DESCRIPTION)
+        command.add_arguments(sub)
+        if getattr(command, "REDIS_OPTIONS", True):
+            _redis_options(sub)
+    return parser
+
+
+# Commands that live in their own module: each defines HELP, DESCRIPTION,
+# ``add_arguments(parser)`` and ``run(args, settings) -> int`` (its exit status),
+# and keeps its module-level imports light (the parser imports every one).
+COMMAND_MODULES = {
+    "worker": "callhub.cli.worker",
+    "demo": "callhub.cli.demo",
+    "tail": "callhub.cli.tail",
+}
+
+
+
+
+
+def _redis_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--redis-url", help="Redis URL (env CALLHUB_REDIS_URL)")
+    parser.add_argument("--shards", help="number of shards (env CALLHUB_SHARDS)")
+    parser.add_argument("--prefix", help="key prefix (env CALLHUB_PREFIX)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(
+            os.environ,
+            redis_url=getattr(args, "redis_url", None),
+            shards=getattr(args, "shards", None),
+            prefix=getattr(args, "prefix", None),
+        )
+    except SettingsError as error:
+        parser.exit(2, f"callhub: error: {error}\n")
+
+    if args.command == "publish":
+        from callhub.cli.publish import publish_file
+
+        options = {"retry_for_s": args.retry_for, "progress_interval_s": args.progress_interval}
+        if args.file == "-":
+            return asyncio.run(publish_file(settings, sys.stdin.buffer, **options))
+        try:
+            source = open(args.file, "rb")  # noqa: SIM115 - closed below
+        except OSError as error:
+            parser.exit(2, f"callhub publish: cannot read {args.file}: {error.strerror}\n")
+        with source:
+            return asyncio.run(publish_file(settings, source, **options))
+    if args.command == "serve":
+        return _serve(parser, args, settings)
+    if args.command == "hash-key":
+        return _hash_key(args)
+    if args.command in COMMAND_MODULES:
+        status: int = importlib.import_module(COMMAND_MODULES[args.command]).run(args, settings)
+        return status
+    parser.error(f"unknown command {args.command}")  # pragma: no cover
+
+
+def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Settings) -> int:
+    from callhub.cli.serve import TlsOptions, serve
+    from hub.api.auth import ApiKeys
+
+    tls = TlsOptions(args.tls_cert, args.tls_key, args.tls_ca, args.require_client_cert)
+    problem = tls.problem()
+    if problem:
+        parser.exit(2, f"callhub serve: {problem}\n")
+    try:
+        ApiKeys.load(settings.api_keys, settings.api_keys_file)  # fail here, not per worker
+    except SettingsError as error:
+        parser.exit(2, f"callhub serve: {error}\n")
+    overrides = {
+        variable: value
+        for variable, value in (
+            ("CALLHUB_REDIS_URL", args.redis_url),
+            ("CALLHUB_SHARDS", args.shards),
+            ("CALLHUB_PREFIX", args.prefix),
+        )
+        if value is not None
+    }
+    serve(args.host, args.port, args.workers, tls, overrides, access_log=not args.no_access_log)
+    return 0
+
+
+def _hash_key(args: argparse.Namespace) -> int:
+    from hub.api.auth import hash_key, new_key
+
+    key = args.key or new_key()
+    if not args.key:
+        print(f"key: {key}")
+    print("[[keys]]")
+    print(f'name = "{args.name}"')
+    print(f'sha256 = "{hash_key(key)}"')
+    dialogs = [d.strip() for d in args.dialogs.split(",") if d.strip()]
+    if dialogs:
+        print("dialogs = [" + ", ".join(f'"{d}"' for d in dialogs) + "]")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

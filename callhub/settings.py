@@ -1,0 +1,188 @@
+"""Settings: built once at start-up from the environment, then passed down.
+
+Nothing in callhub reads ``os.environ`` after this; a component gets the
+``Settings`` (or the part of it it needs) from whoever created it. A bad value
+fails at start-up with a message naming the variable, never later.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+
+from callhub.keyspace import MAX_SHARDS, PREFIX_PATTERN, Keyspace
+
+_DURATION = re.compile(r"(\d+)(ms|s|m|h|d)?")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, None: 1000}
+
+
+class SettingsError(ValueError):
+    """A setting has a value callhub cannot use; the message names it."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything configurable, with the defaults a single-node deployment wants."""
+
+    redis_url: str = "redis://localhost:6379/0"
+    # The URL names one node of a Redis Cluster: use the cluster client, which
+    # follows slot moves and failovers (set shards >= the number of masters).
+    redis_cluster: bool = False
+    shards: int = 1
+    prefix: str = "callhub"
+    # How long the shard logs keep events: the window in which a cursor resumes.
+    log_retention_ms: int = 24 * 3_600_000
+    # How long an ended call stays readable (Get Call, its event stream).
+    call_retention_ms: int = 3_600_000
+    # A worker's lease on a call; the reaper ends calls whose lease expired.
+    lease_ms: int = 30_000
+    # Durability: a commit is acknowledged only once this many replicas of its
+    # master have it (WAIT), or it is retried; 0 acknowledges on the master's
+    # word (replication is asynchronous: a failover can lose the newest commits).
+    durable_replicas: int = 0
+    durable_timeout_ms: int = 1_000
+    # The longest a call may last; the reaper ends longer ones with reason timeout.
+    max_call_ms: int = 4 * 3_600_000
+    # Event streams: heartbeat on idle streams, the longest a write to a client
+    # may take, and the most a subscriber may have buffered before it is cut off.
+    ping_interval_ms: int = 15_000
+    write_timeout_ms: int = 10_000
+    subscriber_buffer_bytes: int = 4 * 1024 * 1024
+    # Browser origins allowed to read the API (comma-separated, "*" for any,
+    # empty for none): the spec's EventSource example runs on other origins.
+    cors_origins: str = "*"
+    # API keys (comma-separated) and a keys file of hashed, scoped keys.
+    api_keys: str | None = None
+    api_keys_file: str | None = None
+    # Log lines: "text" (readable) or "json" (one object per line, with request ids).
+    log_format: str = "text"
+
+    def __repr__(self) -> str:  # never print keys or the Redis password
+        return f"Settings(shards={self.shards}, prefix={self.prefix!r})"
+
+    @property
+    def keyspace(self) -> Keyspace:
+        return Keyspace(prefix=self.prefix, shards=self.shards)
+
+
+def parse_redis_url(name: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in {"redis", "rediss", "unix"} or not (parts.hostname or parts.path):
+        raise SettingsError(
+            f"{name} must be a Redis URL like redis://host:6379/0 (or rediss://, unix://), "
+            f"got {value!r}"
+        )
+    try:
+        parts.port  # noqa: B018 - raises on a non-numeric port
+    except ValueError:
+        raise SettingsError(f"{name} has an invalid port: {value!r}") from None
+    return value
+
+
+def parse_shards(name: str, value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= MAX_SHARDS:
+        raise SettingsError(f"{name} must be a whole number from 1 to {MAX_SHARDS}, got {value!r}")
+    return int(value)
+
+
+def parse_prefix(name: str, value: str) -> str:
+    if not PREFIX_PATTERN.fullmatch(value):
+        raise SettingsError(
+            f"{name} must be 1-64 characters of A-Z a-z 0-9 . _ - (no braces or colons), "
+            f"got {value!r}"
+        )
+    return value
+
+
+def parse_bytes(name: str, value: str) -> int:
+    match = re.fullmatch(r"(\d+)\s*(k|m|kib|mib|kb|mb)?", value.strip().lower())
+    if not match or int(match.group(1)) == 0:
+        raise SettingsError(f"{name} must be a size like 65536, 512k or 4m, got {value!r}")
+    unit = (match.group(2) or "")[:1]
+    return int(match.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[unit]
+
+
+def parse_text(name: str, value: str) -> str:
+    return value
+
+
+def parse_count(name: str, value: str) -> int:
+    if not value.isdigit() or int(value) > 16:
+        raise SettingsError(f"{name} must be a whole number from 0 to 16, got {value!r}")
+    return int(value)
+
+
+def parse_flag(name: str, value: str) -> bool:
+    choices = {"1": True, "true": True, "yes": True, "on": True,
+               "0": False, "false": False, "no": False, "off": False, "": False}
+    if value.strip().lower() not in choices:
+        raise SettingsError(f"{name} must be true or false, got {value!r}")
+    return choices[value.strip().lower()]
+
+
+def parse_log_format(name: str, value: str) -> str:
+    if value not in ("text", "json"):
+        raise SettingsError(f"{name} must be text or json, got {value!r}")
+    return value
+
+
+def parse_duration_ms(name: str, value: str) -> int:
+    """``90``, ``90s``, ``500ms``, ``15m``, ``24h``, ``7d``: a plain number is seconds."""
+    match = _DURATION.fullmatch(value.strip())
+    if not match:
+        raise SettingsError(
+            f"{name} must be a duration like 90, 90s, 500ms, 15m, 24h or 7d, got {value!r}"
+        )
+    return int(match.group(1)) * _UNIT_MS[match.group(2)]
+
+
+# variable -> (Settings field, parser): the whole environment callhub reads.
+ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "CALLHUB_REDIS_URL": ("redis_url", parse_redis_url),
+    "CALLHUB_REDIS_CLUSTER": ("redis_cluster", parse_flag),
+    "CALLHUB_SHARDS": ("shards", parse_shards),
+    "CALLHUB_PREFIX": ("prefix", parse_prefix),
+    "CALLHUB_LOG_RETENTION": ("log_retention_ms", parse_duration_ms),
+    "CALLHUB_CALL_RETENTION": ("call_retention_ms", parse_duration_ms),
+    "CALLHUB_LEASE": ("lease_ms", parse_duration_ms),
+    "CALLHUB_DURABLE_REPLICAS": ("durable_replicas", parse_count),
+    "CALLHUB_DURABLE_TIMEOUT": ("durable_timeout_ms", parse_duration_ms),
+    "CALLHUB_MAX_CALL_DURATION": ("max_call_ms", parse_duration_ms),
+    "CALLHUB_PING_INTERVAL": ("ping_interval_ms", parse_duration_ms),
+    "CALLHUB_WRITE_TIMEOUT": ("write_timeout_ms", parse_duration_ms),
+    "CALLHUB_SUBSCRIBER_BUFFER": ("subscriber_buffer_bytes", parse_bytes),
+    "CALLHUB_CORS_ORIGINS": ("cors_origins", parse_text),
+    "CALLHUB_API_KEYS": ("api_keys", parse_text),
+    "CALLHUB_API_KEYS_FILE": ("api_keys_file", parse_text),
+    "CALLHUB_LOG_FORMAT": ("log_format", parse_log_format),
+}
+FLAG_FOR_FIELD = {"redis_url": "--redis-url", "shards": "--shards", "prefix": "--prefix"}
+
+
+def load_settings(environ: Mapping[str, str], **overrides: str | None) -> Settings:
+    """Build the settings from ``environ``; non-None ``overrides`` (CLI flags) win.
+
+    Overrides are given as strings, by field name, and parsed like the
+    environment so a bad flag fails the same way as a bad variable.
+    """
+    values: dict[str, Any] = {}
+    for variable, (field_name, parse) in ENVIRONMENT.items():
+        flag = overrides.pop(field_name, None)
+        if flag is not None:
+            values[field_name] = parse(FLAG_FOR_FIELD.get(field_name, field_name), flag)
+        elif variable in environ:
+            values[field_name] = parse(variable, environ[variable])
+    if overrides:
+        raise TypeError(f"unknown settings: {sorted(overrides)}")
+    settings = Settings(**values)
+    for variable, value in (("CALLHUB_LEASE", settings.lease_ms),
+                            ("CALLHUB_MAX_CALL_DURATION", settings.max_call_ms),
+                            ("CALLHUB_DURABLE_TIMEOUT", settings.durable_timeout_ms),
+                            ("CALLHUB_PING_INTERVAL", settings.ping_interval_ms),
+                            ("CALLHUB_WRITE_TIMEOUT", settings.write_timeout_ms)):
+        if value <= 0:
+            raise SettingsError(f"{variable} must be longer than 0")
+    return settings

@@ -1,0 +1,1 @@
+"""The replica's HTTP surface: routes, keys, CORS, query parsing, OpenAPI, logging, dashboard."""

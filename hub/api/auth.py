@@ -1,0 +1,144 @@
+"""API keys: who may read, and which dialogs they may see.
+
+Keys come from ``CALLHUB_API_KEYS`` (comma-separated, the simple case: every
+key sees everything) and from a keys file (``CALLHUB_API_KEYS_FILE``, TOML)
+that holds only SHA-256 hashes, each with a name and optionally the dialogs it
+is scoped to::
+
+    [[keys]]
+    name = "helpdesk-dashboard"
+    sha256 = "9f86d08..."           # callhub hash-key prints this
+    dialogs = ["helpdesk"]          # omit to see every dialog
+
+A request presents its key as ``Authorization: Bearer <key>``, ``X-API-Key:
+<key>``, or, for a browser's EventSource (which cannot set headers), the query
+parameter ``api_key``. A key is compared by its hash in constant time and never
+logged. With no keys configured the API is open (a warning says so at start).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+from starlette.requests import HTTPConnection
+
+from callhub.events import check_dialog_name
+from callhub.settings import SettingsError
+from hub.errors import Unauthorized
+from hub.store.call_store import Scope
+
+KEY_QUERY_PARAMETER = "api_key"
+
+
+class StoredKey(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str
+    sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+    dialogs: list[str] | None = None
+
+
+class KeysFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    keys: list[StoredKey] = []
+
+
+class Principal(msgspec.Struct, frozen=True):
+    """Who made a request: the key's name and the dialogs it may see."""
+
+    name: str
+    scope: Scope
+
+
+OPEN = Principal(name="anonymous", scope=None)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> str:
+    return "chk_" + secrets.token_urlsafe(32)
+
+
+class ApiKeys:
+    """The configured keys, by hash."""
+
+    def __init__(self, keys: list[StoredKey]) -> None:
+        self._keys = [
+            (bytes.fromhex(k.sha256), Principal(k.name, frozenset(k.dialogs or ()) or None))
+            for k in keys
+        ]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._keys)
+
+    @classmethod
+    def load(cls, plain: str | None, keys_file: str | None) -> ApiKeys:
+        """Keys from the settings; a bad keys file fails start-up, naming the file."""
+        keys = [
+            StoredKey(name=f"key-{n}", sha256=hash_key(key.strip()))
+            for n, key in enumerate((plain or "").split(","), start=1)
+            if key.strip()
+        ]
+        if keys_file:
+            keys += _read_keys_file(Path(keys_file))
+        return cls(keys)
+
+    def authenticate(self, connection: HTTPConnection) -> Principal:
+        if not self._keys:
+            return OPEN
+        presented = presented_key(connection)
+        if presented is None:
+            raise Unauthorized(
+                "an API key is required: Authorization: Bearer <key>, X-API-Key, "
+                f"or the {KEY_QUERY_PARAMETER} query parameter"
+            )
+        digest = hashlib.sha256(presented.encode()).digest()
+        found = None
+        for stored, principal in self._keys:  # every key compared: no early exit
+            if hmac.compare_digest(stored, digest):
+                found = principal
+        if found is None:
+            raise Unauthorized("the API key is not valid")
+        return found
+
+
+def presented_key(connection: HTTPConnection) -> str | None:
+    authorization = connection.headers.get("authorization")
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise Unauthorized("the Authorization header must be 'Bearer <key>'")
+        return value.strip()
+    header = connection.headers.get("x-api-key")
+    if header:
+        return header.strip()
+    values = connection.query_params.getlist(KEY_QUERY_PARAMETER)
+    if len(values) > 1:
+        raise Unauthorized(f"{KEY_QUERY_PARAMETER} is given more than once")
+    return values[0] if values and values[0] else None
+
+
+def _read_keys_file(path: Path) -> list[StoredKey]:
+    where = f"CALLHUB_API_KEYS_FILE ({path})"
+    try:
+        raw = tomllib.loads(path.read_text())
+        parsed = msgspec.convert(raw, KeysFile)
+    except OSError as error:
+        raise SettingsError(f"{where} cannot be read: {error.strerror}") from None
+    except (tomllib.TOMLDecodeError, msgspec.ValidationError) as error:
+        raise SettingsError(f"{where} is not a valid keys file: {error}") from None
+    for n, key in enumerate(parsed.keys, start=1):
+        for dialog in key.dialogs or []:
+            try:
+                check_dialog_name(dialog)
+            except ValueError as error:
+                raise SettingsError(f"{where}: key {n} ({key.name}): {error}") from None
+        if key.dialogs == []:
+            raise SettingsError(f"{where}: key {n} ({key.name}): dialogs must not be empty")
+    return parsed.keys

@@ -1,0 +1,258 @@
+"""``GET /v1/calls/events``: one subscriber's Server-Sent Events stream.
+
+The request registers a ``Subscriber`` with the dispatcher first (live events
+buffer from that moment), catches up from Redis to exactly that point (resume
+or history), then writes live chunks as the dispatcher hands them over. The
+client leaving, a full buffer, a stalled write (found by the replica's
+watchdog, ``hub.stream.watchdog``) or the replica shutting down end the
+stream at once, and the subscriber is removed in the same step (I5, I6).
+
+This is a plain ASGI function, served by ``hub.app`` ahead of Starlette's
+middleware stack: each middleware layer would hold a suspended coroutine,
+closures and a ``Request`` for the whole life of every stream and wrap every
+write in three more calls, which at thousands of long-lived streams is most
+of their memory and a good part of their CPU. What the stack would add is done
+here: the CORS headers (handed in) and errors as JSON answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Final
+
+from starlette.requests import Request
+from starlette.types import Message, Receive, Scope, Send
+
+from callhub.events import EVENT_TYPES, check_dialog_name, check_session_id
+from hub.api.query import Query
+from hub.api.replica import Hub
+from hub.errors import REDIS_ERRORS, BadParameter, ServiceUnavailable, error_response, json_error
+from hub.store.cursor import Cursor, InvalidCursor
+from hub.stream.catch_up import replay_history, replay_log, retention_check
+from hub.stream.direct_write import PendingSend
+from hub.stream.dispatcher import CLOSED_STALLED, NOT_WRITING, PING_DUE, StreamFilter, Subscriber
+from hub.stream.frames import RETRY, cursor_mark, ping, stream_reset_frame
+
+log = logging.getLogger("callhub.stream")
+
+PATH: Final = "/v1/calls/events"
+HEADERS: Final = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-store"),
+    (b"x-accel-buffering", b"no"),
+    (b"connection", b"keep-alive"),
+]
+READY_TIMEOUT_S: Final = 5.0
+PARAMETERS: Final = ("event_types", "session_id", "dialog_name", "include_history",
+                     "last_event_id")
+
+
+def parse_event_types(text: str) -> str:
+    unknown = [t for t in text.split(",") if t.strip() and t.strip() not in EVENT_TYPES]
+    if unknown:
+        raise ValueError(
+            f"unknown event type {unknown[0][:64]!r}; valid types: {', '.join(EVENT_TYPES)}"
+        )
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRequest:
+    """What a valid request asked for."""
+
+    stream_filter: StreamFilter
+    resume_from: Cursor | None
+    include_history: bool
+
+
+def check_request(request: Request, hub: Hub) -> StreamRequest:
+    """The request's key and parameters, checked; raises an ``ApiError`` (4xx)."""
+    principal = hub.keys.authenticate(request)
+    query = Query(request.query_params, PARAMETERS)
+    types = query.text("event_types", check=parse_event_types)
+    session_id = query.text("session_id", check=check_session_id)
+    dialog_name = query.text("dialog_name", check=check_dialog_name)
+    include_history = query.boolean("include_history", False)
+    resume_from = _resume_cursor(request, query, hub.settings.shards)
+    stream_filter = StreamFilter(
+        event_types=frozenset(t.strip().encode() for t in types.split(",") if t.strip()) or None,
+        session_id=session_id,
+        dialog_name=dialog_name,
+        scope=principal.scope,
+    )
+    return StreamRequest(stream_filter, resume_from, include_history)
+
+
+async def serve_event_stream(hub: Hub, scope: Scope, receive: Receive, send: Send,
+                             extra_headers: list[tuple[bytes, bytes]]) -> None:
+    """The ASGI app of ``GET /v1/calls/events``; ``extra_headers`` go on every answer."""
+    request = Request(scope)
+    try:
+        asked = check_request(request, hub)
+        if not hub.dispatcher.ready.is_set():
+            try:
+                await asyncio.wait_for(hub.dispatcher.ready.wait(), READY_TIMEOUT_S)
+            except TimeoutError:
+                raise ServiceUnavailable(
+                    "the event stream is not connected to Redis yet") from None
+    except Exception as error:  # every error is answered, as the app's handlers do
+        response = await error_response(request, error)
+        response.raw_headers += extra_headers
+        await response(scope, receive, send)
+        return
+    del request  # nothing of the request is kept for the life of the stream
+    await _stream(hub, asked, scope, receive, send, extra_headers)
+
+
+async def _stream(hub: Hub, asked: StreamRequest, scope: Scope, receive: Receive, send: Send,
+                  extra_headers: list[tuple[bytes, bytes]]) -> None:
+    dispatcher = hub.dispatcher
+    if asked.resume_from is not None and not await dispatcher.reach(asked.resume_from,
+                                                                    READY_TIMEOUT_S):
+        # The cursor is ahead of anything this replica's readers find: entries
+        # lost by the Redis it names (a failover). Go on from here; the client
+        # may see again what it saw beyond what this Redis still holds.
+        log.warning("a resume cursor is ahead of this replica's readers; going on from them")
+    subscriber = Subscriber(asked.stream_filter, max_bytes=hub.stream_options.buffer_bytes)
+    task = subscriber.task = asyncio.current_task()
+    joined = dispatcher.add(subscriber)
+    # The client leaving closes the subscriber, which wakes the live loop:
+    # one future to wait on per turn, not asyncio.wait over two.
+    left = asyncio.ensure_future(_disconnected(receive))
+    left.add_done_callback(subscriber.client_left)
+    try:
+        try:
+            # The catch-up's first reads happen before the status line goes out,
+            # so a Redis that is down (or loading) is a 503 with Retry-After the
+            # client can act on, not a 200 cut short.
+            catch_up = await _start_catch_up(hub, asked, joined)
+        except REDIS_ERRORS as error:
+            log.warning("redis unavailable for an event stream: %s", type(error).__name__)
+            response = json_error(503, ServiceUnavailable.code,
+                                  "the event store is unreachable; retry",
+                                  headers=ServiceUnavailable.headers)
+            response.raw_headers += extra_headers
+            await response(scope, receive, send)
+            return
+        try:
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": HEADERS + extra_headers})
+            await _write(subscriber, send, RETRY)
+            await _catch_up(catch_up, subscriber, send, left)
+            # Live. While this task is parked in wait(), the dispatcher writes
+            # to the client directly (hub.stream.direct_write); it wakes the task for
+            # what it cannot do at once: buffered chunks, a write to finish,
+            # a ping, the end.
+            subscriber.sender = send
+            while True:
+                chunk = subscriber.take()
+                if chunk:
+                    await _write(subscriber, send, chunk)
+                    continue
+                if subscriber.closed:
+                    break
+                woken_for = await subscriber.wait()
+                if type(woken_for) is PendingSend:
+                    await woken_for  # write_ticks was set when the dispatcher began it
+                    subscriber.write_ticks = NOT_WRITING
+                    subscriber.idle_ticks = 0
+                elif woken_for is PING_DUE and not subscriber.closed and not subscriber.pending:
+                    # The buffer is empty: everything dispatched so far that matched
+                    # was written, so the dispatcher's position is this client's too.
+                    await _write(subscriber, send, ping(dispatcher.cursor().encode()))
+        except (OSError, _ClientLeft):
+            pass  # a vanished client: the stream just ends
+        except REDIS_ERRORS as error:
+            # Redis went away in the middle of a catch-up: end the stream
+            # cleanly; the client reconnects with its last cursor.
+            log.warning("redis lost during an event stream's catch-up: %s", type(error).__name__)
+        await _write(subscriber, send, b"", more_body=False)
+    except asyncio.CancelledError:
+        # The watchdog cut off a stalled write: the response stays unfinished
+        # and the server closes the connection. Any other cancel goes on up.
+        if subscriber.closed != CLOSED_STALLED or task is None or task.uncancel():
+            raise
+    finally:
+        dispatcher.remove(subscriber)
+        left.cancel()
+
+
+async def _write(subscriber: Subscriber, send: Send, data: bytes, *,
+                 more_body: bool = True) -> None:
+    """One write, watched: the watchdog cuts the stream off if it takes too long."""
+    subscriber.write_ticks = 0
+    await send({"type": "http.response.body", "body": data, "more_body": more_body})
+    subscriber.write_ticks = NOT_WRITING
+    subscriber.idle_ticks = 0
+
+
+@dataclass(slots=True)
+class CatchUp:
+    """What a stream replays before it goes live, its first part already read."""
+
+    frames: list[bytes]
+    rest: AsyncIterator[bytes] | None = None
+    last: bytes = b""
+
+
+async def _start_catch_up(hub: Hub, asked: StreamRequest, joined: Cursor) -> CatchUp:
+    """Read the first part of the catch-up (resume or history) from Redis."""
+    redis, keys = hub.redis, hub.settings.keyspace
+    frames: list[bytes] = []
+    if asked.resume_from is not None:
+        start, reset = await retention_check(redis, keys, asked.resume_from)
+        if reset is not None:
+            frames.append(stream_reset_frame(reset))
+        chunks = replay_log(redis, keys, asked.stream_filter, start, joined)
+    elif asked.include_history:
+        chunks = replay_history(redis, keys, asked.stream_filter, joined)
+    else:
+        return CatchUp(frames)
+    first = await anext(chunks, None)
+    if first is not None:
+        frames.append(first)
+    last = cursor_mark(joined.encode()) if asked.resume_from is None else b""
+    return CatchUp(frames, chunks if first is not None else None, last)
+
+
+async def _catch_up(catch_up: CatchUp, subscriber: Subscriber, send: Send,
+                    left: asyncio.Future[None]) -> None:
+    for frame in catch_up.frames:
+        await _write(subscriber, send, frame)
+    if catch_up.rest is not None:
+        async for chunk in catch_up.rest:
+            if left.done():
+                raise _ClientLeft
+            await _write(subscriber, send, chunk)
+    if catch_up.last:
+        await _write(subscriber, send, catch_up.last)
+
+
+class _ClientLeft(Exception):
+    pass
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Completes when the client goes away (the ASGI server says so)."""
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def _resume_cursor(request: Request, query: Query, shards: int) -> Cursor | None:
+    header = request.headers.getlist("last-event-id")
+    if len(header) > 1:
+        raise BadParameter("Last-Event-ID is given more than once", param="Last-Event-ID")
+    text, param = (header[0].strip(), "Last-Event-ID") if header and header[0].strip() else (
+        query.text("last_event_id"), "last_event_id")
+    if not text:
+        return None
+    try:
+        return Cursor.decode(text, shards)
+    except InvalidCursor as error:
+        raise BadParameter(f"{param} is not a cursor of this stream: {error}",
+                           param=param) from None

@@ -1,0 +1,152 @@
+"""The OpenAPI document, generated from the same msgspec Structs the code uses.
+
+Only the paths and parameters are written here; every schema comes from
+``msgspec.json.schema_components`` over the real response and event types, so
+the document cannot drift from what the API sends.
+
+The event stream is ``text/event-stream``. OpenAPI 3.1 has no way to describe
+the items of a stream (3.2's ``itemSchema``), so, as tools read 3.1 documents,
+its ``schema`` describes one event of the stream: ``data`` is JSON, one
+``CallEvent`` (or the ``StreamReset`` control event).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import msgspec
+
+from callhub.events import DIALOG_NAME_PATTERN, EVENT_TYPES, SESSION_ID_PATTERN, AnyEvent
+from hub.errors import ErrorBody
+from hub.store.call_store import CallView, ListCallsPage
+from hub.stream.frames import RETRY_MS, StreamReset
+
+_REF = "#/components/schemas/{name}"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF.format(name=name)}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    text = {400: "Invalid parameter", 401: "Missing or invalid API key",
+            404: "Not found", 500: "Server error", 503: "Event store unreachable"}
+    return {str(s): _json(_ref("ErrorBody"), text[s]) for s in statuses}
+
+
+def _param(name: str, description: str, schema: dict[str, Any],
+           where: str = "query", required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": where, "required": required, "description": description,
+            "schema": schema}
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    (_, _, _, _, _), components = msgspec.json.schema_components(
+        (CallView, ListCallsPage, ErrorBody, AnyEvent, StreamReset), ref_template=_REF
+    )
+    components["CallEvent"] = {
+        "oneOf": [_ref(cls.__name__) for cls in AnyEvent.__args__],
+        "discriminator": {"propertyName": "type"},
+    }
+    # Empty means "all dialogs" (or calls, or types), as the spec says.
+    dialog = {"type": "string", "pattern": f"^({DIALOG_NAME_PATTERN.pattern})?$"}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "callhub: Call Event Stream API", "version": "1"},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "apiKeyQuery": {"type": "apiKey", "in": "query", "name": "api_key"},
+            },
+        },
+        "security": [{"bearer": []}, {"apiKeyHeader": []}, {"apiKeyQuery": []}, {}],
+        "paths": {
+            "/v1/calls": {
+                "get": {
+                    "operationId": "listCalls",
+                    "summary": "List active calls",
+                    "parameters": [
+                        _param("dialog_name", "Filter by dialog name", dialog),
+                        _param("page_size", "Maximum number of results",
+                               {"type": "integer", "minimum": 1, "maximum": 1000,
+                                "default": 50}),
+                        _param("page_token", "Token from a previous page", {"type": "string"}),
+                    ],
+                    "responses": {"200": _json(_ref("ListCallsPage"), "A page of active calls"),
+                                  **_errors(400, 401, 500, 503)},
+                }
+            },
+            "/v1/calls/events": {"get": _event_stream(dialog)},
+            "/v1/calls/{id}": {
+                "get": {
+                    "operationId": "getCall",
+                    "summary": "Get a specific call's status",
+                    "parameters": [_param("id", "Call session ID", {"type": "string"},
+                                          where="path", required=True)],
+                    "responses": {"200": _json(_ref("CallView"), "The call"),
+                                  **_errors(400, 401, 404, 500, 503)},
+                }
+            },
+            "/healthz": {"get": {"operationId": "healthz", "security": [],
+                                 "responses": {"200": {"description": "The process is up"}}}},
+            "/readyz": {"get": {"operationId": "readyz", "security": [],
+                                "responses": {"200": {"description": "Redis is reachable"},
+                                              **_errors(503)}}},
+        },
+    }
+
+
+def _event_stream(dialog: dict[str, Any]) -> dict[str, Any]:
+    """``GET /v1/calls/events``: its parameters, and one event of the stream."""
+    one_type = "|".join(EVENT_TYPES)
+    types = {"type": "string",
+             "pattern": rf"^\s*({one_type})?\s*(,\s*({one_type})?\s*)*$"}
+    session = {"type": "string", "pattern": f"^({SESSION_ID_PATTERN.pattern})?$"}
+    event = {
+        "type": "object",
+        "description": (
+            "One Server-Sent Event of the stream (the stream's items; it never ends by "
+            "itself). An event frame has `id` (the cursor after it, opaque), `event` (its "
+            f"type) and `data` (its JSON). The stream starts with `retry: {RETRY_MS}`; idle "
+            "streams get a `: ping` comment with an `id`-only frame. History frames "
+            "(`include_history`) carry no `id`; an `id`-only frame marks the seam to live "
+            "events. A cursor older than the retention window gets one `stream_reset` "
+            "event first."),
+        "properties": {
+            "id": {"type": "string", "description": "Cursor: resume after this event "
+                   "with Last-Event-ID or last_event_id"},
+            "event": {"type": "string", "enum": [*EVENT_TYPES, "stream_reset"]},
+            "data": {"type": "string", "contentMediaType": "application/json",
+                     "contentSchema": {"oneOf": [_ref("CallEvent"), _ref("StreamReset")]}},
+            "retry": {"type": "integer", "minimum": 0},
+        },
+    }
+    return {
+        "operationId": "subscribeCallEvents",
+        "summary": "Subscribe to call events (Server-Sent Events)",
+        "parameters": [
+            _param("event_types", "Comma-separated event types (empty = all)", types),
+            _param("session_id", "Only this call's events (empty = all calls)", session),
+            _param("dialog_name", "Only this dialog's calls' events (empty = all)", dialog),
+            _param("include_history", "Replay the stored events of the matching active "
+                   "calls first, then go on live", {"type": "boolean", "default": False}),
+            _param("last_event_id", "Resume after this cursor (as Last-Event-ID)",
+                   {"type": "string"}),
+            _param("Last-Event-ID", "Resume after this cursor (browsers send it when "
+                   "they reconnect); wins over last_event_id", {"type": "string"},
+                   where="header"),
+        ],
+        "responses": {
+            "200": {"description": "The event stream",
+                    "content": {"text/event-stream": {"schema": event}}},
+            **_errors(400, 401, 500, 503),
+        },
+    }

@@ -1,0 +1,2 @@
+"""The stream engine: live events routed in memory to subscribers,
+catch-up from Redis, SSE frames."""

@@ -1,0 +1,65 @@
+"""Settings: from the environment, flags override, bad values name the variable."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from callhub.settings import Settings, SettingsError, load_settings
+
+
+def test_defaults_without_environment() -> None:
+    settings = load_settings({})
+    assert settings == Settings()
+    assert settings.redis_url == "redis://localhost:6379/0"
+    assert settings.keyspace.shards == 1
+
+
+def test_environment_is_read_and_flags_win() -> None:
+    env = {
+        "CALLHUB_REDIS_URL": "redis://10.0.0.1:6380/2",
+        "CALLHUB_SHARDS": "8",
+        "CALLHUB_PREFIX": "vt",
+        "CALLHUB_LOG_RETENTION": "2h",
+        "CALLHUB_CALL_RETENTION": "15m",
+        "CALLHUB_LEASE": "500ms",
+    }
+    settings = load_settings(env, redis_url="redis://127.0.0.1:7000/0", shards=None)
+    assert settings.redis_url == "redis://127.0.0.1:7000/0"
+    assert settings.shards == 8
+    assert settings.prefix == "vt"
+    assert settings.log_retention_ms == 2 * 3_600_000
+    assert settings.call_retention_ms == 15 * 60_000
+    assert settings.lease_ms == 500
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CALLHUB_REDIS_URL", "http://localhost"),
+        ("CALLHUB_REDIS_URL", "redis://host:notaport/0"),
+        ("CALLHUB_SHARDS", "zero"),
+        ("CALLHUB_SHARDS", "0"),
+        ("CALLHUB_SHARDS", "99999"),
+        ("CALLHUB_PREFIX", "a{b}"),
+        ("CALLHUB_LOG_RETENTION", "forever"),
+        ("CALLHUB_CALL_RETENTION", "-5s"),
+        ("CALLHUB_LEASE", "0"),
+    ],
+)
+def test_a_bad_value_fails_naming_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        load_settings({variable: value})
+
+
+def test_a_bad_flag_fails_naming_the_flag() -> None:
+    with pytest.raises(SettingsError, match="--shards"):
+        load_settings({}, shards="many")
+
+
+@given(st.integers(0, 10**6), st.sampled_from(["", "ms", "s", "m", "h", "d"]))
+def test_durations_parse_to_milliseconds(number: int, unit: str) -> None:
+    factor = {"": 1000, "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}[unit]
+    settings = load_settings({"CALLHUB_LOG_RETENTION": f"{number}{unit}"})
+    assert settings.log_retention_ms == number * factor

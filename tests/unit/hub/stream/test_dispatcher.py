@@ -1,0 +1,162 @@
+"""The dispatcher: routing by index, one chunk per subscriber per batch, groups,
+overflow, and nothing left behind."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hub.store.cursor import Cursor
+from hub.stream.dispatcher import CLOSED_OVERFLOW, Dispatcher, StreamFilter, Subscriber
+
+
+def entry(n: int, sid: str, dialog: str = "helpdesk", kind: str = "dtmf_received") -> tuple:
+    data = b'{"n":%d}' % n
+    return (f"{n}-0".encode(), {b"type": kind.encode(), b"session_id": sid.encode(),
+                                b"dialog": dialog.encode(), b"seq": b"1", b"data": data})
+
+
+def subscriber(max_bytes: int = 1 << 20, **filters: object) -> Subscriber:
+    return Subscriber(StreamFilter(**filters), max_bytes=max_bytes)  # type: ignore[arg-type]
+
+
+def test_each_subscriber_gets_its_matching_frames_as_one_chunk_per_batch() -> None:
+    dispatcher = Dispatcher(1)
+    everyone, one_call, billing = subscriber(), subscriber(session_id="a"), subscriber(
+        dialog_name="billing")
+    typed = subscriber(event_types=frozenset({b"call_started"}))
+    for s in (everyone, one_call, billing, typed):
+        dispatcher.add(s)
+    dispatcher.dispatch(0, [entry(1, "a"), entry(2, "b", "billing"), entry(3, "a"),
+                            entry(4, "c", kind="call_started")])
+    assert everyone.take().count(b"event: ") == 4
+    assert one_call.take().count(b"data: ") == 2
+    assert billing.take().count(b'{"n":2}') == 1
+    assert typed.take().count(b"event: call_started") == 1
+    assert everyone.take() == b""  # one chunk held everything
+    assert dispatcher.deliveries == 8
+    assert dispatcher.positions == [(4, 0)]
+
+
+def test_subscribers_with_the_same_filter_share_one_chunk() -> None:
+    dispatcher = Dispatcher(1)
+    members = [subscriber(dialog_name="helpdesk") for _ in range(3)]
+    for s in members:
+        dispatcher.add(s)
+    dispatcher.dispatch(0, [entry(1, "a"), entry(2, "b")])
+    chunks = [s.take() for s in members]
+    assert chunks[0] is chunks[1] is chunks[2]
+
+
+def test_a_scoped_subscriber_sees_only_its_dialogs() -> None:
+    dispatcher = Dispatcher(1)
+    scoped = subscriber(scope=frozenset({"helpdesk"}))
+    dispatcher.add(scoped)
+    dispatcher.dispatch(0, [entry(1, "a", "billing"), entry(2, "b", "helpdesk")])
+    chunk = scoped.take()
+    assert b'{"n":2}' in chunk and b'{"n":1}' not in chunk
+
+
+def test_an_overflowing_subscriber_is_closed_and_the_others_go_on() -> None:
+    dispatcher = Dispatcher(1)
+    small, big = subscriber(max_bytes=100), subscriber()
+    dispatcher.add(small)
+    dispatcher.add(big)
+    dispatcher.dispatch(0, [entry(n, "a") for n in range(1, 20)])
+    assert small.closed == CLOSED_OVERFLOW and small.take() == b""
+    assert big.take().count(b"event: ") == 19
+
+
+def test_removing_subscribers_leaves_no_index_entry() -> None:
+    dispatcher = Dispatcher(2)
+    subs = [subscriber(session_id="a"), subscriber(dialog_name="x"), subscriber(),
+            subscriber(scope=frozenset({"x", "y"})), subscriber(session_id="a")]
+    for s in subs:
+        dispatcher.add(s)
+    assert dispatcher.count == 5
+    for s in subs:
+        dispatcher.remove(s)
+        dispatcher.remove(s)  # twice is harmless
+    assert dispatcher.count == 0
+    assert dispatcher._groups == {}
+    assert all(not buckets for buckets in dispatcher._index.values())
+
+
+async def test_a_resume_waits_until_the_readers_reach_its_cursor() -> None:
+    """A cursor from a replica whose readers were ahead: the wait ends when this
+    replica's readers pass it, so no live event between the two reaches the
+    client again."""
+    dispatcher = Dispatcher(1)
+    dispatcher.start_at(0, (1, 0))
+    dispatcher.dispatch(0, [entry(2, "a")])
+    ahead = Cursor(((4, 0),))
+    assert dispatcher.has_reached(Cursor(((2, 0),)))
+    assert not dispatcher.has_reached(ahead)
+
+    waiting = asyncio.ensure_future(dispatcher.reach(ahead, timeout_s=5))
+    await asyncio.sleep(0)
+    dispatcher.dispatch(0, [entry(3, "a")])
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    dispatcher.dispatch(0, [entry(4, "a"), entry(5, "a")])
+    assert await waiting is True
+    assert dispatcher.cursor().positions[0] == (5, 0)
+
+
+async def test_a_cursor_the_readers_never_reach_gives_up_at_the_deadline() -> None:
+    dispatcher = Dispatcher(2)
+    dispatcher.start_at(0, (1, 0))
+    dispatcher.start_at(1, (1, 0))
+    assert await dispatcher.reach(Cursor(((9, 0), None)), timeout_s=0.05) is False
+    assert await dispatcher.reach(Cursor((None, (1, 0))), timeout_s=0.05) is True
+
+
+class CountingSubscriber(Subscriber):
+    """A subscriber that keeps each chunk it is handed."""
+
+    __slots__ = ("pushed",)
+
+    def __init__(self, stream_filter: StreamFilter, *, max_bytes: int) -> None:
+        super().__init__(stream_filter, max_bytes=max_bytes)
+        self.pushed: list[bytes] = []
+
+    def push(self, chunk: bytes) -> None:
+        self.pushed.append(chunk)
+
+
+async def test_batches_of_several_shards_in_one_loop_turn_go_out_as_one_chunk() -> None:
+    dispatcher = Dispatcher(3)
+    for shard in range(3):
+        dispatcher.start_at(shard, (1, 0))
+    everyone, one_call = CountingSubscriber(StreamFilter(), max_bytes=1 << 20), \
+        subscriber(session_id="b")
+    dispatcher.add(everyone)
+    dispatcher.add(one_call)
+    loop = asyncio.get_running_loop()
+    pushed = everyone.pushed
+    dispatcher.dispatch_soon(0, [entry(2, "a")], loop)
+    dispatcher.dispatch_soon(1, [entry(3, "b"), entry(4, "b")], loop)
+    dispatcher.dispatch_soon(2, [entry(5, "c")], loop)
+    assert pushed == [] and dispatcher.cursor().positions == ((1, 0),) * 3
+    await asyncio.sleep(0)  # the end of the turn
+    assert len(pushed) == 1 and pushed[0].count(b"event: ") == 4
+    assert one_call.take().count(b"event: ") == 2
+    assert dispatcher.cursor().positions == ((2, 0), (4, 0), (5, 0))
+    assert dispatcher.deliveries == 6
+
+
+async def test_a_subscriber_joining_before_the_flush_gets_only_what_follows() -> None:
+    """The I4 seam with a flush due: frames routed before the subscriber joined
+    go to the others, and the cursor it joins at is past them."""
+    dispatcher = Dispatcher(2)
+    dispatcher.start_at(0, (1, 0))
+    dispatcher.start_at(1, (1, 0))
+    early, late = subscriber(), subscriber()
+    dispatcher.add(early)
+    loop = asyncio.get_running_loop()
+    dispatcher.dispatch_soon(0, [entry(2, "a")], loop)
+    joined = dispatcher.add(late)
+    assert joined.positions == ((2, 0), (1, 0))
+    dispatcher.dispatch_soon(1, [entry(3, "b")], loop)
+    await asyncio.sleep(0)
+    assert early.take().count(b"event: ") == 2
+    assert late.take().count(b"event: ") == 1

@@ -1,0 +1,1 @@
+"""Committing events: the publisher, the commit script, leases and the reaper."""

@@ -1,0 +1,363 @@
+"""CallPublisher: how a worker commits call events to Redis.
+
+Each event is validated against the schema, encoded once with msgspec, and
+committed by ``commit_event.lua`` in one atomic step (DESIGN I1). Many calls'
+events go out in one pipeline, one round trip. A commit is idempotent by
+``seq`` (I2), which is what makes retrying a whole batch after a connection
+error safe: what already landed comes back as ``duplicate`` with its original
+entry id, never twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any, Final, Literal
+
+import msgspec
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import (
+    AskError,
+    BusyLoadingError,
+    ClusterDownError,
+    MovedError,
+    NoScriptError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from callhub.connections import RedisClient
+from callhub.events import (
+    EVENT_MAX_BYTES,
+    ActionExecuted,
+    CallStarted,
+    CallTerminated,
+    Event,
+    StateTransition,
+    decode_event,
+    encode_event,
+    variables_patch,
+)
+from callhub.keyspace import Keyspace
+from callhub.settings import Settings
+from workers.metrics import WorkerMetrics
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MS: Final = timedelta(milliseconds=1)
+_NULL: Final = b"null"
+
+COMMIT_SCRIPT: Final = resources.files("workers.commit").joinpath("commit_event.lua").read_text()
+COMMIT_SHA: Final = hashlib.sha1(COMMIT_SCRIPT.encode()).hexdigest()
+
+Status = Literal["committed", "duplicate", "rejected"]
+
+
+class CommitOutcome(msgspec.Struct, frozen=True):
+    """What became of one event.
+
+    ``committed``: stored now, at ``entry_id``. ``duplicate``: its ``seq`` was
+    already stored (by an earlier run, or an earlier attempt of this batch),
+    at ``entry_id``. ``rejected``: not stored; ``code`` and ``reason`` say why.
+    """
+
+    event: Event
+    status: Status
+    entry_id: str | None = None
+    code: str | None = None
+    reason: str | None = None
+
+    @property
+    def stored(self) -> bool:
+        return self.status != "rejected"
+
+
+class PublisherUnavailable(Exception):
+    """Redis stayed unreachable for longer than the publisher's retry window."""
+
+
+class NotReplicated(Exception):
+    """Fewer replicas than ``durable_replicas`` confirmed a batch within the timeout."""
+
+
+class ClusterInTransition(Exception):
+    """A commit's reply said "not here, not now": its slot is moving (ASK,
+    TRYAGAIN, a MOVED redis-py could not follow), the cluster is down, or a
+    node is loading. The batch is sent again after a pause (it is idempotent)."""
+
+
+# Per-command replies of a pipeline that mean "retry", not "rejected".
+TRANSIENT_REPLIES: Final = (AskError, BusyLoadingError, ClusterDownError, MovedError,
+                            TryAgainError, RedisConnectionError, RedisTimeoutError)
+
+
+def timestamp_ms(moment: datetime) -> int:
+    """Unix milliseconds, in exact integer arithmetic."""
+    return (moment - _EPOCH) // _MS
+
+
+def hash_attributes(event: Event) -> tuple[str, str]:
+    """The per-type values the commit script writes into the call hash."""
+    match event:
+        case CallStarted():
+            return event.caller_id, event.called_number
+        case StateTransition():
+            return event.to_state, ""
+        case ActionExecuted():
+            return event.action, ""
+        case CallTerminated():
+            return event.reason, event.final_state
+    return "", ""
+
+
+class CallPublisher:
+    """Commits events for the calls a worker handles.
+
+    The publisher remembers each call's dialog from its ``call_started`` (the
+    commit script needs the dialog's index key, and Redis Cluster wants every
+    key named up front); a call it has not seen start is looked up once.
+    """
+
+    def __init__(
+        self,
+        redis: RedisClient,
+        settings: Settings,
+        *,
+        retry_for_s: float = 10.0,
+        validate: bool = True,
+        max_dialog_cache: int = 100_000,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
+        self._redis = redis
+        self._settings = settings
+        self._keys: Keyspace = settings.keyspace
+        self._retry_for_s = retry_for_s
+        self._validate = validate
+        self._dialogs: dict[str, str] = {}
+        self._max_dialog_cache = max_dialog_cache
+        self.retries = 0
+        self._metrics = metrics
+
+    async def commit(self, event: Event) -> CommitOutcome:
+        """Commit one event (see ``commit_many``)."""
+        return (await self.commit_many([event]))[0]
+
+    async def commit_many(self, events: Sequence[Event]) -> list[CommitOutcome]:
+        """Commit events in order, in one round trip; one outcome per event.
+
+        Events of one call must be given in ``seq`` order; events of different
+        calls may interleave freely. Raises ``PublisherUnavailable`` only when
+        Redis stays unreachable for the retry window; then nothing is known of
+        the batch, and committing it again is safe.
+        """
+        outcomes: list[CommitOutcome | None] = [None] * len(events)
+        commits: list[tuple[int, Event, bytes]] = []
+        for index, event in enumerate(events):
+            data = encode_event(event)
+            problem = self._problem(data)
+            if problem:
+                outcomes[index] = CommitOutcome(event, "rejected", code="invalid", reason=problem)
+            else:
+                commits.append((index, event, data))
+        dialogs = await self._dialogs_for([event for _, event, _ in commits])
+
+        replies = await self._with_retries(
+            [self._arguments(event, data, dialogs) for _, event, data in commits]
+        )
+        for (index, event, _), reply in zip(commits, replies, strict=True):
+            outcomes[index] = self._outcome(event, reply)
+        done = [outcome for outcome in outcomes if outcome is not None]
+        if self._metrics is not None:
+            for outcome in done:
+                self._metrics.committed(outcome.event, outcome.status, outcome.code)
+        return done
+
+    def _problem(self, data: bytes) -> str | None:
+        if len(data) > EVENT_MAX_BYTES:
+            return f"event is {len(data)} bytes, more than the {EVENT_MAX_BYTES} allowed"
+        if self._validate:
+            try:
+                decode_event(data)
+            except msgspec.ValidationError as error:
+                return str(error)
+        return None
+
+    async def _dialogs_for(self, events: Sequence[Event]) -> dict[str, str]:
+        """The dialog of every call in the batch that the commit script needs.
+
+        Known from the cache (calls this publisher saw start), from a
+        ``call_started`` in the batch, or looked up in one round trip for a
+        call that ends here unseen (started by another process).
+        """
+        dialogs: dict[str, str] = {}
+        for event in events:
+            if isinstance(event, CallStarted):
+                dialogs.setdefault(event.session_id, event.dialog_name)
+        unknown = sorted(
+            {
+                event.session_id
+                for event in events
+                if isinstance(event, CallTerminated)
+                and event.session_id not in dialogs
+                and event.session_id not in self._dialogs
+            }
+        )
+        if unknown:
+            pipe = self._redis.pipeline(transaction=False)
+            for session_id in unknown:
+                pipe.hget(self._keys.call(session_id), "dialog_name")
+            for session_id, dialog in zip(unknown, await pipe.execute(), strict=True):
+                if dialog is not None:
+                    dialogs[session_id] = dialog.decode()
+        return dialogs
+
+    def _remember(self, session_id: str, dialog: str) -> None:
+        if len(self._dialogs) >= self._max_dialog_cache:
+            del self._dialogs[next(iter(self._dialogs))]
+        self._dialogs[session_id] = dialog
+
+    def _arguments(
+        self, event: Event, data: bytes, dialogs: dict[str, str]
+    ) -> list[str | bytes | int]:
+        if isinstance(event, CallStarted):
+            dialog = event.dialog_name
+        else:  # what was committed wins over a start retried in this batch
+            dialog = self._dialogs.get(event.session_id) or dialogs.get(event.session_id, "")
+        settings = self._settings
+        a, b = hash_attributes(event)
+        args: list[str | bytes | int] = [
+            *self._keys.commit_keys(event.session_id, dialog),
+            type(event).__struct_config__.tag,  # type: ignore[list-item]
+            event.session_id,
+            event.seq,
+            data,
+            dialog,
+            timestamp_ms(event.timestamp),
+            settings.log_retention_ms,
+            settings.call_retention_ms,
+            settings.lease_ms,
+            a,
+            b,
+        ]
+        for name, value in variables_patch(event).items():
+            args.append(name)
+            args.append(_NULL if value is None else msgspec.json.encode(value))
+        return args
+
+    async def _with_retries(self, argument_lists: list[list[str | bytes | int]]) -> list[object]:
+        if not argument_lists:
+            return []
+        deadline = time.monotonic() + self._retry_for_s
+        delay = 0.05
+        while True:
+            try:
+                return await self._send(argument_lists)
+            except (RedisConnectionError, RedisTimeoutError, OSError, NotReplicated,
+                    ClusterInTransition) as error:
+                if time.monotonic() + delay > deadline:
+                    raise PublisherUnavailable(f"Redis is unreachable: {error}") from error
+                self.retries += 1
+                if self._metrics is not None:
+                    self._metrics.retries.inc()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def _send(self, argument_lists: list[list[str | bytes | int]]) -> list[object]:
+        if isinstance(self._redis, RedisCluster):
+            await self._redis.initialize()  # the slot map; a no-op once it is known
+        for _ in range(2):
+            pipe = self._redis.pipeline(transaction=False)
+            targets = self._targets(argument_lists)
+            for args, target in zip(argument_lists, targets, strict=True):
+                # execute_command, not evalsha: redis-py refuses evalsha in a
+                # cluster pipeline, but sends a raw EVALSHA where it is told.
+                pipe.execute_command("EVALSHA", COMMIT_SHA, 6, *args, **target)
+            if self._settings.durable_replicas:
+                self._wait_for_replicas(pipe, argument_lists, targets)
+            replies = await pipe.execute(raise_on_error=False)
+            commits, waits = replies[:len(argument_lists)], replies[len(argument_lists):]
+            transient = next((r for r in commits if isinstance(r, TRANSIENT_REPLIES)), None)
+            if transient is not None:
+                raise ClusterInTransition(f"{type(transient).__name__}: {transient}")
+            if not any(isinstance(reply, NoScriptError) for reply in commits):
+                self._check_replicated(waits)
+                return list(commits)
+            # The script cache was flushed (restart, failover): load it, resend
+            # the whole batch. What did commit comes back as a duplicate.
+            await self._redis.script_load(COMMIT_SCRIPT)
+        raise NoScriptError("the commit script could not be loaded")
+
+    def _targets(self, argument_lists: list[list[str | bytes | int]]) -> list[dict[str, Any]]:
+        """Where each commit goes: on a cluster, the master of its shard's slot.
+
+        Looked up once per shard and batch. Left to itself, the cluster
+        pipeline hashes all six keys of every EVALSHA to check that they share
+        a slot (they do, by the shard's hash tag): a quarter of a cluster
+        commit's CPU. A MOVED reply is still followed: redis-py resends the
+        command routed by its keys.
+        """
+        cluster = self._redis
+        if not isinstance(cluster, RedisCluster):
+            return [{}] * len(argument_lists)
+        nodes: dict[str | bytes | int, dict[str, Any]] = {}
+        targets = []
+        for args in argument_lists:
+            key = args[0]  # KEYS[1], in the shard's slot like every key
+            target = nodes.get(key)
+            if target is None:
+                target = nodes[key] = {"target_nodes": cluster.get_node_from_key(str(key))}
+            targets.append(target)
+        return targets
+
+    def _wait_for_replicas(self, pipe: Any, argument_lists: list[list[str | bytes | int]],
+                           targets: list[dict[str, Any]]) -> None:
+        """End each master's part of the pipeline with a write, then WAIT.
+
+        WAIT counts the replicas that have every write this connection made, so
+        it must travel on the same connection as the commits: in one pipeline on
+        one node, and per node on a cluster (the cluster pipeline sends each
+        node's commands on one connection). The marker write makes it cover
+        retries too: a batch whose commits all come back ``duplicate`` writes
+        nothing itself, yet must not be acknowledged until replicas have the
+        earlier attempt's writes, which precede the marker.
+        """
+        settings = self._settings
+        # node name ("" on one node) -> (a shard it holds, where its commits went)
+        marks: dict[str, tuple[int, dict[str, Any]]] = {}
+        for args, target in zip(argument_lists, targets, strict=True):
+            node = target.get("target_nodes")
+            name = node.name if node is not None else ""
+            if name not in marks:
+                marks[name] = (self._keys.shard_of(str(args[7])), target)  # ARGV[2]: session
+        for shard, target in marks.values():
+            pipe.execute_command("INCR", self._keys.durable_mark(shard))
+            pipe.execute_command("WAIT", settings.durable_replicas,
+                                 settings.durable_timeout_ms, **target)
+
+    def _check_replicated(self, waits: list[object]) -> None:
+        want = self._settings.durable_replicas
+        for reply in waits[1::2]:  # (INCR, WAIT) pairs
+            if isinstance(reply, Exception) or not isinstance(reply, int) or reply < want:
+                raise NotReplicated(
+                    f"{reply!r} of the {want} replica(s) required confirmed the batch")
+
+    def _outcome(self, event: Event, reply: object) -> CommitOutcome:
+        if isinstance(reply, Exception):
+            return CommitOutcome(event, "rejected", code="redis_error", reason=str(reply))
+        assert isinstance(reply, list)
+        status, *rest = (part.decode() if isinstance(part, bytes) else part for part in reply)
+        if status == "rejected":
+            if rest[0] == "dialog_mismatch":
+                self._dialogs.pop(event.session_id, None)
+            return CommitOutcome(event, "rejected", code=rest[0], reason=rest[1])
+        if isinstance(event, CallTerminated):
+            self._dialogs.pop(event.session_id, None)
+        elif isinstance(event, CallStarted) and status == "committed":
+            self._remember(event.session_id, event.dialog_name)
+        return CommitOutcome(
+            event, "duplicate" if status == "duplicate" else "committed", entry_id=rest[0]
+        )

@@ -1,0 +1,161 @@
+"""Reaper: no call stays active forever (DESIGN I7).
+
+A worker holds a lease on each call it handles (renewed by its commits and its
+``LeaseKeeper``). When a worker dies, its leases run out; any worker's reaper
+finds those calls and commits their ``call_terminated`` with reason ``error``.
+A call that has lasted longer than the maximum duration is ended with reason
+``timeout``, whoever holds it.
+
+Exactly once, with any number of reapers: the reaper commits the end as the
+call's next ``seq`` through the ordinary commit script. Two reapers racing on
+one call commit the same seq; the script stores the first and answers the
+second ``duplicate``. A worker that commits in the meantime takes that seq
+first: the reaper's end is then a duplicate of the worker's event (not stored)
+and the renewed lease keeps the call alive at the next sweep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import cast
+
+import msgspec
+from redis.exceptions import RedisError
+
+from callhub.connections import RedisClient, server_time_ms
+from callhub.events import CallTerminated
+from callhub.settings import Settings
+from workers.commit.publisher import CallPublisher, PublisherUnavailable
+from workers.metrics import WorkerMetrics
+
+log = logging.getLogger("callhub.reaper")
+
+_CALL_FIELDS = ("seq", "status", "start_ms", "state_transitions", "current_state")
+
+
+class ReapTally(msgspec.Struct):
+    """What one sweep (or a reaper's whole run) ended."""
+
+    expired: int = 0  # leases that ran out: ended with reason error
+    timed_out: int = 0  # calls past the maximum duration: ended with reason timeout
+
+    def add(self, other: ReapTally) -> None:
+        self.expired += other.expired
+        self.timed_out += other.timed_out
+
+
+class Reaper:
+    """Sweeps every shard for calls to end, every ``interval_s`` until stopped."""
+
+    def __init__(
+        self,
+        redis: RedisClient,
+        publisher: CallPublisher,
+        settings: Settings,
+        *,
+        interval_s: float | None = None,
+        batch: int = 256,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
+        self._redis = redis
+        self._publisher = publisher
+        self._keys = settings.keyspace
+        self._max_call_ms = settings.max_call_ms
+        # A sweep every half lease: a dead worker's calls end within 1.5 leases.
+        self._interval_s = interval_s if interval_s is not None else settings.lease_ms / 2000
+        self._batch = batch
+        self._stopped = asyncio.Event()
+        self.total = ReapTally()
+        self._metrics = metrics
+
+    async def sweep(self) -> ReapTally:
+        """One pass over every shard; what it ended."""
+        tally = ReapTally()
+        for shard in range(self._keys.shards):
+            # A full batch means there may be more; a batch that ended nothing
+            # (every call already taken care of) means stop and let the next
+            # sweep look again, rather than spin.
+            while True:
+                found, full = await self._sweep_shard(shard, tally)
+                if not (full and found):
+                    break
+        self.total.add(tally)
+        return tally
+
+    async def run(self) -> None:
+        """Sweep until ``stop``; a Redis outage is logged and the next sweep retries."""
+        while not self._stopped.is_set():
+            try:
+                tally = await self.sweep()
+                if tally.expired or tally.timed_out:
+                    log.info("reaped %d calls with expired leases, %d past the maximum duration",
+                             tally.expired, tally.timed_out)
+            except (RedisError, PublisherUnavailable) as error:
+                log.warning("reaper sweep failed, retrying: %s", error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), self._interval_s)
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    async def _sweep_shard(self, shard: int, tally: ReapTally) -> tuple[int, bool]:
+        """Reap one batch of a shard into ``tally``: (calls ended, was the batch full)."""
+        now_ms = await server_time_ms(self._redis, self._keys.leases(shard))
+        expired = await self._redis.zrangebyscore(
+            self._keys.leases(shard), "-inf", now_ms, start=0, num=self._batch)
+        overlong = await self._redis.zrangebyscore(
+            self._keys.active(shard), "-inf", now_ms - self._max_call_ms, start=0, num=self._batch)
+        timeout_ids = {cast(bytes, raw).decode() for raw in overlong}
+        candidates = sorted(timeout_ids | {cast(bytes, raw).decode() for raw in expired})
+        ends = await self._ends(candidates, timeout_ids, now_ms, shard)
+        ended = 0
+        for outcome in await self._publisher.commit_many(ends):
+            if outcome.status != "committed":
+                continue  # another reaper, or the call's own worker, got there first
+            ended += 1
+            assert isinstance(outcome.event, CallTerminated)
+            if self._metrics is not None:
+                self._metrics.reaped.labels(outcome.event.reason).inc()
+            if outcome.event.reason == "timeout":
+                tally.timed_out += 1
+            else:
+                tally.expired += 1
+        full = len(expired) == self._batch or len(overlong) == self._batch
+        return ended, full
+
+    async def _ends(
+        self, session_ids: Sequence[str], timeout_ids: set[str], now_ms: int, shard: int
+    ) -> list[CallTerminated]:
+        if not session_ids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for session_id in session_ids:
+                pipe.hmget(self._keys.call(session_id), _CALL_FIELDS)
+            states = await pipe.execute()
+        now = datetime.fromtimestamp(now_ms / 1000, UTC)
+        ends: list[CallTerminated] = []
+        stale: list[str] = []
+        for session_id, (seq, status, start_ms, transitions, state) in zip(
+            session_ids, states, strict=True
+        ):
+            if seq is None or status == b"terminated":
+                stale.append(session_id)  # a lease left behind by a call already over
+                continue
+            ends.append(CallTerminated(
+                event_id=f"evt-{uuid.uuid4()}",
+                session_id=session_id,
+                timestamp=now,
+                seq=int(seq) + 1,
+                reason="timeout" if session_id in timeout_ids else "error",
+                duration_seconds=max(0, (now_ms - int(start_ms or now_ms)) // 1000),
+                state_transitions=int(transitions or 0),
+                final_state=(state or b"").decode(),
+            ))
+        if stale:
+            await self._redis.zrem(self._keys.leases(shard), *stale)
+        return ends

@@ -1,0 +1,1 @@
+"""Simulated calls: the worker that runs them, scripted callers, a simulated back office."""
