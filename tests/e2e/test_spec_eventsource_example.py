@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DATA, HubProcess, free_port, start_hub, stop_process, wait_for
+from tests.conftest import HubProcess, free_port, start_hub, stop_process, wait_for
+from tests.support.paths import DATA
 
 SPEC_EXAMPLE = """
 const params = new URLSearchParams({

@@ -279,7 +279,7 @@ def test_callhub_publish_commits_to_the_engine(
     import subprocess
     import sys
 
-    from tests.conftest import DATA
+    from tests.support.paths import DATA
 
     env = {**callhub_env, "CALLHUB_REDIS_CLUSTER": str(redis_engine == "cluster").lower()}
     done = subprocess.run(

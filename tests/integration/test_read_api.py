@@ -16,7 +16,8 @@ from callhub.keyspace import Keyspace
 from callhub.settings import Settings
 from hub.store.call_store import PagePosition, encode_page_token
 from hub.store.cursor import Cursor, parse_stream_id
-from tests.conftest import DATA, free_port, hub_client, sync_client, wait_for
+from tests.conftest import free_port, hub_client, sync_client, wait_for
+from tests.support.paths import DATA
 from tests.support.strategies import action, call_started, terminated, transition
 from workers.commit.publisher import CallPublisher
 

@@ -21,7 +21,8 @@ from callhub.cli.worker import lease_companions
 from callhub.events import EVENT_TYPES
 from callhub.keyspace import Keyspace
 from callhub.settings import Settings
-from tests.conftest import DATA, free_port, stop_process, wait_for
+from tests.conftest import free_port, stop_process, wait_for
+from tests.support.paths import DATA
 from workers.dialog.spec import load_dialog
 from workers.simulator.bundled_dialogs import bundled_dialog_paths
 from workers.simulator.worker import SimulatedWorker
