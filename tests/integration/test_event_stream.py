@@ -24,7 +24,6 @@ from callhub.settings import Settings
 from hub.api.auth import hash_key
 from hub.store.cursor import Cursor
 from tests.conftest import (
-    DATA,
     async_client,
     engine_env,
     free_port,
@@ -33,6 +32,7 @@ from tests.conftest import (
     start_redis_server,
     sync_client,
 )
+from tests.support.paths import DATA
 from tests.support.sse import EventStreamReader, subscribe, wait_until
 from tests.support.strategies import action, call_started, dtmf, terminated, transition
 from workers.commit.event_lines import NumberedEvent, read_event_lines

@@ -27,13 +27,13 @@ from callhub import events as ev
 from callhub.keyspace import Keyspace
 from callhub.settings import Settings
 from tests.conftest import (
-    DATA,
     HubProcess,
     free_port,
     start_hub,
     stop_process,
     wait_for,
 )
+from tests.support.paths import DATA
 from tests.support.strategies import call_started, dtmf, terminated, transition
 from workers.commit.publisher import CallPublisher
 
