@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import httpx
 import msgspec
 
+from callhub.backoff import Backoff
 from callhub.client.sse_parser import SseComment, SseEvent, SseParser
 from callhub.client.tail_format import clean, format_event
 
@@ -210,10 +211,14 @@ class Tail:
                 self._sleep(delay)
 
     def backoff(self, attempt: int) -> float:
-        """The wait before reconnection ``attempt`` (1, 2, …): the stream's retry, doubled."""
+        """The wait before reconnection ``attempt`` (1, 2, …): the stream's retry, doubled.
+
+        The stream's retry is a floor (the server asked for at least that), so
+        the jitter only adds to it.
+        """
         base = self.retry_ms / 1000
-        delay = min(max(MAX_BACKOFF_S, base), base * (1 << min(attempt - 1, 16)))
-        return delay * (1 + JITTER * self._jitter())
+        return Backoff(base, max(MAX_BACKOFF_S, base), jitter=(1.0, 1.0 + JITTER),
+                       rand=self._jitter).delay(attempt)
 
     def _stream(self, client: httpx.Client) -> None:
         """One connection: returns when the server ends the stream, raises otherwise."""

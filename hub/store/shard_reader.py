@@ -23,6 +23,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException as RedisClusterError
 from redis.exceptions import ResponseError
 
+from callhub.backoff import Backoff
 from callhub.connections import node_url_for
 from callhub.settings import Settings
 from hub.errors import REDIS_ERRORS
@@ -35,7 +36,9 @@ log = logging.getLogger("callhub.reader")
 BLOCK_MS: Final = 5000
 COUNT: Final = 512
 # Backoff between reconnects: short enough that a reader is back within about
-# two seconds of a failover's end (or a Redis restart), long enough not to spin.
+# two seconds of a failover's end (or a Redis restart), long enough not to spin;
+# jittered so that every replica's readers do not return in one burst.
+RETRY_DELAY_S: Final = 0.1
 MAX_RETRY_DELAY_S: Final = 2.0
 
 
@@ -97,7 +100,7 @@ class ShardReader:
 
     async def run(self) -> None:
         client: aioredis.Redis | None = None
-        delay = 0.1
+        backoff = Backoff(RETRY_DELAY_S, MAX_RETRY_DELAY_S)
         loop = asyncio.get_running_loop()
         try:
             while not self._stopping:
@@ -110,7 +113,7 @@ class ShardReader:
                     reply: list[tuple[bytes, list[Entry]]] = await client.xread(  # type: ignore[assignment]
                         {self._key: format_stream_id(self.position)}, count=COUNT, block=BLOCK_MS
                     )
-                    delay = 0.1
+                    backoff.reset()
                 except (*REDIS_ERRORS, RedisClusterError, ResponseError) as error:
                     if self._stopping:
                         return
@@ -120,10 +123,10 @@ class ShardReader:
                         await client.aclose()
                         client = self._client = None
                     self.reconnects += 1
+                    delay = backoff.next_delay()
                     log.warning("shard %d reader lost Redis (%s); retrying in %.1fs",
                                 self._shard, type(error).__name__, delay)
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, MAX_RETRY_DELAY_S)
                     continue
                 except asyncio.CancelledError:
                     raise
@@ -131,8 +134,7 @@ class ShardReader:
                     if self._stopping:
                         return  # stop() closed the connection under a command
                     log.exception("shard %d reader failed; retrying", self._shard)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, MAX_RETRY_DELAY_S)
+                    await asyncio.sleep(backoff.next_delay())
                     continue
                 for _, entries in reply or ():
                     if entries:

@@ -31,6 +31,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from callhub.backoff import Backoff
 from callhub.connections import RedisClient
 from callhub.events import (
     EVENT_MAX_BYTES,
@@ -53,6 +54,11 @@ _NULL: Final = b"null"
 
 COMMIT_SCRIPT: Final = resources.files("workers.commit").joinpath("commit_event.lua").read_text()
 COMMIT_SHA: Final = hashlib.sha1(COMMIT_SCRIPT.encode()).hexdigest()
+
+# Backoff between attempts at a batch, jittered so that the workers that lost
+# Redis together do not all come back in the same instant.
+RETRY_DELAY_S: Final = 0.05
+MAX_RETRY_DELAY_S: Final = 1.0
 
 Status = Literal["committed", "duplicate", "rejected"]
 
@@ -252,19 +258,19 @@ class CallPublisher:
         if not argument_lists:
             return []
         deadline = time.monotonic() + self._retry_for_s
-        delay = 0.05
+        backoff = Backoff(RETRY_DELAY_S, MAX_RETRY_DELAY_S)
         while True:
             try:
                 return await self._send(argument_lists)
             except (RedisConnectionError, RedisTimeoutError, OSError, NotReplicated,
                     ClusterInTransition) as error:
+                delay = backoff.next_delay()
                 if time.monotonic() + delay > deadline:
                     raise PublisherUnavailable(f"Redis is unreachable: {error}") from error
                 self.retries += 1
                 if self._metrics is not None:
                     self._metrics.retries.inc()
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
 
     async def _send(self, argument_lists: list[list[str | bytes | int]]) -> list[object]:
         if isinstance(self._redis, RedisCluster):
