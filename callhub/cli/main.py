@@ -2,6 +2,9 @@
 
 Settings come from the environment (``CALLHUB_*``); flags override them. A bad
 setting or argument ends the command with a message naming it and status 2.
+Only the commands that use the settings load them (those with Redis options:
+serve, demo, worker, publish): a bad ``CALLHUB_SHARDS`` does not stop
+``hash-key`` or ``tail``, which never touch Redis.
 """
 
 from __future__ import annotations
@@ -80,15 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Commands that live in their own module: each defines HELP, DESCRIPTION,
 # ``add_arguments(parser)`` and ``run(args, settings) -> int`` (its exit status),
-# and keeps its module-level imports light (the parser imports every one).
+# and keeps its module-level imports light (the parser imports every one). One
+# that sets ``REDIS_OPTIONS = False`` uses no settings: it gets no Redis options,
+# and ``run(args)`` without settings.
 COMMAND_MODULES = {
     "worker": "callhub.cli.worker",
     "demo": "callhub.cli.demo",
     "tail": "callhub.cli.tail",
 }
-
-
-
 
 
 def _redis_options(parser: argparse.ArgumentParser) -> None:
@@ -100,16 +102,18 @@ def _redis_options(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings(
-            os.environ,
-            redis_url=getattr(args, "redis_url", None),
-            shards=getattr(args, "shards", None),
-            prefix=getattr(args, "prefix", None),
-        )
-    except SettingsError as error:
-        parser.exit(2, f"callhub: error: {error}\n")
+    if args.command == "hash-key":
+        return _hash_key(args)
+    module = COMMAND_MODULES.get(args.command)
+    command = importlib.import_module(module) if module is not None else None
+    if command is not None and not getattr(command, "REDIS_OPTIONS", True):
+        status: int = command.run(args)
+        return status
 
+    settings = _settings(parser, args)
+    if command is not None:
+        status = command.run(args, settings)
+        return status
     if args.command == "publish":
         from callhub.cli.publish import publish_file
 
@@ -124,12 +128,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(publish_file(settings, source, **options))
     if args.command == "serve":
         return _serve(parser, args, settings)
-    if args.command == "hash-key":
-        return _hash_key(args)
-    if args.command in COMMAND_MODULES:
-        status: int = importlib.import_module(COMMAND_MODULES[args.command]).run(args, settings)
-        return status
     parser.error(f"unknown command {args.command}")  # pragma: no cover
+
+
+def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Settings:
+    """The settings from the environment and the Redis options; exit 2 if bad."""
+    try:
+        return load_settings(
+            os.environ, redis_url=args.redis_url, shards=args.shards, prefix=args.prefix
+        )
+    except SettingsError as error:
+        parser.exit(2, f"callhub: error: {error}\n")
 
 
 def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Settings) -> int:

@@ -3,8 +3,9 @@
 This module is what the CLI imports to build its parser, so it stays light:
 httpx and the stream loop (``hub/tail_client.py``) load only when the command
 runs. The tail is an HTTP client of a hub; it needs no Redis options
-(``REDIS_OPTIONS = False``) and reads its own two variables, ``CALLHUB_URL``
-and ``CALLHUB_API_KEY``, which are the client's settings, not the hub's.
+(``REDIS_OPTIONS = False``), so the hub's settings are not loaded for it (a
+bad ``CALLHUB_SHARDS`` does not stop it), and it reads its own two variables,
+``CALLHUB_URL`` and ``CALLHUB_API_KEY``, which are the client's settings.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from callhub.cli.arguments import seconds, whole_number
-from callhub.settings import Settings
 
 if TYPE_CHECKING:
     from callhub.client.tail_client import TailOptions
@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default 60; 0 waits for ever)")
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
+def run(args: argparse.Namespace) -> int:
     """Tail until Ctrl-C (0), a refusal (2) or ``--max-retries`` running out (1)."""
     try:
         from callhub.client.tail_client import Tail, UsageError

@@ -1,0 +1,76 @@
+"""``callhub``'s entry point loads only the settings a command uses.
+
+A bad ``CALLHUB_SHARDS`` must stop the commands that talk to Redis, with the
+message naming it, and nothing else: ``hash-key`` and ``tail`` never use it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from callhub.cli.main import main
+
+BAD = {"CALLHUB_SHARDS": "abc"}
+
+
+def run(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        environ: dict[str, str]) -> tuple[int, str, str]:
+    """``callhub argv`` in-process with ``environ`` set: status, stdout, stderr."""
+    with monkeypatch.context() as patch:
+        for name, value in environ.items():
+            patch.setenv(name, value)
+        try:
+            status = main(argv)
+        except SystemExit as end:
+            status = end.code if isinstance(end.code, int) else 1
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.fixture(autouse=True)
+def no_callhub_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CALLHUB_SHARDS", "CALLHUB_URL", "CALLHUB_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_hash_key_ignores_a_bad_shards_setting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["hash-key", "s3cret", "--name", "ops", "--dialogs", "helpdesk"]
+    assert run(argv, monkeypatch, capsys, BAD) == run(argv, monkeypatch, capsys, {})
+    status, out, _ = run(argv, monkeypatch, capsys, BAD)
+    assert status == 0
+    assert out.startswith('[[keys]]\nname = "ops"\nsha256 = "')
+    assert run(["hash-key"], monkeypatch, capsys, BAD)[0] == 0  # a new key
+
+
+@pytest.mark.parametrize("argv", [
+    ["tail", "--help"],
+    ["tail", "--max-retries", "many"],  # refused by the parser
+    ["tail", "--url", "ftp://hub.test"],  # refused by the tail itself
+    ["tail", "--tls-key", "k.pem"],  # refused before it connects
+])
+def test_tail_behaves_the_same_with_a_bad_shards_setting(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    without = run(argv, monkeypatch, capsys, {})
+    assert run(argv, monkeypatch, capsys, BAD) == without
+    assert "CALLHUB_SHARDS" not in without[2]
+    status, out, err = without
+    assert status == (0 if "--help" in argv else 2)
+    assert out.startswith("usage: callhub tail") if "--help" in argv else err
+
+
+@pytest.mark.parametrize("argv", [
+    ["publish", "-"],
+    ["serve"],
+    ["worker", "--simulate"],
+    ["demo"],
+])
+def test_the_commands_that_use_redis_still_refuse_a_bad_shards_setting(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = run(argv, monkeypatch, capsys, BAD)
+    assert status == 2
+    assert out == ""
+    assert err.startswith("callhub: error: CALLHUB_SHARDS")
