@@ -50,8 +50,8 @@ import msgspec
 
 from callhub.events import Digit, InvalidDialogName, check_dialog_name
 from callhub.settings import SettingsError, parse_duration_ms
-from workers.dialog.toml_lines import Path as KeyPath
-from workers.dialog.toml_lines import TomlLines, describe_path, msgspec_error_path
+from workers.dialog.toml_key_lines import Path as KeyPath
+from workers.dialog.toml_key_lines import TomlKeyLines, describe_path, msgspec_error_path
 
 # State, intent, hook and variable names end up in events (``Name``: at most
 # 64 characters, one line); a plain identifier alphabet keeps them readable.
@@ -277,7 +277,7 @@ def parse_dialog(text: str, file: str = "<dialog>") -> Dialog:
     except tomllib.TOMLDecodeError as error:
         line, message = _toml_error_line(str(error), text)
         raise DialogFileError(file, line, f"invalid TOML: {message}") from None
-    lines = TomlLines(text)
+    lines = TomlKeyLines(text)
     try:
         _check_named_tables(raw)
         dialog = _convert(raw, Dialog, ())

@@ -17,7 +17,7 @@ from workers.dialog.spec import (
     load_dialog,
     parse_dialog,
 )
-from workers.dialog.toml_lines import TomlLines, msgspec_error_path
+from workers.dialog.toml_key_lines import TomlKeyLines, msgspec_error_path
 from workers.simulator.bundled_dialogs import bundled_dialogs
 
 HEAD = 'name = "t"\ninitial_state = "a"\n'
@@ -98,7 +98,7 @@ def test_an_unreadable_file_is_a_dialog_file_error(tmp_path: Path) -> None:
 
 
 def test_lines_of_headers_array_entries_and_dotted_keys() -> None:
-    lines = TomlLines(textwrap.dedent("""\
+    lines = TomlKeyLines(textwrap.dedent("""\
         a = 1  # comment with = sign
         [t.x]
         k = "v # not a comment"
