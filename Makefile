@@ -35,6 +35,7 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check callhub hub workers tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench-ingest: setup
 	$(VENV)/bin/python -m bench.ingest

@@ -20,103 +20,33 @@ from collections.abc import AsyncIterator, Callable
 from types import FrameType
 from typing import Any
 
-import msgspec
-from redis.asyncio.cluster import RedisCluster
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from callhub.connections import connect_client
-from callhub.events import check_dialog_name, check_session_id
 from callhub.settings import Settings, load_settings
 from hub.api.auth import ApiKeys
+from hub.api.calls import get_call, list_calls
 from hub.api.cors import CorsPolicy
 from hub.api.dashboard import dashboard
 from hub.api.event_stream import PATH as EVENTS_PATH
 from hub.api.event_stream import serve_event_stream
 from hub.api.log_format import configure_logging, header_of, request_id, request_id_from
-from hub.api.openapi import openapi_document
-from hub.api.query import Query
-from hub.api.replica import Hub, StreamOptions, hub_of
+from hub.api.openapi import openapi
+from hub.api.operations import healthz, metrics, readyz
+from hub.api.replica import Replica
 from hub.api.request_observer import RequestObserver
-from hub.errors import REDIS_ERRORS, ApiError, BadParameter, error_response, json_error
+from hub.errors import REDIS_ERRORS, ApiError, error_response, http_error
 from hub.gc_tuning import tune_after_start_up
-from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hub.metrics import HubMetrics
-from hub.store.call_store import CallStore, decode_page_token
-from hub.store.shard_reader import ShardReader
-from hub.store.shard_spread import log_shard_spread
+from hub.store.call_store import CallStore
 from hub.stream.dispatcher import Dispatcher
-from hub.stream.watchdog import StreamWatchdog
+from hub.stream.engine import StreamEngine
 
 log = logging.getLogger("callhub.hub")
-_encoder = msgspec.json.Encoder()
-
-PAGE_SIZE_DEFAULT = 50
-PAGE_SIZE_MAX = 1000
-
-
-def json_response(content: Any, status_code: int = 200) -> Response:
-    return Response(_encoder.encode(content), status_code=status_code,
-                    media_type="application/json")
-
-
-async def get_call(request: Request) -> Response:
-    hub = hub_of(request)
-    principal = hub.keys.authenticate(request)
-    if request.scope["query_string"]:  # parsing an empty one costs every request ~2 µs
-        Query(request.query_params, ())
-    session_id = request.path_params["id"]
-    try:
-        check_session_id(session_id)
-    except ValueError as error:
-        raise BadParameter(str(error), param="id") from None
-    return json_response(await hub.store.get_call(session_id, principal.scope))
-
-
-async def list_calls(request: Request) -> Response:
-    hub = hub_of(request)
-    principal = hub.keys.authenticate(request)
-    query = Query(request.query_params, ("dialog_name", "page_size", "page_token"))
-    dialog = query.text("dialog_name", check=check_dialog_name)
-    page_size = query.integer("page_size", PAGE_SIZE_DEFAULT, 1, PAGE_SIZE_MAX)
-    token = query.text("page_token")
-    after = decode_page_token(token, dialog) if token else None
-    page = await hub.store.list_calls(dialog, page_size, after, principal.scope)
-    return json_response(page)
-
-
-async def healthz(request: Request) -> Response:
-    return json_response({"status": "ok"})
-
-
-async def readyz(request: Request) -> Response:
-    try:
-        await hub_of(request).redis.ping()
-    except REDIS_ERRORS:
-        return json_error(503, "unavailable", "the event store is unreachable",
-                          headers={"Retry-After": "2"})
-    return json_response({"status": "ready"})
-
-
-async def openapi(request: Request) -> Response:
-    return json_response(openapi_document())
-
-
-async def metrics(request: Request) -> Response:
-    """Prometheus text format; no key, like the health endpoints (counts only)."""
-    hub_metrics: HubMetrics = request.app.state.metrics
-    return Response(hub_metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
-
-
-async def http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return json_error(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
 
 class HubApp(Starlette):
@@ -177,37 +107,21 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False,
         if not keys.enabled:
             log.warning("no API keys are configured: the API is open to anyone who can reach it")
         client = connect_client(settings)
-        dispatcher = Dispatcher(settings.shards)
-        options = StreamOptions(ping_s=settings.ping_interval_ms / 1000,
-                                write_timeout_s=settings.write_timeout_ms / 1000,
-                                buffer_bytes=settings.subscriber_buffer_bytes)
-        app.state.hub = Hub(settings, keys, client, CallStore(client, settings.keyspace),
-                            dispatcher, options)
-        cluster = client if isinstance(client, RedisCluster) else None
-        readers = [ShardReader(settings, shard, dispatcher, hub_metrics, cluster=cluster)
-                   for shard in range(settings.shards)]
-        hub_metrics.watch(dispatcher, readers)
-        tasks = [asyncio.create_task(reader.run(), name=f"shard-reader-{n}")
-                 for n, reader in enumerate(readers)]
-        spread = None if cluster is None else asyncio.create_task(
-            log_shard_spread(cluster, settings.keyspace), name="shard-spread")
-        watchdog = asyncio.create_task(
-            StreamWatchdog(dispatcher, ping_s=options.ping_s,
-                           write_timeout_s=options.write_timeout_s).run(),
-            name="stream-watchdog")
-        restore = _end_streams_on_signal(dispatcher) if end_streams_on_sigterm else None
-        if tune_gc:
-            tune_after_start_up()
         try:
-            yield
+            async with StreamEngine(settings, client, hub_metrics) as engine:
+                app.state.hub = Replica(settings, keys, client,
+                                        CallStore(client, settings.keyspace),
+                                        engine.dispatcher, engine.options)
+                restore = (_end_streams_on_signal(engine.dispatcher)
+                           if end_streams_on_sigterm else None)
+                if tune_gc:
+                    tune_after_start_up()
+                try:
+                    yield
+                finally:
+                    if restore:
+                        restore()
         finally:
-            if restore:
-                restore()
-            dispatcher.close_all()
-            watchdog.cancel()
-            if spread is not None:
-                spread.cancel()
-            await asyncio.gather(*(r.stop(t) for r, t in zip(readers, tasks, strict=True)))
             await client.aclose()
 
     routes = [

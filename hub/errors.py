@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import msgspec
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -90,3 +91,10 @@ async def error_response(request: Request, exc: Exception) -> Response:
                           headers=ServiceUnavailable.headers)
     log.exception("unhandled error during %s %s", request.method, request.url.path)
     return json_error(500, "internal", "internal server error")
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (no route, a method not allowed) in the same JSON body."""
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return json_error(exc.status_code, code, str(exc.detail), headers=exc.headers)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -25,9 +25,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 from starlette.types import Scope
 
-if TYPE_CHECKING:
-    from hub.store.shard_reader import ShardReader
-    from hub.stream.dispatcher import Dispatcher, Entry
+from callhub.types import Entry
 
 # Commit-to-delivery and request latencies: sub-millisecond to tens of seconds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -35,10 +33,39 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
-class ReplicaCollector(Collector):
-    """Reads the dispatcher's and readers' own counters at scrape time."""
+class DispatcherCounts(Protocol):
+    """What the collector reads of the stream engine's dispatcher (at scrape time)."""
 
-    def __init__(self, dispatcher: Dispatcher, readers: Sequence[ShardReader]) -> None:
+    @property
+    def count(self) -> int: ...
+    @property
+    def deliveries(self) -> int: ...
+    @property
+    def slow_disconnects(self) -> int: ...
+
+
+class ReaderCounts(Protocol):
+    """What the collector reads of each shard reader."""
+
+    @property
+    def shard(self) -> int: ...
+    @property
+    def events_read(self) -> int: ...
+    @property
+    def lag_s(self) -> float: ...
+    @property
+    def reconnects(self) -> int: ...
+
+
+class ReplicaCollector(Collector):
+    """Reads the dispatcher's and readers' own counters at scrape time.
+
+    It knows them by the counters it reads (``DispatcherCounts``,
+    ``ReaderCounts``), not by class: the metrics sit beneath the rooms they
+    count, and each room imports them, never the other way round.
+    """
+
+    def __init__(self, dispatcher: DispatcherCounts, readers: Sequence[ReaderCounts]) -> None:
         self._dispatcher = dispatcher
         self._readers = readers
 
@@ -98,7 +125,7 @@ class HubMetrics:
                 getattr(endpoint, "__name__", "unmatched"), scope["method"], str(status))
         histogram.observe(time.perf_counter() - started)
 
-    def watch(self, dispatcher: Dispatcher, readers: Sequence[ShardReader]) -> None:
+    def watch(self, dispatcher: DispatcherCounts, readers: Sequence[ReaderCounts]) -> None:
         self.registry.register(ReplicaCollector(dispatcher, readers))
 
     def batch_dispatched(self, entries: Iterable[Entry]) -> float:

@@ -37,7 +37,7 @@ from starlette.applications import Starlette
 
 from callhub.connections import RedisClient
 from callhub.settings import Settings
-from hub.api.replica import Hub
+from hub.api.replica import Replica
 from hub.app import create_app
 
 
@@ -382,8 +382,8 @@ class LiveHub:
     app: Starlette
 
     @property
-    def hub(self) -> Hub:
-        hub: Hub = self.app.state.hub
+    def hub(self) -> Replica:
+        hub: Replica = self.app.state.hub
         return hub
 
 

@@ -1,7 +1,7 @@
 """``callhub tail``: follow a hub's call events in a terminal, or as JSON Lines.
 
 This module is what the CLI imports to build its parser, so it stays light:
-httpx and the stream loop (``hub/tail_client.py``) load only when the command
+httpx and the stream loop (``callhub/client/tail_client.py``) load only when the command
 runs. The tail is an HTTP client of a hub; it needs no Redis options
 (``REDIS_OPTIONS = False``), so the hub's settings are not loaded for it (a
 bad ``CALLHUB_SHARDS`` does not stop it), and it reads its own two variables,

@@ -1,4 +1,4 @@
-"""An incremental Server-Sent Events parser: the client side of ``hub/sse.py``.
+"""An incremental Server-Sent Events parser: the client side of ``hub/stream/frames.py``.
 
 It follows the WHATWG "interpreting an event stream" rules, which a client must
 follow to understand any conforming server (a proxy may re-frame the stream):

@@ -14,7 +14,7 @@ a restarted replica do not return in one burst; a 503's ``Retry-After`` can
 only lengthen the wait. Errors a retry cannot fix (a refused key, a bad filter,
 a URL that is not a hub) end the tail with status 2 and the hub's own message.
 
-Interrupting it (Ctrl-C) is the normal way to stop it; ``hub/tail_command.py``
+Interrupting it (Ctrl-C) is the normal way to stop it; ``callhub/cli/tail.py``
 turns that into status 0.
 """
 

@@ -28,7 +28,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from callhub.events import EVENT_TYPES, check_dialog_name, check_session_id
 from hub.api.query import Query
-from hub.api.replica import Hub
+from hub.api.replica import Replica
 from hub.errors import REDIS_ERRORS, BadParameter, ServiceUnavailable, error_response, json_error
 from hub.store.cursor import Cursor, InvalidCursor
 from hub.stream.catch_up import replay_history, replay_log, retention_check
@@ -68,15 +68,15 @@ class StreamRequest:
     include_history: bool
 
 
-def check_request(request: Request, hub: Hub) -> StreamRequest:
+def check_request(request: Request, replica: Replica) -> StreamRequest:
     """The request's key and parameters, checked; raises an ``ApiError`` (4xx)."""
-    principal = hub.keys.authenticate(request)
+    principal = replica.keys.authenticate(request)
     query = Query(request.query_params, PARAMETERS)
     types = query.text("event_types", check=parse_event_types)
     session_id = query.text("session_id", check=check_session_id)
     dialog_name = query.text("dialog_name", check=check_dialog_name)
     include_history = query.boolean("include_history", False)
-    resume_from = _resume_cursor(request, query, hub.settings.shards)
+    resume_from = _resume_cursor(request, query, replica.settings.shards)
     stream_filter = StreamFilter(
         event_types=frozenset(t.strip().encode() for t in types.split(",") if t.strip()) or None,
         session_id=session_id,
@@ -86,15 +86,15 @@ def check_request(request: Request, hub: Hub) -> StreamRequest:
     return StreamRequest(stream_filter, resume_from, include_history)
 
 
-async def serve_event_stream(hub: Hub, scope: Scope, receive: Receive, send: Send,
+async def serve_event_stream(replica: Replica, scope: Scope, receive: Receive, send: Send,
                              extra_headers: list[tuple[bytes, bytes]]) -> None:
     """The ASGI app of ``GET /v1/calls/events``; ``extra_headers`` go on every answer."""
     request = Request(scope)
     try:
-        asked = check_request(request, hub)
-        if not hub.dispatcher.ready.is_set():
+        asked = check_request(request, replica)
+        if not replica.dispatcher.ready.is_set():
             try:
-                await asyncio.wait_for(hub.dispatcher.ready.wait(), READY_TIMEOUT_S)
+                await asyncio.wait_for(replica.dispatcher.ready.wait(), READY_TIMEOUT_S)
             except TimeoutError:
                 raise ServiceUnavailable(
                     "the event stream is not connected to Redis yet") from None
@@ -104,19 +104,19 @@ async def serve_event_stream(hub: Hub, scope: Scope, receive: Receive, send: Sen
         await response(scope, receive, send)
         return
     del request  # nothing of the request is kept for the life of the stream
-    await _stream(hub, asked, scope, receive, send, extra_headers)
+    await _stream(replica, asked, scope, receive, send, extra_headers)
 
 
-async def _stream(hub: Hub, asked: StreamRequest, scope: Scope, receive: Receive, send: Send,
-                  extra_headers: list[tuple[bytes, bytes]]) -> None:
-    dispatcher = hub.dispatcher
+async def _stream(replica: Replica, asked: StreamRequest, scope: Scope, receive: Receive,
+                  send: Send, extra_headers: list[tuple[bytes, bytes]]) -> None:
+    dispatcher = replica.dispatcher
     if asked.resume_from is not None and not await dispatcher.reach(asked.resume_from,
                                                                     READY_TIMEOUT_S):
         # The cursor is ahead of anything this replica's readers find: entries
         # lost by the Redis it names (a failover). Go on from here; the client
         # may see again what it saw beyond what this Redis still holds.
         log.warning("a resume cursor is ahead of this replica's readers; going on from them")
-    subscriber = Subscriber(asked.stream_filter, max_bytes=hub.stream_options.buffer_bytes)
+    subscriber = Subscriber(asked.stream_filter, max_bytes=replica.stream_options.buffer_bytes)
     task = subscriber.task = asyncio.current_task()
     joined = dispatcher.add(subscriber)
     # The client leaving closes the subscriber, which wakes the live loop:
@@ -128,7 +128,7 @@ async def _stream(hub: Hub, asked: StreamRequest, scope: Scope, receive: Receive
             # The catch-up's first reads happen before the status line goes out,
             # so a Redis that is down (or loading) is a 503 with Retry-After the
             # client can act on, not a 200 cut short.
-            catch_up = await _start_catch_up(hub, asked, joined)
+            catch_up = await _start_catch_up(replica, asked, joined)
         except REDIS_ERRORS as error:
             log.warning("redis unavailable for an event stream: %s", type(error).__name__)
             response = json_error(503, ServiceUnavailable.code,
@@ -198,9 +198,9 @@ class CatchUp:
     last: bytes = b""
 
 
-async def _start_catch_up(hub: Hub, asked: StreamRequest, joined: Cursor) -> CatchUp:
+async def _start_catch_up(replica: Replica, asked: StreamRequest, joined: Cursor) -> CatchUp:
     """Read the first part of the catch-up (resume or history) from Redis."""
-    redis, keys = hub.redis, hub.settings.keyspace
+    redis, keys = replica.redis, replica.settings.keyspace
     frames: list[bytes] = []
     if asked.resume_from is not None:
         start, reset = await retention_check(redis, keys, asked.resume_from)

@@ -16,8 +16,12 @@ from functools import cache
 from typing import Any
 
 import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
 
 from callhub.events import DIALOG_NAME_PATTERN, EVENT_TYPES, SESSION_ID_PATTERN, AnyEvent
+from hub.api.calls import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
+from hub.api.responses import json_response
 from hub.errors import ErrorBody
 from hub.store.call_store import CallView, ListCallsPage
 from hub.stream.frames import RETRY_MS, StreamReset
@@ -43,6 +47,10 @@ def _param(name: str, description: str, schema: dict[str, Any],
            where: str = "query", required: bool = False) -> dict[str, Any]:
     return {"name": name, "in": where, "required": required, "description": description,
             "schema": schema}
+
+
+async def openapi(request: Request) -> Response:
+    return json_response(openapi_document())
 
 
 @cache
@@ -76,8 +84,8 @@ def openapi_document() -> dict[str, Any]:
                     "parameters": [
                         _param("dialog_name", "Filter by dialog name", dialog),
                         _param("page_size", "Maximum number of results",
-                               {"type": "integer", "minimum": 1, "maximum": 1000,
-                                "default": 50}),
+                               {"type": "integer", "minimum": 1, "maximum": PAGE_SIZE_MAX,
+                                "default": PAGE_SIZE_DEFAULT}),
                         _param("page_token", "Token from a previous page", {"type": "string"}),
                     ],
                     "responses": {"200": _json(_ref("ListCallsPage"), "A page of active calls"),

@@ -1,4 +1,4 @@
-"""Hub: what one running replica holds, handed to request handlers.
+"""Replica: what one running API replica holds, handed to every request handler.
 
 Built by the app's lifespan (connections open there and close there), never at
 import time, so every app and every test owns its own.
@@ -15,19 +15,11 @@ from callhub.settings import Settings
 from hub.api.auth import ApiKeys
 from hub.store.call_store import CallStore
 from hub.stream.dispatcher import Dispatcher
+from hub.stream.engine import StreamOptions
 
 
 @dataclass
-class StreamOptions:
-    """How this replica runs event streams (from the settings)."""
-
-    ping_s: float
-    write_timeout_s: float
-    buffer_bytes: int
-
-
-@dataclass
-class Hub:
+class Replica:
     settings: Settings
     keys: ApiKeys
     redis: RedisClient
@@ -36,6 +28,6 @@ class Hub:
     stream_options: StreamOptions
 
 
-def hub_of(request: Request) -> Hub:
-    hub: Hub = request.app.state.hub
-    return hub
+def replica_of(request: Request) -> Replica:
+    replica: Replica = request.app.state.hub
+    return replica

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import msgspec
 
+from callhub.types import StreamId
 from hub.store.tokens import InvalidToken, seal, unseal
 
 _KIND = b"callhub-cursor"
 _VERSION = 1
-
-StreamId = tuple[int, int]
 
 
 class InvalidCursor(ValueError):

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Final
+from collections.abc import Sequence
+from typing import Final, Protocol
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -26,10 +27,10 @@ from redis.exceptions import ResponseError
 from callhub.backoff import Backoff
 from callhub.connections import node_url_for
 from callhub.settings import Settings
+from callhub.types import Entry, StreamId
 from hub.errors import REDIS_ERRORS
 from hub.metrics import HubMetrics
-from hub.store.cursor import StreamId, format_stream_id, parse_stream_id
-from hub.stream.dispatcher import Dispatcher, Entry
+from hub.store.cursor import format_stream_id, parse_stream_id
 
 log = logging.getLogger("callhub.reader")
 
@@ -42,8 +43,18 @@ RETRY_DELAY_S: Final = 0.1
 MAX_RETRY_DELAY_S: Final = 2.0
 
 
+class EntrySink(Protocol):
+    """Where a reader hands what it reads (the replica's dispatcher): the seam
+    between Redis and the stream engine, so the store needs nothing of it."""
+
+    def start_at(self, shard: int, position: StreamId) -> None: ...
+
+    def dispatch_soon(self, shard: int, entries: Sequence[Entry],
+                      loop: asyncio.AbstractEventLoop) -> None: ...
+
+
 class ShardReader:
-    def __init__(self, settings: Settings, shard: int, dispatcher: Dispatcher,
+    def __init__(self, settings: Settings, shard: int, dispatcher: EntrySink,
                  metrics: HubMetrics | None = None, *, cluster: RedisCluster | None = None
                  ) -> None:
         """``cluster``: the replica's cluster client, which knows every node and

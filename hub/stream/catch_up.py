@@ -22,8 +22,9 @@ from dataclasses import dataclass
 
 from callhub.connections import RedisClient
 from callhub.keyspace import Keyspace
-from hub.store.cursor import Cursor, StreamId, format_stream_id, parse_stream_id
-from hub.stream.dispatcher import Entry, StreamFilter
+from callhub.types import Entry, StreamId
+from hub.store.cursor import Cursor, format_stream_id, parse_stream_id
+from hub.stream.dispatcher import StreamFilter
 from hub.stream.frames import StreamReset, event_frame, history_frame
 
 LOG_CHUNK = 256

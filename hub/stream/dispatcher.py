@@ -36,11 +36,10 @@ from typing import Final
 
 from starlette.types import Send
 
-from hub.store.cursor import Cursor, StreamId, parse_stream_id
+from callhub.types import Entry, StreamId
+from hub.store.cursor import Cursor, parse_stream_id
 from hub.stream.direct_write import start_send
 from hub.stream.frames import event_frame
-
-Entry = tuple[bytes, dict[bytes, bytes]]  # an XREAD/XRANGE entry: (id, fields)
 
 CLOSED_OVERFLOW: Final = "overflow"
 CLOSED_SHUTDOWN: Final = "shutdown"

@@ -50,7 +50,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from callhub.keyspace import Keyspace
-from hub.store.cursor import Cursor, StreamId, parse_stream_id
+from callhub.types import StreamId
+from hub.store.cursor import Cursor, parse_stream_id
 from tests.conftest import (
     HubProcess,
     RedisServer,

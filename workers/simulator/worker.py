@@ -2,7 +2,7 @@
 
 The library core of ``callhub worker --simulate`` and of ``callhub demo``: no
 signal handling, no output. ``dialogs`` default to the bundled ones
-(``workers/dialogs``: helpdesk, billing_menu). Start it, read its ``stats`` (or
+(``workers/simulator/dialogs``: helpdesk, billing_menu). Start it, read its ``stats`` (or
 ``describe()``) whenever you like, ``stop()`` it::
 
     worker = SimulatedWorker(redis, settings, rate=2, speed=1, seed=7)  # bundled dialogs
