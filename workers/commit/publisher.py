@@ -44,12 +44,21 @@ from callhub.events import (
     variables_patch,
 )
 from callhub.keyspace import Keyspace
+from callhub.layout import (
+    CALL_DIALOG_NAME,
+    COMMIT_NUMKEYS,
+    CommitArg,
+    CommitArguments,
+    CommitKey,
+    commit_arguments,
+)
 from callhub.settings import Settings
 from workers.metrics import WorkerMetrics
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MS: Final = timedelta(milliseconds=1)
 _NULL: Final = b"null"
+_SESSION_ID: Final = COMMIT_NUMKEYS + CommitArg.SESSION_ID  # in a commit's argument list
 
 COMMIT_SCRIPT: Final = resources.files("workers.commit").joinpath("commit_event.lua").read_text()
 COMMIT_SHA: Final = hashlib.sha1(COMMIT_SCRIPT.encode()).hexdigest()
@@ -209,7 +218,7 @@ class CallPublisher:
         if unknown:
             pipe = self._redis.pipeline(transaction=False)
             for session_id in unknown:
-                pipe.hget(self._keys.call(session_id), "dialog_name")
+                pipe.hget(self._keys.call(session_id), CALL_DIALOG_NAME)
             for session_id, dialog in zip(unknown, await pipe.execute(), strict=True):
                 if dialog is not None:
                     dialogs[session_id] = dialog.decode()
@@ -220,35 +229,33 @@ class CallPublisher:
             del self._dialogs[next(iter(self._dialogs))]
         self._dialogs[session_id] = dialog
 
-    def _arguments(
-        self, event: Event, data: bytes, dialogs: dict[str, str]
-    ) -> list[str | bytes | int]:
+    def _arguments(self, event: Event, data: bytes, dialogs: dict[str, str]) -> CommitArguments:
         if isinstance(event, CallStarted):
             dialog = event.dialog_name
         else:  # what was committed wins over a start retried in this batch
             dialog = self._dialogs.get(event.session_id) or dialogs.get(event.session_id, "")
         settings = self._settings
         a, b = hash_attributes(event)
-        args: list[str | bytes | int] = [
-            *self._keys.commit_keys(event.session_id, dialog),
-            type(event).__struct_config__.tag,  # type: ignore[list-item]
-            event.session_id,
-            event.seq,
-            data,
-            dialog,
-            timestamp_ms(event.timestamp),
-            settings.log_retention_ms,
-            settings.call_retention_ms,
-            settings.lease_ms,
-            a,
-            b,
-        ]
+        args = commit_arguments(
+            self._keys.commit_keys(event.session_id, dialog),
+            event_type=type(event).__struct_config__.tag,  # type: ignore[arg-type]
+            session_id=event.session_id,
+            seq=event.seq,
+            data=data,
+            dialog_name=dialog,
+            event_ms=timestamp_ms(event.timestamp),
+            log_retention_ms=settings.log_retention_ms,
+            call_retention_ms=settings.call_retention_ms,
+            lease_ms=settings.lease_ms,
+            attribute_a=a,
+            attribute_b=b,
+        )
         for name, value in variables_patch(event).items():
             args.append(name)
             args.append(_NULL if value is None else msgspec.json.encode(value))
         return args
 
-    async def _with_retries(self, argument_lists: list[list[str | bytes | int]]) -> list[object]:
+    async def _with_retries(self, argument_lists: list[CommitArguments]) -> list[object]:
         if not argument_lists:
             return []
         deadline = time.monotonic() + self._retry_for_s
@@ -266,7 +273,7 @@ class CallPublisher:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
-    async def _send(self, argument_lists: list[list[str | bytes | int]]) -> list[object]:
+    async def _send(self, argument_lists: list[CommitArguments]) -> list[object]:
         if isinstance(self._redis, RedisCluster):
             await self._redis.initialize()  # the slot map; a no-op once it is known
         for _ in range(2):
@@ -275,7 +282,7 @@ class CallPublisher:
             for args, target in zip(argument_lists, targets, strict=True):
                 # execute_command, not evalsha: redis-py refuses evalsha in a
                 # cluster pipeline, but sends a raw EVALSHA where it is told.
-                pipe.execute_command("EVALSHA", COMMIT_SHA, 6, *args, **target)
+                pipe.execute_command("EVALSHA", COMMIT_SHA, COMMIT_NUMKEYS, *args, **target)
             if self._settings.durable_replicas:
                 self._wait_for_replicas(pipe, argument_lists, targets)
             replies = await pipe.execute(raise_on_error=False)
@@ -291,7 +298,7 @@ class CallPublisher:
             await self._redis.script_load(COMMIT_SCRIPT)
         raise NoScriptError("the commit script could not be loaded")
 
-    def _targets(self, argument_lists: list[list[str | bytes | int]]) -> list[dict[str, Any]]:
+    def _targets(self, argument_lists: list[CommitArguments]) -> list[dict[str, Any]]:
         """Where each commit goes: on a cluster, the master of its shard's slot.
 
         Looked up once per shard and batch. Left to itself, the cluster
@@ -305,15 +312,16 @@ class CallPublisher:
             return [{}] * len(argument_lists)
         nodes: dict[str | bytes | int, dict[str, Any]] = {}
         targets = []
+        log = CommitKey.LOG  # in the shard's slot like every key
         for args in argument_lists:
-            key = args[0]  # KEYS[1], in the shard's slot like every key
+            key = args[log]
             target = nodes.get(key)
             if target is None:
                 target = nodes[key] = {"target_nodes": cluster.get_node_from_key(str(key))}
             targets.append(target)
         return targets
 
-    def _wait_for_replicas(self, pipe: Any, argument_lists: list[list[str | bytes | int]],
+    def _wait_for_replicas(self, pipe: Any, argument_lists: list[CommitArguments],
                            targets: list[dict[str, Any]]) -> None:
         """End each master's part of the pipeline with a write, then WAIT.
 
@@ -332,7 +340,7 @@ class CallPublisher:
             node = target.get("target_nodes")
             name = node.name if node is not None else ""
             if name not in marks:
-                marks[name] = (self._keys.shard_of(str(args[7])), target)  # ARGV[2]: session
+                marks[name] = (self._keys.shard_of(str(args[_SESSION_ID])), target)
         for shard, target in marks.values():
             pipe.execute_command("INCR", self._keys.durable_mark(shard))
             pipe.execute_command("WAIT", settings.durable_replicas,
