@@ -236,19 +236,21 @@ class CallPublisher:
             dialog = self._dialogs.get(event.session_id) or dialogs.get(event.session_id, "")
         settings = self._settings
         a, b = hash_attributes(event)
+        # Positional, in the signature's order: keywords cost a quarter of a
+        # microsecond per event here (test_script_layout checks each position).
         args = commit_arguments(
             self._keys.commit_keys(event.session_id, dialog),
-            event_type=type(event).__struct_config__.tag,  # type: ignore[arg-type]
-            session_id=event.session_id,
-            seq=event.seq,
-            data=data,
-            dialog_name=dialog,
-            event_ms=timestamp_ms(event.timestamp),
-            log_retention_ms=settings.log_retention_ms,
-            call_retention_ms=settings.call_retention_ms,
-            lease_ms=settings.lease_ms,
-            attribute_a=a,
-            attribute_b=b,
+            type(event).__struct_config__.tag,  # type: ignore[arg-type]
+            event.session_id,
+            event.seq,
+            data,
+            dialog,
+            timestamp_ms(event.timestamp),
+            settings.log_retention_ms,
+            settings.call_retention_ms,
+            settings.lease_ms,
+            a,
+            b,
         )
         for name, value in variables_patch(event).items():
             args.append(name)
