@@ -69,6 +69,7 @@ from bench.harness import BenchError, LocalRedis, LocalRedisCluster, percentile
 from callhub import events as ev
 from callhub.cli.status_line import StatusLine
 from callhub.connections import RedisClient, connect, connect_client, describe
+from callhub.layout import CALL_DIALOG_NAME, CALL_LAST_ID, COMMIT_NUMKEYS, commit_arguments
 from callhub.settings import Settings
 from workers.commit.publisher import (
     COMMIT_SCRIPT,
@@ -385,20 +386,20 @@ def benchmark_arguments(settings: Settings, template: ev.CallStarted) -> list[st
     """
     data = ev.encode_event(template)
     a, b = hash_attributes(template)
-    values: list[str | bytes | int] = [
-        *settings.keyspace.commit_keys(template.session_id, template.dialog_name),
-        "call_started",
-        template.session_id,
-        template.seq,
-        data,
-        template.dialog_name,
-        timestamp_ms(template.timestamp),
-        settings.log_retention_ms,
-        settings.call_retention_ms,
-        settings.lease_ms,
-        a,
-        b,
-    ]
+    values = commit_arguments(
+        settings.keyspace.commit_keys(template.session_id, template.dialog_name),
+        event_type="call_started",
+        session_id=template.session_id,
+        seq=template.seq,
+        data=data,
+        dialog_name=template.dialog_name,
+        event_ms=timestamp_ms(template.timestamp),
+        log_retention_ms=settings.log_retention_ms,
+        call_retention_ms=settings.call_retention_ms,
+        lease_ms=settings.lease_ms,
+        attribute_a=a,
+        attribute_b=b,
+    )
     return [
         (value.decode() if isinstance(value, bytes) else str(value)).replace(TEMPLATE_SID, RAND)
         for value in values
@@ -410,8 +411,8 @@ async def stored_call(client: aioredis.Redis, settings: Settings, sid: str) -> o
     keys = settings.keyspace
     shard = keys.shard_of(sid)
     call = await client.hgetall(keys.call(sid))
-    call.pop(b"last_id", None)
-    dialog = call.get(b"dialog_name", b"")
+    call.pop(CALL_LAST_ID, None)
+    dialog = call.get(CALL_DIALOG_NAME, b"")
     dialog = dialog.decode() if isinstance(dialog, bytes) else dialog
     return (
         call,
@@ -442,7 +443,7 @@ async def check_same_commit(
     by_publisher = await stored_call(client, settings, sid)
     await fresh_database(client)
     reply = await client.evalsha(
-        COMMIT_SHA, 6, *(value.replace(RAND, sid) for value in script_args)
+        COMMIT_SHA, COMMIT_NUMKEYS, *(value.replace(RAND, sid) for value in script_args)
     )
     by_benchmark = await stored_call(client, settings, sid)
     if outcome.status != "committed" or reply[0] != b"committed":
@@ -494,7 +495,7 @@ def redis_benchmark_command(
     command += [
         "-n", str(requests), "-c", str(BENCH_CLIENTS), "-P", str(BENCH_PIPELINE),
         "-r", str(BENCH_KEYSPACE), "--csv",
-        "EVALSHA", COMMIT_SHA, "6", *script_args,
+        "EVALSHA", COMMIT_SHA, str(COMMIT_NUMKEYS), *script_args,
     ]
     return command
 

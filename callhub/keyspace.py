@@ -68,7 +68,7 @@ class Keyspace:
         return f"{self.call(session_id)}:events"
 
     def commit_keys(self, session_id: str, dialog_name: str) -> tuple[str, ...]:
-        """The KEYS of the commit script, in its order (see ``commit_event.lua``)."""
+        """The KEYS of the commit script, in its order (``layout.CommitKey``)."""
         shard = self.shard_of(session_id)
         call = self.call(session_id)
         return (

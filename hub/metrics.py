@@ -25,6 +25,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 from starlette.types import Scope
 
+from callhub.layout import ENTRY_TYPE
 from callhub.types import Entry
 
 # Commit-to-delivery and request latencies: sub-millisecond to tens of seconds.
@@ -134,7 +135,7 @@ class HubMetrics:
         age_ms = 0.0
         for entry_id, fields in entries:
             age_ms = max(0.0, now_ms - int(entry_id.partition(b"-")[0]))
-            event_type = fields[b"type"]
+            event_type = fields[ENTRY_TYPE]
             histogram = self._latency_by_type.get(event_type)
             if histogram is None:
                 histogram = self._latency_by_type[event_type] = self.delivery_latency.labels(

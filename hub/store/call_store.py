@@ -20,6 +20,19 @@ from redis.asyncio.cluster import RedisCluster
 from callhub.connections import RedisClient
 from callhub.events import Scalar
 from callhub.keyspace import Keyspace
+from callhub.layout import (
+    CALL_CALLED_NUMBER,
+    CALL_CALLER_ID,
+    CALL_CURRENT_STATE,
+    CALL_DIALOG_NAME,
+    CALL_END_MS,
+    CALL_FINAL_STATE,
+    CALL_LAST_ID,
+    CALL_REASON,
+    CALL_START_MS,
+    CALL_STATUS,
+    CALL_VAR_PREFIX,
+)
 from hub.errors import BadParameter, NotFound
 from hub.store.cursor import Cursor, parse_stream_id
 from hub.store.hash_reader import CoalescedHashReader, PipelinedHashReader
@@ -27,8 +40,7 @@ from hub.store.tokens import InvalidToken, seal, unseal
 
 _PAGE_KIND = b"callhub-page"
 _PAGE_VERSION = 1
-_VAR = b"var:"
-_VAR_LEN = len(_VAR)
+_VAR_LEN = len(CALL_VAR_PREFIX)
 
 CallStatus = Literal["active", "on_hold", "transferring", "terminated"]
 Scope = frozenset[str] | None  # the dialogs a key may see; None sees all
@@ -215,31 +227,31 @@ class CallStore:
     def _view(self, session_id: str, fields: dict[bytes, bytes], now: float) -> CallView | None:
         """The call object of a call hash (None: no such call). Reads only the
         fields it shows: this runs once per Get Call and once per listed call."""
-        start = fields.get(b"start_ms")
+        start = fields.get(CALL_START_MS)
         if start is None:
             return None
         start_ms = int(start)
-        status: CallStatus = fields[b"status"].decode()  # type: ignore[assignment]
+        status: CallStatus = fields[CALL_STATUS].decode()  # type: ignore[assignment]
         ended = status == "terminated"
-        end_ms = int(fields[b"end_ms"]) if ended else int(now * 1000)
+        end_ms = int(fields[CALL_END_MS]) if ended else int(now * 1000)
         variables = {k[_VAR_LEN:].decode(): _variable.decode(v)
-                     for k, v in fields.items() if k[:_VAR_LEN] == _VAR}
+                     for k, v in fields.items() if k[:_VAR_LEN] == CALL_VAR_PREFIX}
         shard = self._keys.shard_of(session_id) if self._keys.shards > 1 else 0
-        cursor = Cursor.at(self._keys.shards, shard, parse_stream_id(fields[b"last_id"]))
+        cursor = Cursor.at(self._keys.shards, shard, parse_stream_id(fields[CALL_LAST_ID]))
         return CallView(
             session_id=session_id,
-            caller_id=fields[b"caller_id"].decode(),
-            called_number=fields[b"called_number"].decode(),
-            dialog_name=fields[b"dialog_name"].decode(),
-            current_state=fields[b"current_state"].decode(),
+            caller_id=fields[CALL_CALLER_ID].decode(),
+            called_number=fields[CALL_CALLED_NUMBER].decode(),
+            dialog_name=fields[CALL_DIALOG_NAME].decode(),
+            current_state=fields[CALL_CURRENT_STATE].decode(),
             start_time=iso_ms(start_ms),
             duration_seconds=max(0, (end_ms - start_ms) // 1000),
             status=status,
             variables=variables,
             cursor=cursor.encode(),
             end_time=iso_ms(end_ms) if ended else None,
-            reason=_text(fields.get(b"reason")) if ended else None,
-            final_state=_text(fields.get(b"final_state")) if ended else None,
+            reason=_text(fields.get(CALL_REASON)) if ended else None,
+            final_state=_text(fields.get(CALL_FINAL_STATE)) if ended else None,
         )
 
 

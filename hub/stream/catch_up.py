@@ -22,6 +22,15 @@ from dataclasses import dataclass
 
 from callhub.connections import RedisClient
 from callhub.keyspace import Keyspace
+from callhub.layout import (
+    CALL_DIALOG_NAME,
+    CALL_STATUS,
+    ENTRY_DATA,
+    ENTRY_DIALOG,
+    ENTRY_SESSION_ID,
+    ENTRY_TYPE,
+    STATUS_TERMINATED,
+)
 from callhub.types import Entry, StreamId
 from hub.store.cursor import Cursor, format_stream_id, parse_stream_id
 from hub.stream.dispatcher import StreamFilter
@@ -136,9 +145,10 @@ async def replay_log(
     frames: list[bytes] = []
     async for source, (entry_id, fields) in _merged(redis, sources):
         positions[source.shard] = parse_stream_id(entry_id)
-        if stream_filter.matches(fields[b"type"], fields[b"session_id"], fields[b"dialog"]):
+        event_type = fields[ENTRY_TYPE]
+        if stream_filter.matches(event_type, fields[ENTRY_SESSION_ID], fields[ENTRY_DIALOG]):
             cursor = Cursor(tuple(positions)).encode()
-            frames.append(event_frame(cursor, fields[b"type"], fields[b"data"]))
+            frames.append(event_frame(cursor, event_type, fields[ENTRY_DATA]))
             if len(frames) >= FRAMES_PER_WRITE:
                 yield b"".join(frames)
                 frames = []
@@ -153,10 +163,10 @@ async def active_calls(
     f = stream_filter
     if f.session_id:
         fields: list[bytes | None] = await redis.hmget(  # type: ignore[assignment]
-            keys.call(f.session_id.decode()), "status", "dialog_name"
+            keys.call(f.session_id.decode()), CALL_STATUS, CALL_DIALOG_NAME
         )
         status, dialog = fields
-        if status is None or status == b"terminated" or not f.sees_dialog(dialog or b""):
+        if status is None or status == STATUS_TERMINATED or not f.sees_dialog(dialog or b""):
             return []
         return [f.session_id.decode()]
     if f.dialog_name:
@@ -187,8 +197,9 @@ async def replay_history(
             sources.append(_Source(keys.call_events(session_id), shard, (0, 0), end, chunk))
     frames: list[bytes] = []
     async for _, (_, fields) in _merged(redis, sources):
-        if stream_filter.matches(fields[b"type"], fields[b"session_id"], fields[b"dialog"]):
-            frames.append(history_frame(fields[b"type"], fields[b"data"]))
+        event_type = fields[ENTRY_TYPE]
+        if stream_filter.matches(event_type, fields[ENTRY_SESSION_ID], fields[ENTRY_DIALOG]):
+            frames.append(history_frame(event_type, fields[ENTRY_DATA]))
             if len(frames) >= FRAMES_PER_WRITE:
                 yield b"".join(frames)
                 frames = []

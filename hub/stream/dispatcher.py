@@ -36,6 +36,7 @@ from typing import Final
 
 from starlette.types import Send
 
+from callhub.layout import ENTRY_DATA, ENTRY_DIALOG, ENTRY_SESSION_ID, ENTRY_TYPE
 from callhub.types import Entry, StreamId
 from hub.store.cursor import Cursor, parse_stream_id
 from hub.stream.direct_write import start_send
@@ -359,9 +360,9 @@ class Dispatcher:
         routed = self._routed
         for entry_id, fields in entries:
             routed[shard] = parse_stream_id(entry_id)
-            session_id = fields[b"session_id"]
-            dialog = fields[b"dialog"]
-            event_type = fields[b"type"]
+            session_id = fields[ENTRY_SESSION_ID]
+            dialog = fields[ENTRY_DIALOG]
+            event_type = fields[ENTRY_TYPE]
             frame: bytes | None = None
             for groups in (by_session.get(session_id, ()), by_dialog.get(dialog, ()), everyone):
                 for group in groups:
@@ -369,7 +370,7 @@ class Dispatcher:
                         continue
                     if frame is None:
                         frame = event_frame(Cursor(tuple(routed)).encode(), event_type,
-                                            fields[b"data"])
+                                            fields[ENTRY_DATA])
                     frames = touched.get(group)
                     if frames is None:
                         touched[group] = [frame]

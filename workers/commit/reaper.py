@@ -29,13 +29,21 @@ from redis.exceptions import RedisError
 
 from callhub.connections import RedisClient, server_time_ms
 from callhub.events import CallTerminated
+from callhub.layout import (
+    CALL_CURRENT_STATE,
+    CALL_SEQ,
+    CALL_START_MS,
+    CALL_STATE_TRANSITIONS,
+    CALL_STATUS,
+    STATUS_TERMINATED,
+)
 from callhub.settings import Settings
 from workers.commit.publisher import CallPublisher, PublisherUnavailable
 from workers.metrics import WorkerMetrics
 
 log = logging.getLogger("callhub.reaper")
 
-_CALL_FIELDS = ("seq", "status", "start_ms", "state_transitions", "current_state")
+_CALL_FIELDS = (CALL_SEQ, CALL_STATUS, CALL_START_MS, CALL_STATE_TRANSITIONS, CALL_CURRENT_STATE)
 
 
 class ReapTally(msgspec.Struct):
@@ -143,7 +151,7 @@ class Reaper:
         for session_id, (seq, status, start_ms, transitions, state) in zip(
             session_ids, states, strict=True
         ):
-            if seq is None or status == b"terminated":
+            if seq is None or status == STATUS_TERMINATED:
                 stale.append(session_id)  # a lease left behind by a call already over
                 continue
             ends.append(CallTerminated(
