@@ -51,16 +51,10 @@ from redis.retry import Retry
 
 from callhub.keyspace import Keyspace
 from hub.store.cursor import Cursor, StreamId, parse_stream_id
-from tests.conftest import (
-    HubProcess,
-    RedisServer,
-    free_port,
-    start_hub,
-    start_redis_server,
-    stop_process,
-)
 from tests.support.nginx import Nginx, start_nginx
 from tests.support.paths import ARTIFACTS
+from tests.support.processes import HubProcess, free_port, start_hub, stop_process
+from tests.support.redis_servers import RedisServer, start_redis_server
 from tests.support.sse import parse_frame
 
 SHARDS = 2

@@ -16,8 +16,11 @@ from callhub.keyspace import Keyspace
 from callhub.settings import Settings
 from hub.store.call_store import PagePosition, encode_page_token
 from hub.store.cursor import Cursor, parse_stream_id
-from tests.conftest import free_port, hub_client, sync_client, wait_for
+from tests.support.hubs import hub_client
 from tests.support.paths import DATA
+from tests.support.polling import wait_until
+from tests.support.processes import free_port
+from tests.support.redis_servers import sync_client
 from tests.support.strategies import action, call_started, terminated, transition
 from workers.commit.publisher import CallPublisher
 
@@ -99,7 +102,7 @@ async def test_an_ended_call_is_readable_until_its_retention_ends(
         assert call["final_state"] == "goodbye"
         assert (await api.get("/v1/calls")).json()["total_count"] == 0
     with sync_client(settings) as sync:
-        wait_for(lambda: not sync.exists(Keyspace().call("c-1")), timeout=10,
+        wait_until(lambda: not sync.exists(Keyspace().call("c-1")), timeout=10,
                  what="the ended call's retention to end")
     async with hub_client(settings) as api:
         gone = await api.get("/v1/calls/c-1")

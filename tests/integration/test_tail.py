@@ -26,14 +26,9 @@ import trustme
 from callhub import events as ev
 from callhub.keyspace import Keyspace
 from callhub.settings import Settings
-from tests.conftest import (
-    HubProcess,
-    free_port,
-    start_hub,
-    stop_process,
-    wait_for,
-)
 from tests.support.paths import DATA
+from tests.support.polling import wait_until
+from tests.support.processes import HubProcess, free_port, start_hub, stop_process
 from tests.support.strategies import call_started, dtmf, terminated, transition
 from workers.commit.publisher import CallPublisher
 
@@ -69,13 +64,13 @@ class TailProcess:
         return "\n".join(self.err)
 
     def wait_out(self, count: int, what: str = "") -> list[bytes]:
-        wait_for(lambda: len(self.out) >= count or self._exited(), timeout=DEADLINE,
+        wait_until(lambda: len(self.out) >= count or self._exited(), timeout=DEADLINE,
                  what=what or f"{count} lines from callhub tail")
         assert len(self.out) >= count, f"tail exited early: {self.stderr}"
         return self.out
 
     def wait_err(self, text: str, timeout: float = DEADLINE) -> None:
-        wait_for(lambda: text in self.stderr or self._exited(), timeout=timeout,
+        wait_until(lambda: text in self.stderr or self._exited(), timeout=timeout,
                  what=f"{text!r} on the tail's stderr")
         assert text in self.stderr, f"tail exited early: {self.stderr}"
 

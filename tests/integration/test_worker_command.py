@@ -21,8 +21,9 @@ from callhub.cli.worker import lease_companions
 from callhub.events import EVENT_TYPES
 from callhub.keyspace import Keyspace
 from callhub.settings import Settings
-from tests.conftest import free_port, stop_process, wait_for
 from tests.support.paths import DATA
+from tests.support.polling import wait_until
+from tests.support.processes import free_port, stop_process
 from workers.dialog.spec import load_dialog
 from workers.simulator.bundled_dialogs import bundled_dialog_paths
 from workers.simulator.worker import SimulatedWorker
@@ -76,7 +77,7 @@ def test_sigterm_ends_every_active_call_cleanly(
             stdout=out, stderr=subprocess.STDOUT, env=callhub_env,
         )
     try:
-        wait_for(lambda: sync_redis.zcard(KEYS.active(0)) >= 5, timeout=30,
+        wait_until(lambda: sync_redis.zcard(KEYS.active(0)) >= 5, timeout=30,
                  what="five active calls")
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0, log.read_text()
