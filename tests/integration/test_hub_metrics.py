@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import redis.asyncio as aioredis
@@ -11,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from callhub.settings import Settings
 from tests.support.hubs import serving
-from tests.support.polling import async_wait_until
+from tests.support.polling import async_wait_until, wait_until
 from tests.support.processes import start_hub
 from tests.support.sse import subscribe
 from tests.support.strategies import call_started, dtmf
@@ -79,10 +78,11 @@ def test_json_logs_are_one_object_per_line_with_request_ids_and_no_keys(redis_ur
     try:
         httpx.get(f"{hub.url}/v1/calls?api_key=sekrit-key-1",
                   headers={"X-Request-ID": "log-me"}, timeout=5)
-        deadline = time.monotonic() + 10
-        while "log-me" not in hub.output():
-            assert time.monotonic() < deadline, hub.output()
-            time.sleep(0.05)
+        try:
+            wait_until(lambda: "log-me" in hub.output(), timeout=10, interval=0.05,
+                       what="the access log line of request log-me")
+        except AssertionError as error:
+            raise AssertionError(f"{error}; the hub's output:\n{hub.output()}") from error
     finally:
         hub.stop()
     lines = [line for line in hub.output().splitlines() if line.strip()]

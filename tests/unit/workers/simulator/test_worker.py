@@ -15,6 +15,7 @@ import pytest
 from callhub import events as ev
 from callhub.events import EVENT_TYPES
 from callhub.settings import Settings
+from tests.support.polling import async_wait_until
 from tests.support.strategies import dtmf
 from workers.commit.commit_queue import CommitQueue
 from workers.commit.publisher import CommitOutcome, PublisherUnavailable
@@ -35,14 +36,6 @@ async def calls_in(redis: fakeredis.aioredis.FakeRedis) -> dict[str, list[dict[s
     for _, fields in await redis.xrange(SETTINGS.keyspace.log(0)):
         calls[fields[b"session_id"].decode()].append(json.loads(fields[b"data"]))
     return calls
-
-
-async def wait_until(condition: object, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():  # type: ignore[operator]
-        assert loop.time() < deadline, "timed out"
-        await asyncio.sleep(0.01)
 
 
 async def test_n_calls_start_and_end_once_each(fake: fakeredis.aioredis.FakeRedis) -> None:
@@ -85,7 +78,7 @@ async def test_stop_ends_the_active_calls_with_system_hangup(
 ) -> None:
     worker = SimulatedWorker(fake, SETTINGS, rate=200, speed=2.0, seed=3)
     task = asyncio.create_task(worker.run())
-    await wait_until(lambda: worker.stats.active >= 5)
+    await async_wait_until(lambda: worker.stats.active >= 5, what="five active calls")
     worker.stop()
     stats = await asyncio.wait_for(task, 15)
     assert stats.active == 0 and stats.errors == 0
