@@ -16,28 +16,13 @@ from callhub.settings import Settings
 from tests.support.polling import wait_until
 from tests.support.processes import free_port
 from tests.support.redis_servers import start_redis_server
+from tests.support.redis_snapshot import snapshot
 from tests.support.strategies import action, call_started, dtmf, terminated, transition
 from workers.commit.publisher import COMMIT_SHA, CallPublisher, PublisherUnavailable
 
 KEYS = Keyspace()
 
 pytestmark = pytest.mark.both_engines
-
-
-def snapshot(client: redis.Redis) -> dict[bytes, object]:
-    """Everything in the database, by key: to prove a rejection wrote nothing."""
-    state: dict[bytes, object] = {}
-    for key in client.keys("*"):
-        kind = client.type(key)
-        if kind == b"stream":
-            state[key] = client.xrange(key)
-        elif kind == b"hash":
-            state[key] = client.hgetall(key)
-        elif kind == b"zset":
-            state[key] = client.zrange(key, 0, -1, withscores=True)
-        else:
-            state[key] = client.dump(key)
-    return state
 
 
 @pytest.fixture

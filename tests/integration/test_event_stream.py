@@ -23,14 +23,14 @@ from callhub.keyspace import Keyspace
 from callhub.settings import Settings
 from hub.api.auth import hash_key
 from hub.store.cursor import Cursor
+from tests.support.fences import fence
 from tests.support.hubs import serving
-from tests.support.paths import DATA
 from tests.support.polling import async_wait_until
 from tests.support.processes import free_port, start_hub
 from tests.support.redis_servers import async_client, engine_env, start_redis_server, sync_client
-from tests.support.sse import EventStreamReader, subscribe
+from tests.support.spec_examples import spec_events
+from tests.support.sse import subscribe
 from tests.support.strategies import action, call_started, dtmf, terminated, transition
-from workers.commit.event_lines import NumberedEvent, read_event_lines
 from workers.commit.publisher import CallPublisher, CommitOutcome
 
 pytestmark = pytest.mark.both_engines
@@ -41,11 +41,6 @@ FAST_PING = 200  # ms: the ping carries the cursor, which the tests use as a fen
 def fast(settings: Settings, **extra: object) -> Settings:
     """The engine's settings (one redis-server or the cluster), with fast pings."""
     return msgspec.structs.replace(settings, ping_interval_ms=FAST_PING, **extra)
-
-
-def spec_events() -> list[ev.Event]:
-    items = read_event_lines((DATA / "spec_events.jsonl").read_bytes().splitlines())
-    return [item.event for item in items if isinstance(item, NumberedEvent)]
 
 
 async def test_the_spec_examples_arrive_byte_for_byte_as_committed(
@@ -147,31 +142,6 @@ def test_the_stream_delivers_exactly_the_matching_events_in_order(
     for sid in SESSIONS:
         mine = [d for d in received if f'"session_id":"{sid}"'.encode() in d]
         assert mine == [d for d in expected if f'"session_id":"{sid}"'.encode() in d]
-
-
-async def fence(stream: EventStreamReader, outcomes: list[CommitOutcome], shards: int) -> None:
-    """Wait for a ping whose cursor covers every commit: then nothing more is due."""
-    final = _last_positions(outcomes, shards)
-    await async_wait_until(lambda: any(
-        f.comment == b"ping" and f.id and _covers(f.id, final, shards)
-        for f in stream.frames), timeout=10, what="a ping past the last commit")
-
-
-def _last_positions(outcomes: list[CommitOutcome], shards: int) -> list[tuple[int, int] | None]:
-    keys = Keyspace(shards=shards)
-    final: list[tuple[int, int] | None] = [None] * shards
-    for outcome in outcomes:
-        shard = keys.shard_of(outcome.event.session_id)
-        ms, seq = (int(x) for x in (outcome.entry_id or "").split("-"))
-        final[shard] = max(final[shard] or (0, 0), (ms, seq))
-    return final
-
-
-def _covers(cursor_text: str, final: list[tuple[int, int] | None], shards: int) -> bool:
-    cursor = Cursor.decode(cursor_text, shards)
-    return all(f is None or (c is not None and c >= f)
-               for c, f in zip(cursor.positions, final, strict=True))
-
 
 
 # -- history, resume, reset ------------------------------------------------------

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import httpx
 import msgspec
 import pytest
@@ -17,10 +13,10 @@ from callhub.settings import Settings
 from hub.store.call_store import PagePosition, encode_page_token
 from hub.store.cursor import Cursor, parse_stream_id
 from tests.support.hubs import hub_client
-from tests.support.paths import DATA
 from tests.support.polling import wait_until
 from tests.support.processes import free_port
 from tests.support.redis_servers import sync_client
+from tests.support.spec_examples import publish_spec_examples
 from tests.support.strategies import action, call_started, terminated, transition
 from workers.commit.publisher import CallPublisher
 
@@ -30,15 +26,6 @@ SPEC_CALL_FIELDS = {
     "session_id", "caller_id", "called_number", "dialog_name", "current_state",
     "start_time", "duration_seconds", "status", "variables",
 }
-
-
-def publish_spec_examples(redis_url: str, lines: int, cluster: bool = False) -> None:
-    events = b"".join((DATA / "spec_events.jsonl").read_bytes().splitlines(True)[:lines])
-    env = {**os.environ, "CALLHUB_REDIS_CLUSTER": "true" if cluster else "false"}
-    done = subprocess.run([sys.executable, "-m", "callhub.cli", "publish",
-                           "--redis-url", redis_url],
-                          input=events, capture_output=True, timeout=60, check=False, env=env)
-    assert done.returncode == 0, done.stderr
 
 
 async def test_the_spec_examples_answer_as_the_spec_shows(

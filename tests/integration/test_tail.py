@@ -26,9 +26,9 @@ import trustme
 from callhub import events as ev
 from callhub.keyspace import Keyspace
 from callhub.settings import Settings
-from tests.support.paths import DATA
 from tests.support.polling import wait_until
 from tests.support.processes import HubProcess, free_port, start_hub, stop_process
+from tests.support.spec_examples import spec_events
 from tests.support.strategies import call_started, dtmf, terminated, transition
 from workers.commit.publisher import CallPublisher
 
@@ -158,11 +158,6 @@ def commit(redis_url: str, events: Sequence[ev.Event]) -> None:
 def committed_json(sync_redis: redis.Redis) -> list[bytes]:
     """Every event JSON in the shard log, in commit order: what the workers committed."""
     return [fields[b"data"] for _, fields in sync_redis.xrange(Keyspace().log(0))]
-
-
-def spec_events() -> list[ev.Event]:
-    lines = (DATA / "spec_events.jsonl").read_bytes().splitlines()
-    return [ev.decode_event(line) for line in lines]
 
 
 def a_call(sid: str, dialog: str = "helpdesk") -> list[ev.Event]:
