@@ -8,6 +8,7 @@ import asyncio
 import json
 import math
 from collections import defaultdict
+from typing import Literal
 
 import fakeredis
 import pytest
@@ -164,6 +165,18 @@ async def test_the_commit_queue_batches_and_hands_each_call_its_own_outcome() ->
     assert queue.stored_total == 21 and queue.stored["dtmf_received"] == 21
 
 
+class ObservedEvent(asyncio.Event):
+    """An asyncio.Event that says when something has started waiting on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.awaited = asyncio.Event()
+
+    async def wait(self) -> Literal[True]:
+        self.awaited.set()
+        return await super().wait()
+
+
 async def test_dialog_time_is_scaled_capped_and_cut_short_by_a_stop() -> None:
     loop = asyncio.get_running_loop()
     pace = Pace(100.0)
@@ -175,9 +188,12 @@ async def test_dialog_time_is_scaled_capped_and_cut_short_by_a_stop() -> None:
         await clock.wait(60.0)  # only 8 s are left
     assert over.value.reason == "timeout" and clock.elapsed_s == 10.0
 
-    slow = DialogClock(Pace(1.0), max_duration_s=7200.0)
+    stopping = ObservedEvent()
+    slow = DialogClock(Pace(1.0, stopping), max_duration_s=7200.0)
     waiting = asyncio.create_task(slow.wait(3600.0))
-    await asyncio.sleep(0.01)
+    # The stop must cut a wait short, not be seen before the wait begins.
+    await asyncio.wait_for(stopping.awaited.wait(), 5)
+    assert not waiting.done()
     started = loop.time()
     slow.pace.stopping.set()
     with pytest.raises(CallEnds) as stopped:
