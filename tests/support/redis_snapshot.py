@@ -5,9 +5,9 @@ from __future__ import annotations
 import redis
 
 
-def snapshot(client: redis.Redis) -> dict[bytes, object]:
+def snapshot(client: redis.Redis) -> dict[bytes | str, object]:
     """Everything in the database, by key: to prove a rejection wrote nothing."""
-    state: dict[bytes, object] = {}
+    state: dict[bytes | str, object] = {}
     for key in client.keys("*"):
         kind = client.type(key)
         if kind == b"stream":
