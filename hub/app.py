@@ -71,7 +71,7 @@ class HubApp(Starlette):
             scope["app"] = self
             rid = request_id_from(header_of(scope, b"x-request-id"))
             request_id.set(rid)  # this task serves only this stream
-            await serve_event_stream(self.state.hub, scope, receive, send,
+            await serve_event_stream(self.state.replica, scope, receive, send,
                                      [*self.cors.simple_headers(scope),
                                       (b"x-request-id", rid.encode())])
             return
@@ -89,7 +89,7 @@ async def _events_route(scope: Scope, receive: Receive, send: Send) -> None:
     """The router's endpoint for the stream's path, should a request reach it
     through the stack (``HubApp`` normally serves it first); CORS headers then
     come from the middleware."""
-    await serve_event_stream(scope["app"].state.hub, scope, receive, send, [])
+    await serve_event_stream(scope["app"].state.replica, scope, receive, send, [])
 
 
 def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False,
@@ -109,7 +109,7 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False,
         client = connect_client(settings)
         try:
             async with StreamEngine(settings, client, hub_metrics) as engine:
-                app.state.hub = Replica(settings, keys, client,
+                app.state.replica = Replica(settings, keys, client,
                                         CallStore(client, settings.keyspace),
                                         engine.dispatcher, engine.options)
                 restore = (_end_streams_on_signal(engine.dispatcher)

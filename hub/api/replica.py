@@ -29,5 +29,5 @@ class Replica:
 
 
 def replica_of(request: Request) -> Replica:
-    replica: Replica = request.app.state.hub
+    replica: Replica = request.app.state.replica
     return replica

@@ -39,10 +39,3 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
     finally:
         driver.quit()  # ends chromium and the chromedriver process this fixture started
 
-
-def script_errors(driver: WebDriver) -> list[str]:
-    """Uncaught JavaScript errors the page logged (network errors are not script errors)."""
-    return [
-        entry["message"] for entry in driver.get_log("browser")  # type: ignore[no-untyped-call]
-        if entry.get("level") == "SEVERE" and "Uncaught" in entry.get("message", "")
-    ]

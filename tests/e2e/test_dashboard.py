@@ -43,9 +43,9 @@ from callhub.events import (
     decode_event,
 )
 from callhub.settings import Settings
-from tests.conftest import HubProcess, free_port, start_demo, start_hub
-from tests.e2e.conftest import script_errors
+from tests.support.browser import script_errors
 from tests.support.paths import ARTIFACTS
+from tests.support.processes import HubProcess, free_port, start_demo, start_hub
 from workers.commit.publisher import CallPublisher
 
 API_KEY = "chk_dashboard-test-key"

@@ -12,7 +12,8 @@ import time
 import httpx
 import redis
 
-from tests.conftest import free_port, start_demo, wait_for
+from tests.support.polling import wait_until
+from tests.support.processes import free_port, start_demo
 from tests.support.sse import parse_frame
 
 SPEC_STREAMS = (  # the spec's SSE curl examples (the session one gets a real id)
@@ -87,7 +88,7 @@ def test_the_demo_uses_a_given_redis(redis_url: str, sync_redis: redis.Redis) ->
     demo = start_demo("--speed", "8", "--rate", "4", "--redis-url", redis_url)
     try:
         assert redis_url.split("//")[1].split("/")[0] in demo.output()
-        wait_for(lambda: sync_redis.xlen("callhub:{0}:log") > 10, timeout=10,
+        wait_until(lambda: sync_redis.xlen("callhub:{0}:log") > 10, timeout=10,
                  what="the demo's events in the given redis-server")
         page = httpx.get(f"{demo.url}/v1/calls", timeout=5).json()
         stored = sync_redis.zcard("callhub:{0}:active")

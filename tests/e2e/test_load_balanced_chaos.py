@@ -38,7 +38,6 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,16 +51,11 @@ from redis.retry import Retry
 from callhub.keyspace import Keyspace
 from callhub.types import StreamId
 from hub.store.cursor import Cursor, parse_stream_id
-from tests.conftest import (
-    HubProcess,
-    RedisServer,
-    free_port,
-    start_hub,
-    start_redis_server,
-    stop_process,
-)
 from tests.support.nginx import Nginx, start_nginx
 from tests.support.paths import ARTIFACTS
+from tests.support.polling import async_wait_until
+from tests.support.processes import HubProcess, free_port, start_hub, stop_process
+from tests.support.redis_servers import RedisServer, start_redis_server
 from tests.support.sse import parse_frame
 
 SHARDS = 2
@@ -209,26 +203,6 @@ class Figures:
     rows: list[tuple[str, str]] = field(default_factory=list)
 
 
-async def until(condition: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-async def until_true(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """``until`` for a blocking condition (an HTTP request): run in a thread."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(httpx.HTTPError):
-            if await asyncio.to_thread(condition):
-                return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 def restart_hub(old: HubProcess, redis_url: str) -> HubProcess:
     """`callhub serve` again on the port nginx knows it by."""
     return start_hub(redis_url, env=HUB_ENV, port=int(old.url.rsplit(":", 1)[1]))
@@ -269,15 +243,21 @@ def committed(server: RedisServer) -> int | None:
 
 
 async def wait_committed(server: RedisServer, at_least: int, timeout: float, what: str) -> int:
-    deadline = time.monotonic() + timeout
-    while True:
-        count = await asyncio.to_thread(committed, server)
-        if count is not None and count >= at_least:
-            return count
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what} "
-                                 f"({count} committed, {at_least} wanted)")
-        await asyncio.sleep(0.05)
+    """Wait until the shard logs hold ``at_least`` events; how many they hold then."""
+    count: int | None = None
+
+    def enough() -> bool:
+        nonlocal count
+        count = committed(server)
+        return count is not None and count >= at_least
+
+    try:
+        await async_wait_until(enough, timeout=timeout, what=what, interval=0.05,
+                               in_thread=True)
+    except AssertionError as error:
+        raise AssertionError(f"{error} ({count} committed, {at_least} wanted)") from error
+    assert count is not None
+    return count
 
 
 def read_truth(server: RedisServer) -> list[list[tuple[bytes, dict[bytes, bytes]]]]:
@@ -369,7 +349,8 @@ async def test_clients_behind_nginx_lose_nothing_across_replica_kills_and_redis_
                    for n, params in enumerate(FILTERS)]
         tasks = [asyncio.create_task(c.run(http, lb)) for c in clients]
         # Every client is subscribed (it has a cursor) before the first commit.
-        await until(lambda: all(c.cursor for c in clients), 15, "every client's first cursor")
+        await async_wait_until(lambda: all(c.cursor for c in clients), timeout=15,
+                               what="every client's first cursor", interval=0.02)
         start_cursor = clients[0].cursor
 
         # TRAFFIC: the simulated worker, as in docker-compose.yml.
@@ -403,11 +384,11 @@ async def test_clients_behind_nginx_lose_nothing_across_replica_kills_and_redis_
         victim.process.send_signal(signal.SIGKILL)
         await asyncio.to_thread(victim.process.wait, 10)
         figures.kills += 1
-        await until(lambda: sum(c.drops for c in clients) > 0, 10,
-                    "the killed replica's streams to break")
-        await until(lambda: all(c.connected and len(c.reconnect_s) == c.drops
-                                for c in clients), 15,
-                    "every client to be streaming again")
+        await async_wait_until(lambda: sum(c.drops for c in clients) > 0, timeout=10,
+                               what="the killed replica's streams to break", interval=0.02)
+        await async_wait_until(lambda: all(c.connected and len(c.reconnect_s) == c.drops
+                                           for c in clients), timeout=15,
+                               what="every client to be streaming again", interval=0.02)
         after_kill = [s for c in clients for s in c.reconnect_s[earlier[c.name]:]]
         # nginx tried the dead replica, failed to connect, and passed the request
         # on to the live one (proxy_next_upstream): no client saw an error.
@@ -418,8 +399,9 @@ async def test_clients_behind_nginx_lose_nothing_across_replica_kills_and_redis_
         # again once the upstream's fail_timeout (10 s) has passed.
         served_before = victim.output().count("/v1/calls/events")
         hubs[0] = await asyncio.to_thread(restart_hub, victim, server.url)
-        await until(lambda: hubs[0].output().count("/v1/calls/events") > served_before, 25,
-                    "a resume served by the restarted replica")
+        await async_wait_until(
+            lambda: hubs[0].output().count("/v1/calls/events") > served_before, timeout=25,
+            what="a resume served by the restarted replica", interval=0.02)
 
         # CHAOS 3: restart Redis. Open streams stay open and go on. Nobody leaves
         # on purpose now, but four clients are made to resume while Redis is
@@ -427,7 +409,8 @@ async def test_clients_behind_nginx_lose_nothing_across_replica_kills_and_redis_
         # fail (and the clients retry) - and still nothing may be lost.
         for client in clients:
             client.wander = False
-        await until(lambda: all(c.connected for c in clients), 10, "every client streaming")
+        await async_wait_until(lambda: all(c.connected for c in clients), timeout=10,
+                               what="every client streaming", interval=0.02)
         drops_before = sum(c.drops for c in clients)
         movers = clients[:4]
         stayers = clients[4:]
@@ -437,17 +420,20 @@ async def test_clients_behind_nginx_lose_nothing_across_replica_kills_and_redis_
         down = time.monotonic()
         await asyncio.to_thread(shutdown_redis, server)
         for hub in hubs:  # both replicas have noticed: Redis is really gone for them
-            await until_true(lambda h=hub: unready(h), 10, f"{hub.url} to see Redis gone")
+            await async_wait_until(lambda h=hub: unready(h), timeout=10, in_thread=True,
+                                   what=f"{hub.url} to see Redis gone", interval=0.02)
         for client in movers:
             client.leave = True
-        await until(lambda: all(c.attempts_ended >= n + 2
-                                for c, n in zip(movers, mover_attempts, strict=True)),
-                    15, "resumes attempted while Redis is down to end")
+        await async_wait_until(lambda: all(c.attempts_ended >= n + 2
+                                           for c, n in zip(movers, mover_attempts, strict=True)),
+                               timeout=15, what="resumes attempted while Redis is down to end",
+                               interval=0.02)
         server = await asyncio.to_thread(start_redis_again, server, directory)
         redis_down_s = time.monotonic() - down
         figures.redis_restarts += 1
         await wait_committed(server, at_restart + 300, 25, "commits after the Redis restart")
-        await until(lambda: all(c.connected for c in clients), 15, "every client streaming")
+        await async_wait_until(lambda: all(c.connected for c in clients), timeout=15,
+                               what="every client streaming", interval=0.02)
         stayers_broken = sum(c.drops for c in stayers) - stayer_drops
         failed_resumes = sum(c.attempts_ended - n - 1
                              for c, n in zip(movers, mover_attempts, strict=True))
@@ -463,8 +449,9 @@ async def test_clients_behind_nginx_lose_nothing_across_replica_kills_and_redis_
         final = [parse_stream_id(entries[-1][0]) if entries else None for entries in truth]
         for client in clients:
             client.final = final
-        await until(lambda: all(c.done for c in clients), 20,
-                    "every client to have received up to the last commit")
+        await async_wait_until(lambda: all(c.done for c in clients), timeout=20,
+                               what="every client to have received up to the last commit",
+                               interval=0.02)
         await asyncio.gather(*tasks)
 
         figures.committed = sum(len(entries) for entries in truth)
@@ -550,7 +537,8 @@ async def test_a_resume_while_redis_is_down_is_a_503_with_retry_after(tmp_path: 
                         break
             assert cursor
             await asyncio.to_thread(shutdown_redis, server)
-            await until_true(lambda: unready(hub), 10, "the replica to see Redis gone")
+            await async_wait_until(lambda: unready(hub), timeout=10, in_thread=True,
+                                   what="the replica to see Redis gone", interval=0.02)
             async with http.stream("GET", f"{hub.url}/v1/calls/events",
                                    headers={"Last-Event-ID": cursor}) as response:
                 with contextlib.suppress(httpx.TransportError):

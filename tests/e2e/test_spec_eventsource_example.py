@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import HubProcess, free_port, start_hub, stop_process, wait_for
 from tests.support.paths import DATA
+from tests.support.polling import wait_until
+from tests.support.processes import HubProcess, free_port, start_hub, stop_process
 
 SPEC_EXAMPLE = """
 const params = new URLSearchParams({
@@ -78,7 +79,7 @@ def test_the_spec_javascript_example_works_in_chromium(
             stdout=out, stderr=subprocess.STDOUT,
         )
     try:
-        wait_for(lambda: "GET /v1/calls/events?event_types=" in hub.output(), timeout=30,
+        wait_until(lambda: "GET /v1/calls/events?event_types=" in hub.output(), timeout=30,
                  what="the page's EventSource to connect", interval=0.1)
         published = subprocess.run(
             [sys.executable, "-m", "callhub.cli", "publish",
@@ -90,7 +91,7 @@ def test_the_spec_javascript_example_works_in_chromium(
             '"[call-abc-123] I need a password reset (94%)"',
             '"Call ended: call-abc-123 (normal, 135s)"',
         ]
-        wait_for(lambda: all(line in log.read_text(errors="replace") for line in expected),
+        wait_until(lambda: all(line in log.read_text(errors="replace") for line in expected),
                  timeout=30, what="the example's three console lines", interval=0.1)
         assert "SSE connection error" not in log.read_text(errors="replace")
     finally:

@@ -11,7 +11,8 @@ import redis.asyncio as aioredis
 
 from callhub.settings import Settings, SettingsError
 from hub.api.auth import ApiKeys, hash_key
-from tests.conftest import hub_client, start_hub
+from tests.support.hubs import hub_client
+from tests.support.processes import start_hub
 from tests.support.strategies import call_started
 from workers.commit.publisher import CallPublisher
 

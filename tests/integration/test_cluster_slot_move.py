@@ -23,8 +23,10 @@ from redis.crc import key_slot
 
 from callhub.connections import connect_client
 from callhub.settings import Settings
-from tests.conftest import RedisClusterNodes, serving, start_redis_cluster
-from tests.support.sse import subscribe, wait_until
+from tests.support.hubs import serving
+from tests.support.polling import async_wait_until
+from tests.support.redis_servers import RedisClusterNodes, start_redis_cluster
+from tests.support.sse import subscribe
 from tests.support.strategies import call_started, dtmf
 from workers.commit.publisher import CallPublisher
 
@@ -94,15 +96,16 @@ async def test_a_slot_moving_mid_stream_loses_nothing(cluster: RedisClusterNodes
         async with serving(settings) as live, \
                 subscribe(f"{live.url}/v1/calls/events") as reader:
             task = asyncio.create_task(commit_rounds())
-            await wait_until(lambda: min(committed.values(), default=0) >= 3,
-                             what="commits to flow", timeout=20)
+            await async_wait_until(lambda: min(committed.values(), default=0) >= 3,
+                                   what="commits to flow", timeout=20)
             rounds_before = rounds
             source, target = await asyncio.to_thread(move_slot, cluster,
                                                      key_slot(keys.log(0).encode()))
             rounds_during = rounds - rounds_before
             at_move = dict(committed)
-            await wait_until(lambda: all(committed[sid] >= at_move[sid] + 3 for sid in sessions),
-                             what="commits to go on after the move", timeout=30)
+            await async_wait_until(
+                lambda: all(committed[sid] >= at_move[sid] + 3 for sid in sessions),
+                what="commits to go on after the move", timeout=30)
             stop.set()
             await asyncio.wait_for(task, 30)
             final = dict(committed)
@@ -111,8 +114,9 @@ async def test_a_slot_moving_mid_stream_loses_nothing(cluster: RedisClusterNodes
                 return [(d.session_id, d.seq) for d in (
                     msgspec.json.decode(f.data or b"", type=Delivered) for f in reader.events)]
 
-            await wait_until(lambda: all((sid, seq) in set(got()) for sid, seq in final.items()),
-                             what="the subscriber to get every commit", timeout=30)
+            await async_wait_until(
+                lambda: all((sid, seq) in set(got()) for sid, seq in final.items()),
+                what="the subscriber to get every commit", timeout=30)
             received = got()
             async with httpx.AsyncClient(base_url=live.url) as api:
                 call = (await api.get(f"/v1/calls/{moved[0]}")).json()

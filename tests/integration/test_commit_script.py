@@ -13,29 +13,16 @@ import redis.asyncio as aioredis
 from callhub import events as ev
 from callhub.keyspace import Keyspace
 from callhub.settings import Settings
-from tests.conftest import free_port, start_redis_server, wait_for
+from tests.support.polling import wait_until
+from tests.support.processes import free_port
+from tests.support.redis_servers import start_redis_server
+from tests.support.redis_snapshot import snapshot
 from tests.support.strategies import action, call_started, dtmf, terminated, transition
 from workers.commit.publisher import COMMIT_SHA, CallPublisher, PublisherUnavailable
 
 KEYS = Keyspace()
 
 pytestmark = pytest.mark.both_engines
-
-
-def snapshot(client: redis.Redis) -> dict[bytes, object]:
-    """Everything in the database, by key: to prove a rejection wrote nothing."""
-    state: dict[bytes, object] = {}
-    for key in client.keys("*"):
-        kind = client.type(key)
-        if kind == b"stream":
-            state[key] = client.xrange(key)
-        elif kind == b"hash":
-            state[key] = client.hgetall(key)
-        elif kind == b"zset":
-            state[key] = client.zrange(key, 0, -1, withscores=True)
-        else:
-            state[key] = client.dump(key)
-    return state
 
 
 @pytest.fixture
@@ -207,7 +194,7 @@ async def test_the_log_is_trimmed_by_time(
     old = [call_started(f"old-{n}") for n in range(300)]
     await publisher.commit_many(old)
     now_ms = int(sync_redis.time()[0]) * 1000
-    wait_for(lambda: int(sync_redis.time()[0]) * 1000 > now_ms + 5, what="the server clock")
+    wait_until(lambda: int(sync_redis.time()[0]) * 1000 > now_ms + 5, what="the server clock")
     await publisher.commit(call_started("new"))
     # Trimming is approximate (whole stream nodes), so some old entries may
     # stay, but the ones in full nodes older than the retention are gone.

@@ -21,7 +21,7 @@ from hypothesis.stateful import (
 
 from callhub import events as ev
 from callhub.settings import Settings
-from tests.conftest import async_client, sync_client
+from tests.support.redis_servers import async_client, sync_client
 from tests.support.strategies import action, call_started, dtmf, terminated, transition
 from workers.commit.publisher import CallPublisher, CommitOutcome
 

@@ -19,13 +19,9 @@ from redis.cluster import RedisCluster
 
 from callhub.connections import connect_client
 from callhub.settings import Settings
-from tests.conftest import (
-    RedisServer,
-    serving,
-    start_redis_cluster,
-    start_redis_server,
-    wait_for,
-)
+from tests.support.hubs import serving
+from tests.support.polling import async_wait_until, wait_until
+from tests.support.redis_servers import RedisServer, start_redis_cluster, start_redis_server
 from tests.support.sse import EventStreamReader, subscribe
 from tests.support.strategies import call_started, dtmf
 from workers.commit.publisher import CallPublisher, PublisherUnavailable
@@ -36,7 +32,7 @@ def master_and_replica(redis_server: RedisServer) -> Iterator[tuple[RedisServer,
     master = start_redis_server()
     replica = start_redis_server(None, "--replicaof", "127.0.0.1", str(master.port))
     with master.client() as client:
-        wait_for(lambda: client.info("replication").get("slave0", {}).get("state") == "online",
+        wait_until(lambda: client.info("replication").get("slave0", {}).get("state") == "online",
                  what="the replica to finish its first sync")
     yield master, replica
     replica.stop()
@@ -111,7 +107,8 @@ async def test_a_master_killed_while_events_flow_loses_no_acknowledged_commit(
                 subscribe(f"{live.url}/v1/calls/events") as stays, \
                 subscribe(f"{live.url}/v1/calls/events") as leaves:
             task = asyncio.create_task(commit_forever())
-            await wait_until(lambda: sum(acknowledged.values()) > 500, "commits to flow")
+            await async_wait_until(lambda: sum(acknowledged.values()) > 500,
+                                   what="commits to flow", timeout=15, interval=0.05)
             with RedisCluster.from_url(cluster.url) as sync:
                 victim_port = sync.get_node_from_key(settings.keyspace.log(0)).port
             victim = next(i for i, s in enumerate(cluster.servers) if s.port == victim_port)
@@ -126,16 +123,18 @@ async def test_a_master_killed_while_events_flow_loses_no_acknowledged_commit(
             cursor = leaves.last_id  # after the close: no frame arrives past it
             # The replica takes over; the old master comes back as its replica (so
             # a durable publisher has a replica to WAIT for again).
-            await wait_until(lambda: promoted(survivor, victim_port),
-                             "a replica to take over", timeout=30)
+            await async_wait_until(lambda: promoted(survivor, victim_port), in_thread=True,
+                                   what="a replica to take over", timeout=30, interval=0.05)
             failover_s = time.monotonic() - killed_at
             seen_at_failover = len(stays.events)
             await asyncio.to_thread(cluster.restart, victim)
-            await wait_until(lambda: len(stays.events) > seen_at_failover,
-                             "a delivery after the failover", timeout=30)
+            await async_wait_until(lambda: len(stays.events) > seen_at_failover,
+                                   what="a delivery after the failover", timeout=30,
+                                   interval=0.05)
             first_delivery_s = time.monotonic() - killed_at - failover_s
-            await wait_until(lambda: sum(acknowledged.values()) > before_kill + 200,
-                             "commits to resume after the failover", timeout=30)
+            await async_wait_until(lambda: sum(acknowledged.values()) > before_kill + 200,
+                                   what="commits to resume after the failover", timeout=30,
+                                   interval=0.05)
             stop.set()
             await asyncio.wait_for(task, 30)
             assert cursor is not None
@@ -144,9 +143,10 @@ async def test_a_master_killed_while_events_flow_loses_no_acknowledged_commit(
                 # Both subscribers end with every call's last acknowledged event:
                 # the hub's shard readers found the new master.
                 for name, readers in (("stayed", [stays]), ("resumed", [leaves, resumed])):
-                    await wait_until(lambda r=readers: has_all_last(r, acknowledged),  # type: ignore[misc]
-                                     f"the subscriber that {name} to get the events after "
-                                     "the failover", timeout=30)
+                    await async_wait_until(
+                        lambda r=readers: has_all_last(r, acknowledged),  # type: ignore[misc]
+                        what=f"the subscriber that {name} to get the events after the failover",
+                        timeout=30, interval=0.05)
                 received = seqs(leaves, resumed)
                 stayed = seqs(stays)
 
@@ -201,13 +201,3 @@ def promoted(url: str, dead_port: int) -> bool:
         masters = {node.port for node in client.get_primaries()}
         return bool(info["cluster_state"] == "ok" and dead_port not in masters)
 
-
-async def wait_until(condition: object, what: str, timeout: float = 15) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        done = await asyncio.to_thread(condition) if callable(condition) else condition
-        if done:
-            return
-        assert loop.time() < deadline, f"timed out after {timeout}s waiting for {what}"
-        await asyncio.sleep(0.05)

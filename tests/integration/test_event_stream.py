@@ -23,19 +23,14 @@ from callhub.keyspace import Keyspace
 from callhub.settings import Settings
 from hub.api.auth import hash_key
 from hub.store.cursor import Cursor
-from tests.conftest import (
-    async_client,
-    engine_env,
-    free_port,
-    serving,
-    start_hub,
-    start_redis_server,
-    sync_client,
-)
-from tests.support.paths import DATA
-from tests.support.sse import EventStreamReader, subscribe, wait_until
+from tests.support.fences import fence
+from tests.support.hubs import serving
+from tests.support.polling import async_wait_until
+from tests.support.processes import free_port, start_hub
+from tests.support.redis_servers import async_client, engine_env, start_redis_server, sync_client
+from tests.support.spec_examples import spec_events
+from tests.support.sse import subscribe
 from tests.support.strategies import action, call_started, dtmf, terminated, transition
-from workers.commit.event_lines import NumberedEvent, read_event_lines
 from workers.commit.publisher import CallPublisher, CommitOutcome
 
 pytestmark = pytest.mark.both_engines
@@ -46,11 +41,6 @@ FAST_PING = 200  # ms: the ping carries the cursor, which the tests use as a fen
 def fast(settings: Settings, **extra: object) -> Settings:
     """The engine's settings (one redis-server or the cluster), with fast pings."""
     return msgspec.structs.replace(settings, ping_interval_ms=FAST_PING, **extra)
-
-
-def spec_events() -> list[ev.Event]:
-    items = read_event_lines((DATA / "spec_events.jsonl").read_bytes().splitlines())
-    return [item.event for item in items if isinstance(item, NumberedEvent)]
 
 
 async def test_the_spec_examples_arrive_byte_for_byte_as_committed(
@@ -67,7 +57,7 @@ async def test_the_spec_examples_arrive_byte_for_byte_as_committed(
             assert stream.response.headers["x-accel-buffering"] == "no"
             assert "content-encoding" not in stream.response.headers
             await CallPublisher(aredis, settings).commit_many(spec_events())
-            await wait_until(lambda: len(stream.events) == 3 and len(by_session.events) == 3)
+            await async_wait_until(lambda: len(stream.events) == 3 and len(by_session.events) == 3)
         committed = sync_redis.xrange(Keyspace().log(0))
         for reader in (stream, by_session):
             assert reader.frames[0].retry == 3000
@@ -154,31 +144,6 @@ def test_the_stream_delivers_exactly_the_matching_events_in_order(
         assert mine == [d for d in expected if f'"session_id":"{sid}"'.encode() in d]
 
 
-async def fence(stream: EventStreamReader, outcomes: list[CommitOutcome], shards: int) -> None:
-    """Wait for a ping whose cursor covers every commit: then nothing more is due."""
-    final = _last_positions(outcomes, shards)
-    await wait_until(lambda: any(
-        f.comment == b"ping" and f.id and _covers(f.id, final, shards)
-        for f in stream.frames), timeout=10, what="a ping past the last commit")
-
-
-def _last_positions(outcomes: list[CommitOutcome], shards: int) -> list[tuple[int, int] | None]:
-    keys = Keyspace(shards=shards)
-    final: list[tuple[int, int] | None] = [None] * shards
-    for outcome in outcomes:
-        shard = keys.shard_of(outcome.event.session_id)
-        ms, seq = (int(x) for x in (outcome.entry_id or "").split("-"))
-        final[shard] = max(final[shard] or (0, 0), (ms, seq))
-    return final
-
-
-def _covers(cursor_text: str, final: list[tuple[int, int] | None], shards: int) -> bool:
-    cursor = Cursor.decode(cursor_text, shards)
-    return all(f is None or (c is not None and c >= f)
-               for c, f in zip(cursor.positions, final, strict=True))
-
-
-
 # -- history, resume, reset ------------------------------------------------------
 
 
@@ -205,10 +170,10 @@ async def test_history_then_live_misses_and_repeats_nothing_while_commits_race(
 
     async with serving(settings) as live:
         committer = asyncio.create_task(keep_committing())
-        await wait_until(lambda: min(next_seq.values()) > 5)
+        await async_wait_until(lambda: min(next_seq.values()) > 5)
         async with subscribe(f"{live.url}/v1/calls/events",
                              params={"include_history": "true"}) as stream:
-            await wait_until(lambda: len(stream.events) > 40)
+            await async_wait_until(lambda: len(stream.events) > 40)
             stop.set()
             outcomes = await committer
             await fence(stream, outcomes, settings.shards)
@@ -249,7 +214,7 @@ async def test_a_client_resumed_on_either_replica_gets_exactly_what_a_steady_one
                             batch.append(dtmf(sid, seqs[sid]))
                         outcomes += await publisher.commit_many(batch)
                     # Leave at a random point: after some of what is due arrived.
-                    await wait_until(lambda c=client: len(c.events) >= 1)
+                    await async_wait_until(lambda c=client: len(c.events) >= 1)
                     await asyncio.sleep(rng.random() * 0.05)
                     got = list(client.events)
                 resumed += [f.data or b"" for f in got]
@@ -276,7 +241,7 @@ async def test_a_cursor_older_than_retention_gets_stream_reset_then_the_oldest_e
     first = await publisher.commit_many([call_started(f"old-{n}") for n in range(300)])
     old_cursor = Cursor((tuple(int(x) for x in (first[0].entry_id or "").split("-")),))
     now_ms = int(sync_redis.time()[0]) * 1000
-    await wait_until(lambda: int(sync_redis.time()[0]) * 1000 > now_ms + 5)
+    await async_wait_until(lambda: int(sync_redis.time()[0]) * 1000 > now_ms + 5)
     later = await publisher.commit_many([call_started(f"new-{n}") for n in range(5)])
     oldest_kept = sync_redis.xrange(Keyspace().log(0), count=1)[0][0].decode()
     assert oldest_kept != first[1].entry_id  # the log was trimmed past the cursor
@@ -327,22 +292,22 @@ async def test_a_stalled_client_is_cut_off_and_does_not_delay_the_others(
         _, writer = await asyncio.open_connection(sock=raw)
         writer.write(b"GET /v1/calls/events HTTP/1.1\r\nHost: hub\r\n\r\n")
         await writer.drain()  # ...and never read again
-        await wait_until(lambda: live.hub.dispatcher.count == 1)
-        stalled = next(iter(live.hub.dispatcher.subscribers()))
+        await async_wait_until(lambda: live.replica.dispatcher.count == 1)
+        stalled = next(iter(live.replica.dispatcher.subscribers()))
         async with subscribe(f"{live.url}/v1/calls/events") as healthy:
-            await wait_until(lambda: live.hub.dispatcher.count == 2)
+            await async_wait_until(lambda: live.replica.dispatcher.count == 2)
             sids = [f"big-{n}" for n in range(500)]
             outcomes = await publisher.commit_many([call_started(sid) for sid in sids])
             for seq in range(2, 46):  # ~6 MB: more than the kernel buffers on both sides hold
                 outcomes += await publisher.commit_many([dtmf(sid, seq) for sid in sids])
-            await wait_until(lambda: len(healthy.events) == len(outcomes), timeout=60)
+            await async_wait_until(lambda: len(healthy.events) == len(outcomes), timeout=60)
             assert not healthy.ended
-            await wait_until(lambda: live.hub.dispatcher.count == 1, timeout=10,
-                             what="the stalled subscriber to be cut off")
+            await async_wait_until(lambda: live.replica.dispatcher.count == 1, timeout=10,
+                                   what="the stalled subscriber to be cut off")
             # Its task ended too, though the client still holds the connection open
             # without reading: the write watchdog got it out of the stuck send.
             assert stalled.task is not None
-            await wait_until(stalled.task.done, timeout=10, what="the stalled stream to end")
+            await async_wait_until(stalled.task.done, timeout=10, what="the stalled stream to end")
             assert stalled.closed == "stalled"
         writer.close()
 
@@ -355,26 +320,27 @@ async def test_a_thousand_connect_disconnect_cycles_leave_nothing_behind(
         await CallPublisher(aredis, settings).commit(call_started("c-1"))
         async with httpx.AsyncClient(timeout=10) as client:
             async with subscribe(f"{live.url}/v1/calls/events", client=client) as warm:
-                await wait_until(lambda: warm.frames)
-            await wait_until(lambda: live.hub.dispatcher.count == 0)
+                await async_wait_until(lambda: warm.frames)
+            await async_wait_until(lambda: live.replica.dispatcher.count == 0)
             baseline = len(asyncio.all_tasks())
             for n in range(1000):
                 params = {"include_history": "true"} if n % 2 else {"session_id": "c-1"}
                 async with subscribe(f"{live.url}/v1/calls/events", params=params,
                                      client=client) as stream:
-                    await wait_until(lambda s=stream: s.frames)
-        await wait_until(lambda: live.hub.dispatcher.count == 0, what="no subscriber left")
-        await wait_until(lambda: len(asyncio.all_tasks()) <= baseline,
-                         what=f"tasks back to {baseline}")
+                    await async_wait_until(lambda s=stream: s.frames)
+        await async_wait_until(lambda: live.replica.dispatcher.count == 0,
+                               what="no subscriber left")
+        await async_wait_until(lambda: len(asyncio.all_tasks()) <= baseline,
+                               what=f"tasks back to {baseline}")
 
 
 async def test_sigterm_ends_open_streams_within_seconds(redis_url: str, settings: Settings) -> None:
     hub = start_hub(redis_url, env=engine_env(settings))
     async with subscribe(f"{hub.url}/v1/calls/events") as stream:
-        await wait_until(lambda: stream.frames)
+        await async_wait_until(lambda: stream.frames)
         started = time.monotonic()
         hub.process.send_signal(signal.SIGTERM)
-        await wait_until(lambda: stream.ended, timeout=10, what="the stream to end")
+        await async_wait_until(lambda: stream.ended, timeout=10, what="the stream to end")
         assert time.monotonic() - started < 3
     hub.process.wait(timeout=10)
     # uvicorn re-raises the signal it handled once it has shut down cleanly.
@@ -418,7 +384,7 @@ async def test_subscribers_lose_nothing_across_a_redis_restart(tmp_path: Path) -
         async with serving(settings) as live, \
                 subscribe(f"{live.url}/v1/calls/events") as stream:
             before = await publisher.commit_many([call_started(f"c-{n}") for n in range(5)])
-            await wait_until(lambda: len(stream.events) == 5)
+            await async_wait_until(lambda: len(stream.events) == 5)
             server.stop()  # a clean shutdown: the AOF has everything
             server = start_redis_server(port, "--appendonly", "yes", "--appendfsync", "always",
                                         "--dir", server.directory)

@@ -24,8 +24,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from callhub.settings import Settings
 from hub.store.hash_reader import PipelinedHashReader
-from tests.conftest import RedisServer, free_port, hub_client, start_redis_server
-from tests.support.sse import wait_until
+from tests.support.hubs import hub_client
+from tests.support.polling import async_wait_until
+from tests.support.processes import free_port
+from tests.support.redis_servers import RedisServer, start_redis_server
 from tests.support.strategies import call_started, transition
 from workers.commit.publisher import CallPublisher
 
@@ -71,7 +73,7 @@ async def test_redis_killed_mid_flight_fails_the_reads_and_the_next_read_reconne
         assert await reader.hgetall("h") == {b"k": b"v"}
         os.kill(own_redis.process.pid, signal.SIGSTOP)
         in_flight = [asyncio.ensure_future(reader.hgetall("h")) for _ in range(5)]
-        await wait_until(lambda: reader.in_flight == 5, what="the reads to be in flight")
+        await async_wait_until(lambda: reader.in_flight == 5, what="the reads to be in flight")
         own_redis.process.kill()  # SIGKILL: the kernel resets its sockets
         own_redis.process.wait(10)
         done, _ = await asyncio.wait(in_flight, timeout=5)
@@ -112,7 +114,8 @@ async def test_closing_the_client_closes_the_link_at_once(own_redis: RedisServer
         started = time.monotonic()
         await asyncio.wait_for(client.aclose(), 10)
         assert time.monotonic() - started < 1  # redis-py's close does not wait on the link
-        await wait_until(lambda: len(watcher.client_list()) == 1, what="the link to be closed")
+        await async_wait_until(lambda: len(watcher.client_list()) == 1,
+                               what="the link to be closed")
 
 
 async def test_get_call_answers_503_when_redis_dies_mid_request(own_redis: RedisServer) -> None:
@@ -123,8 +126,9 @@ async def test_get_call_answers_503_when_redis_dies_mid_request(own_redis: Redis
         assert (await api.get("/v1/calls/c-1")).status_code == 200
         os.kill(own_redis.process.pid, signal.SIGSTOP)
         answers = [asyncio.ensure_future(api.get("/v1/calls/c-1")) for _ in range(3)]
-        store = api._transport.app.state.hub.store  # type: ignore[attr-defined]
-        await wait_until(lambda: store._hashes.in_flight == 3, what="the reads to be in flight")
+        store = api._transport.app.state.replica.store  # type: ignore[attr-defined]
+        await async_wait_until(lambda: store._hashes.in_flight == 3,
+                               what="the reads to be in flight")
         own_redis.process.kill()
         own_redis.process.wait(10)
         for answer in await asyncio.wait_for(asyncio.gather(*answers), 10):

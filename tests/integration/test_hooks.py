@@ -21,8 +21,8 @@ from starlette.routing import Route
 
 from callhub import events as ev
 from callhub.settings import Settings
-from tests.conftest import free_port
 from tests.support.paths import DATA
+from tests.support.processes import free_port
 from workers.commit.publisher import CallPublisher
 from workers.dialog.clock import DialogClock, Pace
 from workers.dialog.hooks import HookClient, HookFailed, HookRequest, HookSucceeded

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
 from callhub.settings import Settings
-from tests.conftest import serving, start_hub
-from tests.support.sse import subscribe, wait_until
+from tests.support.hubs import serving
+from tests.support.polling import async_wait_until, wait_until
+from tests.support.processes import start_hub
+from tests.support.sse import subscribe
 from tests.support.strategies import call_started, dtmf
 from workers.commit.publisher import CallPublisher
 
@@ -35,8 +36,8 @@ async def test_metrics_count_subscribers_deliveries_latency_and_requests(
             subscribe(f"{live.url}/v1/calls/events") as second:
         await CallPublisher(aredis, settings).commit_many(
             [call_started("m-1"), *(dtmf("m-1", seq) for seq in range(2, 12))])
-        await wait_until(lambda: len(first.events) == 11 and len(second.events) == 11,
-                         what="both streams to get the 11 events")
+        await async_wait_until(lambda: len(first.events) == 11 and len(second.events) == 11,
+                               what="both streams to get the 11 events")
         async with httpx.AsyncClient(timeout=5) as client:
             await client.get(f"{live.url}/v1/calls")
             await client.get(f"{live.url}/v1/calls/m-1")
@@ -62,8 +63,8 @@ async def test_every_answer_carries_a_request_id(settings: Settings) -> None:
                                headers={"X-Request-ID": "no spaces\tallowed"})
         async with subscribe(f"{live.url}/v1/calls/events",
                              headers={"X-Request-ID": "stream-1"}) as stream:
-            await wait_until(lambda: stream.response.headers.get("x-request-id"),
-                             what="the stream's headers")
+            await async_wait_until(lambda: stream.response.headers.get("x-request-id"),
+                                   what="the stream's headers")
             stream_id = stream.response.headers["x-request-id"]
     assert mine.headers["x-request-id"] == "abc-123"
     assert fresh.status_code == 404 and len(fresh.headers["x-request-id"]) == 32
@@ -77,10 +78,11 @@ def test_json_logs_are_one_object_per_line_with_request_ids_and_no_keys(redis_ur
     try:
         httpx.get(f"{hub.url}/v1/calls?api_key=sekrit-key-1",
                   headers={"X-Request-ID": "log-me"}, timeout=5)
-        deadline = time.monotonic() + 10
-        while "log-me" not in hub.output():
-            assert time.monotonic() < deadline, hub.output()
-            time.sleep(0.05)
+        try:
+            wait_until(lambda: "log-me" in hub.output(), timeout=10, interval=0.05,
+                       what="the access log line of request log-me")
+        except AssertionError as error:
+            raise AssertionError(f"{error}; the hub's output:\n{hub.output()}") from error
     finally:
         hub.stop()
     lines = [line for line in hub.output().splitlines() if line.strip()]

@@ -20,9 +20,11 @@ from hypothesis import settings as hypothesis_settings
 from callhub.settings import Settings
 from hub.api.openapi import openapi_document
 from hub.stream.frames import StreamReset
-from tests.conftest import HubProcess, RedisServer, serving, start_hub
-from tests.integration.test_event_stream import fence, spec_events
-from tests.integration.test_read_api import publish_spec_examples
+from tests.support.fences import fence
+from tests.support.hubs import serving
+from tests.support.processes import HubProcess, start_hub
+from tests.support.redis_servers import RedisServer
+from tests.support.spec_examples import publish_spec_examples, spec_events
 from tests.support.sse import subscribe
 from workers.commit.publisher import CallPublisher
 

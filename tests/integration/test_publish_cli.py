@@ -10,9 +10,9 @@ from pathlib import Path
 import redis
 
 from callhub.keyspace import Keyspace
-from tests.conftest import free_port
-from tests.integration.test_commit_script import snapshot
 from tests.support.paths import DATA
+from tests.support.processes import free_port
+from tests.support.redis_snapshot import snapshot
 
 KEYS = Keyspace()
 

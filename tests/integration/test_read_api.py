@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import httpx
 import msgspec
 import pytest
@@ -16,8 +12,11 @@ from callhub.keyspace import Keyspace
 from callhub.settings import Settings
 from hub.store.call_store import PagePosition, encode_page_token
 from hub.store.cursor import Cursor, parse_stream_id
-from tests.conftest import free_port, hub_client, sync_client, wait_for
-from tests.support.paths import DATA
+from tests.support.hubs import hub_client
+from tests.support.polling import wait_until
+from tests.support.processes import free_port
+from tests.support.redis_servers import sync_client
+from tests.support.spec_examples import publish_spec_examples
 from tests.support.strategies import action, call_started, terminated, transition
 from workers.commit.publisher import CallPublisher
 
@@ -27,15 +26,6 @@ SPEC_CALL_FIELDS = {
     "session_id", "caller_id", "called_number", "dialog_name", "current_state",
     "start_time", "duration_seconds", "status", "variables",
 }
-
-
-def publish_spec_examples(redis_url: str, lines: int, cluster: bool = False) -> None:
-    events = b"".join((DATA / "spec_events.jsonl").read_bytes().splitlines(True)[:lines])
-    env = {**os.environ, "CALLHUB_REDIS_CLUSTER": "true" if cluster else "false"}
-    done = subprocess.run([sys.executable, "-m", "callhub.cli", "publish",
-                           "--redis-url", redis_url],
-                          input=events, capture_output=True, timeout=60, check=False, env=env)
-    assert done.returncode == 0, done.stderr
 
 
 async def test_the_spec_examples_answer_as_the_spec_shows(
@@ -99,7 +89,7 @@ async def test_an_ended_call_is_readable_until_its_retention_ends(
         assert call["final_state"] == "goodbye"
         assert (await api.get("/v1/calls")).json()["total_count"] == 0
     with sync_client(settings) as sync:
-        wait_for(lambda: not sync.exists(Keyspace().call("c-1")), timeout=10,
+        wait_until(lambda: not sync.exists(Keyspace().call("c-1")), timeout=10,
                  what="the ended call's retention to end")
     async with hub_client(settings) as api:
         gone = await api.get("/v1/calls/c-1")

@@ -14,7 +14,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from callhub.settings import Settings
-from tests.conftest import hub_client
+from tests.support.hubs import hub_client
 from tests.support.strategies import call_started, terminated
 from workers.commit.publisher import CallPublisher
 

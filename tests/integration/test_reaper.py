@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 
 from callhub import events as ev
 from callhub.settings import Settings
+from tests.support.polling import async_wait_until
 from tests.support.strategies import call_started, dtmf
 from workers.commit.leases import LeaseKeeper
 from workers.commit.publisher import CallPublisher
@@ -36,14 +37,19 @@ async def start_calls(publisher: CallPublisher, sids: list[str]) -> None:
 
 async def sweep_until(reaper: Reaper, want: int, timeout: float = 10.0) -> int:
     """Sweep until ``want`` calls have ended in total (leases take time to run out)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
     ended = 0
-    while ended < want:
+
+    async def enough() -> bool:
+        nonlocal ended
         tally = await reaper.sweep()
         ended += tally.expired + tally.timed_out
-        assert loop.time() < deadline, f"only {ended} of {want} calls reaped in {timeout}s"
-        await asyncio.sleep(0.02)
+        return ended >= want
+
+    try:
+        await async_wait_until(enough, timeout=timeout, interval=0.02,
+                               what=f"{want} calls to be reaped")
+    except AssertionError as error:
+        raise AssertionError(f"only {ended} of {want} calls reaped: {error}") from error
     return ended
 
 
@@ -89,11 +95,8 @@ async def test_several_reapers_end_each_call_exactly_once(
                       batch=16) for _ in range(3)]
     tasks = [asyncio.create_task(r.run()) for r in reapers]
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 15
-        while leases_left():
-            assert loop.time() < deadline, f"{leases_left()} calls still hold a lease"
-            await asyncio.sleep(0.02)
+        await async_wait_until(lambda: leases_left() == 0, timeout=15, interval=0.02,
+                               what="every call's lease to be reaped")
     finally:
         for reaper in reapers:
             reaper.stop()

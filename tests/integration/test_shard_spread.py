@@ -11,7 +11,7 @@ from redis.asyncio.cluster import RedisCluster
 from callhub.connections import connect_client
 from callhub.settings import Settings
 from hub.store.shard_spread import describe_spread, is_lopsided, log_shard_spread, shard_spread
-from tests.conftest import RedisClusterNodes
+from tests.support.redis_servers import RedisClusterNodes
 
 
 def masters_by_slot(cluster: RedisClusterNodes) -> dict[int, str]:

@@ -26,14 +26,9 @@ import trustme
 from callhub import events as ev
 from callhub.keyspace import Keyspace
 from callhub.settings import Settings
-from tests.conftest import (
-    HubProcess,
-    free_port,
-    start_hub,
-    stop_process,
-    wait_for,
-)
-from tests.support.paths import DATA
+from tests.support.polling import wait_until
+from tests.support.processes import HubProcess, free_port, start_hub, stop_process
+from tests.support.spec_examples import spec_events
 from tests.support.strategies import call_started, dtmf, terminated, transition
 from workers.commit.publisher import CallPublisher
 
@@ -69,13 +64,13 @@ class TailProcess:
         return "\n".join(self.err)
 
     def wait_out(self, count: int, what: str = "") -> list[bytes]:
-        wait_for(lambda: len(self.out) >= count or self._exited(), timeout=DEADLINE,
+        wait_until(lambda: len(self.out) >= count or self._exited(), timeout=DEADLINE,
                  what=what or f"{count} lines from callhub tail")
         assert len(self.out) >= count, f"tail exited early: {self.stderr}"
         return self.out
 
     def wait_err(self, text: str, timeout: float = DEADLINE) -> None:
-        wait_for(lambda: text in self.stderr or self._exited(), timeout=timeout,
+        wait_until(lambda: text in self.stderr or self._exited(), timeout=timeout,
                  what=f"{text!r} on the tail's stderr")
         assert text in self.stderr, f"tail exited early: {self.stderr}"
 
@@ -163,11 +158,6 @@ def commit(redis_url: str, events: Sequence[ev.Event]) -> None:
 def committed_json(sync_redis: redis.Redis) -> list[bytes]:
     """Every event JSON in the shard log, in commit order: what the workers committed."""
     return [fields[b"data"] for _, fields in sync_redis.xrange(Keyspace().log(0))]
-
-
-def spec_events() -> list[ev.Event]:
-    lines = (DATA / "spec_events.jsonl").read_bytes().splitlines()
-    return [ev.decode_event(line) for line in lines]
 
 
 def a_call(sid: str, dialog: str = "helpdesk") -> list[ev.Event]:

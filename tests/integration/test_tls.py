@@ -12,7 +12,7 @@ import httpx
 import pytest
 import trustme
 
-from tests.conftest import start_hub
+from tests.support.processes import start_hub
 
 
 @pytest.fixture(scope="module")

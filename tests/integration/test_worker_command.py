@@ -5,6 +5,7 @@ statuses hold and transfer give a call, seen through Get Call and List Calls).""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import signal
 import subprocess
@@ -18,11 +19,15 @@ import redis
 import redis.asyncio as aioredis
 
 from callhub.cli.worker import lease_companions
+from callhub.connections import RedisClient
 from callhub.events import EVENT_TYPES
 from callhub.keyspace import Keyspace
 from callhub.settings import Settings
-from tests.conftest import free_port, stop_process, wait_for
+from hub.store.cursor import Cursor, format_stream_id
 from tests.support.paths import DATA
+from tests.support.polling import wait_until
+from tests.support.processes import free_port, stop_process
+from tests.support.redis_servers import async_client
 from workers.dialog.spec import load_dialog
 from workers.simulator.bundled_dialogs import bundled_dialog_paths
 from workers.simulator.worker import SimulatedWorker
@@ -76,7 +81,7 @@ def test_sigterm_ends_every_active_call_cleanly(
             stdout=out, stderr=subprocess.STDOUT, env=callhub_env,
         )
     try:
-        wait_for(lambda: sync_redis.zcard(KEYS.active(0)) >= 5, timeout=30,
+        wait_until(lambda: sync_redis.zcard(KEYS.active(0)) >= 5, timeout=30,
                  what="five active calls")
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0, log.read_text()
@@ -128,28 +133,88 @@ def test_without_simulate_the_worker_says_what_is_missing(callhub_env: dict[str,
     assert done.returncode == 2 and "--simulate" in done.stderr
 
 
+# The status each action gives a call (the commit script sets it in the same
+# commit as the event): the session stream is the exact record of its changes.
+STATUS_AFTER_ACTION = {"hold": "on_hold", "resume": "active", "transfer": "transferring"}
+
+
+def statuses(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[str]:
+    """The call's status after each entry of its session stream, oldest first."""
+    status, after = "", []
+    for _, fields in entries:
+        if fields[b"type"] == b"call_started":
+            status = "active"
+        elif fields[b"type"] == b"action_executed":
+            action = json.loads(fields[b"data"])["action"]
+            status = STATUS_AFTER_ACTION.get(action, status)
+        elif fields[b"type"] == b"call_terminated":
+            status = "terminated"
+        after.append(status)
+    return after
+
+
 async def test_hold_and_transfer_show_in_get_call_and_list_calls(
     aredis: aioredis.Redis, settings: Settings, api: httpx.AsyncClient,
     sync_redis: redis.Redis,
 ) -> None:
     dialog = load_dialog(DATA / "dialogs" / "hold_and_transfer.toml")
     worker = SimulatedWorker(aredis, settings, [dialog], rate=1000, calls=3, speed=10, seed=1)
-    running = asyncio.create_task(worker.run())
+    keys = settings.keyspace
     seen: set[str] = set()
     listed: set[str] = set()
     sessions: set[str] = set()
-    while not running.done():
+
+    async def status_at(session_id: str, cursor: str) -> str:
+        """The status the session stream gives the call at a snapshot's position."""
+        position = Cursor.decode(cursor, keys.shards).positions[keys.shard_of(session_id)]
+        assert position is not None
+        entries = await aredis.xrange(keys.call_events(session_id), "-",
+                                      format_stream_id(position))
+        return statuses(entries)[-1]
+
+    async def snapshot(session_id: str) -> None:
+        """Get Call and List Calls now: each call's status is the one its stream has
+        at the snapshot's position (the call's cursor), whatever moved since."""
+        call = (await api.get(f"/v1/calls/{session_id}")).json()
+        assert call["status"] == await status_at(session_id, call["cursor"]), call
+        seen.add(call["status"])
         page = (await api.get("/v1/calls", params={"page_size": "100"})).json()
-        for call in page["calls"]:
-            listed.add(call["status"])
-            sessions.add(call["session_id"])
-            seen.add((await api.get(f"/v1/calls/{call['session_id']}")).json()["status"])
-        await asyncio.sleep(0.02)
+        for listed_call in page["calls"]:
+            assert listed_call["status"] == await status_at(
+                listed_call["session_id"], listed_call["cursor"]), listed_call
+            listed.add(listed_call["status"])
+
+    async def follow(reader: RedisClient) -> None:
+        """Read the shard log as it grows; snapshot at every change of status."""
+        last: bytes | str = "0"
+        ended = 0
+        while ended < 3:
+            for _, entries in await reader.xread({keys.log(0): last}, block=1000) or []:
+                for entry_id, fields in entries:
+                    last = entry_id
+                    session_id = fields[b"session_id"].decode()
+                    sessions.add(session_id)
+                    if fields[b"type"] in (b"action_executed", b"call_terminated"):
+                        await snapshot(session_id)
+                    ended += fields[b"type"] == b"call_terminated"
+            if running.done():
+                running.result()  # the worker's error, if it failed
+
+    running = asyncio.create_task(worker.run())
+    reader = async_client(settings)
+    try:
+        await asyncio.wait_for(follow(reader), 30)
+    finally:
+        await reader.aclose()
     stats = await running
     assert stats.reasons == {"transfer": 3}
     assert {"on_hold", "transferring"} <= seen, seen
     assert {"on_hold", "transferring"} <= listed, listed
+    assert len(sessions) == 3
     for session_id in sessions:
+        changes = [s for s, _ in itertools.groupby(
+            statuses(sync_redis.xrange(keys.call_events(session_id))))]
+        assert changes == ["active", "on_hold", "active", "transferring", "terminated"]
         call = (await api.get(f"/v1/calls/{session_id}")).json()
         assert (call["status"], call["reason"]) == ("terminated", "transfer")
         assert call["final_state"] == "greeting"

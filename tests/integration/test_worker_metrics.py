@@ -11,7 +11,8 @@ import sys
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import free_port, stop_process, wait_for
+from tests.support.polling import wait_until
+from tests.support.processes import free_port, stop_process
 
 
 def samples(text: str) -> dict[str, float]:
@@ -43,7 +44,7 @@ def test_a_running_worker_serves_its_metrics(
                     and any(k.startswith("callhub_worker_hook_duration_seconds_count")
                             for k in scrape))
 
-        wait_for(enough, timeout=30, what="commits, responses and hooks in /metrics",
+        wait_until(enough, timeout=30, what="commits, responses and hooks in /metrics",
                  interval=0.2)
         assert scrape.get('callhub_worker_commits_total{outcome="rejected"}', 0) == 0
         p50_bucket = [v for k, v in scrape.items()

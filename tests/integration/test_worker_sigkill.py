@@ -14,7 +14,8 @@ import time
 import redis
 
 from callhub.keyspace import Keyspace
-from tests.conftest import stop_process, wait_for
+from tests.support.polling import wait_until
+from tests.support.processes import stop_process
 
 KEYS = Keyspace()
 LEASE_S = 1.0
@@ -40,7 +41,7 @@ def test_a_killed_workers_calls_are_reaped_by_another_worker(
     # Calls at real speed last tens of seconds: plenty stay active at the kill.
     doomed = worker(redis_url, env, "--rate", "20", "--speed", "1", "--seed", "1")
     try:
-        wait_for(lambda: sync_redis.zcard(KEYS.active(0)) >= 8, timeout=15,
+        wait_until(lambda: sync_redis.zcard(KEYS.active(0)) >= 8, timeout=15,
                  what="the first worker to hold 8 active calls")
     finally:
         os.kill(doomed.pid, signal.SIGKILL)
@@ -52,7 +53,7 @@ def test_a_killed_workers_calls_are_reaped_by_another_worker(
     try:
         still_active = lambda: orphans & {  # noqa: E731
             sid.decode() for sid in sync_redis.zrange(KEYS.active(0), 0, -1)}
-        wait_for(lambda: not still_active(), timeout=15,
+        wait_until(lambda: not still_active(), timeout=15,
                  what="the second worker's reaper to end the killed worker's calls")
         reaped_after_s = time.monotonic() - killed_at
     finally:

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import free_port, stop_process, wait_for
 from tests.support.paths import ROOT
+from tests.support.polling import wait_until
+from tests.support.processes import free_port, stop_process
 
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"
 NGINX = "/usr/sbin/nginx"
@@ -108,7 +109,7 @@ def start_nginx(prefix: Path, replicas: Sequence[str], port: int | None = None) 
         return True
 
     try:
-        wait_for(up, timeout=10, what="nginx to listen", interval=0.05)
+        wait_until(up, timeout=10, what="nginx to listen", interval=0.05)
     except BaseException:
         nginx.stop()
         raise

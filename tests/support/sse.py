@@ -94,11 +94,3 @@ async def subscribe(
         if own:
             await client.aclose()
 
-
-async def wait_until(condition: object, *, timeout: float = 10.0, what: str = "") -> None:
-    """Await until ``condition()`` is truthy, failing at the deadline."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():  # type: ignore[operator]
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
-        await asyncio.sleep(0.01)

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from callhub import events as ev
+from tests.support.polling import async_wait_until
 from workers.commit.publisher import CommitOutcome
 from workers.dialog.clock import DialogClock, Pace
 from workers.dialog.hooks import HookClient
@@ -314,8 +315,13 @@ async def test_a_call_ends_with_timeout_at_its_maximum_duration() -> None:
 
 async def test_a_stopping_worker_ends_its_calls_with_system_hangup() -> None:
     pace = Pace(50.0)  # 50x: a 6 s prompt takes ~0.1 s
-    task = asyncio.create_task(play_call(DIALOGS["helpdesk"], [Silent()] * 10, pace=pace))
-    await asyncio.sleep(0.05)
+    sink = RecordingSink()
+    task = asyncio.create_task(play_call(DIALOGS["helpdesk"], [Silent()] * 10, pace=pace,
+                                         sink=sink))
+    # The stop comes to a call under way: it has started, and not ended.
+    await async_wait_until(lambda: sink.events, timeout=5, what="the call's first event")
+    assert isinstance(sink.events[0], ev.CallStarted)
+    assert not task.done() and not of_type(sink.events, ev.CallTerminated)
     pace.stopping.set()
     summary, events = await asyncio.wait_for(task, 5)
     assert summary.reason == "system_hangup"

@@ -12,13 +12,9 @@ from collections import defaultdict
 import fakeredis
 import pytest
 
-from callhub import events as ev
 from callhub.events import EVENT_TYPES
 from callhub.settings import Settings
-from tests.support.strategies import dtmf
-from workers.commit.commit_queue import CommitQueue
-from workers.commit.publisher import CommitOutcome, PublisherUnavailable
-from workers.dialog.clock import CallEnds, DialogClock, Pace
+from tests.support.polling import async_wait_until
 from workers.simulator.worker import SimulatedWorker
 
 SETTINGS = Settings()
@@ -35,14 +31,6 @@ async def calls_in(redis: fakeredis.aioredis.FakeRedis) -> dict[str, list[dict[s
     for _, fields in await redis.xrange(SETTINGS.keyspace.log(0)):
         calls[fields[b"session_id"].decode()].append(json.loads(fields[b"data"]))
     return calls
-
-
-async def wait_until(condition: object, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():  # type: ignore[operator]
-        assert loop.time() < deadline, "timed out"
-        await asyncio.sleep(0.01)
 
 
 async def test_n_calls_start_and_end_once_each(fake: fakeredis.aioredis.FakeRedis) -> None:
@@ -85,7 +73,7 @@ async def test_stop_ends_the_active_calls_with_system_hangup(
 ) -> None:
     worker = SimulatedWorker(fake, SETTINGS, rate=200, speed=2.0, seed=3)
     task = asyncio.create_task(worker.run())
-    await wait_until(lambda: worker.stats.active >= 5)
+    await async_wait_until(lambda: worker.stats.active >= 5, what="five active calls")
     worker.stop()
     stats = await asyncio.wait_for(task, 15)
     assert stats.active == 0 and stats.errors == 0
@@ -138,57 +126,3 @@ def test_bad_arguments_are_refused(fake: fakeredis.aioredis.FakeRedis) -> None:
         SimulatedWorker(fake, SETTINGS, rate=0)
     with pytest.raises(ValueError, match="dialog"):
         SimulatedWorker(fake, SETTINGS, [])
-
-
-class FlakyPublisher:
-    """commit_many fails (Redis gone) for the batches the test says, else stores all."""
-
-    def __init__(self, fail: set[int]) -> None:
-        self.fail = fail
-        self.batches: list[int] = []
-
-    async def commit_many(self, events: list[ev.Event]) -> list[CommitOutcome]:
-        self.batches.append(len(events))
-        await asyncio.sleep(0)
-        if len(self.batches) in self.fail:
-            raise PublisherUnavailable("Redis is unreachable")
-        return [CommitOutcome(e, "committed", entry_id="1-0") for e in events]
-
-
-async def test_the_commit_queue_batches_and_hands_each_call_its_own_outcome() -> None:
-    publisher = FlakyPublisher(fail=set())
-    queue = CommitQueue(publisher, max_batch=8, pipelines=2)  # type: ignore[arg-type]
-    sender = asyncio.create_task(queue.run())
-    first = await asyncio.gather(*(queue.commit(dtmf(f"c-{n}", 2)) for n in range(20)))
-    assert all(o.status == "committed" for o in first)
-    assert max(publisher.batches) == 8 and sum(publisher.batches) == 20
-    publisher.fail = {len(publisher.batches) + 1}
-    with pytest.raises(PublisherUnavailable):
-        await queue.commit(dtmf("c-x", 3))  # the failure reaches the call that waited
-    assert (await queue.commit(dtmf("c-y", 3))).status == "committed"  # and the queue goes on
-    queue.close()
-    await asyncio.wait_for(sender, 5)
-    assert queue.stored_total == 21 and queue.stored["dtmf_received"] == 21
-
-
-async def test_dialog_time_is_scaled_capped_and_cut_short_by_a_stop() -> None:
-    loop = asyncio.get_running_loop()
-    pace = Pace(100.0)
-    clock = DialogClock(pace, max_duration_s=10.0)
-    started = loop.time()
-    await clock.wait(2.0)  # 2 s of dialog time: 20 ms at 100x
-    assert clock.elapsed_s == 2.0 and loop.time() - started >= 0.015
-    with pytest.raises(CallEnds) as over:
-        await clock.wait(60.0)  # only 8 s are left
-    assert over.value.reason == "timeout" and clock.elapsed_s == 10.0
-
-    slow = DialogClock(Pace(1.0), max_duration_s=7200.0)
-    waiting = asyncio.create_task(slow.wait(3600.0))
-    await asyncio.sleep(0.01)
-    started = loop.time()
-    slow.pace.stopping.set()
-    with pytest.raises(CallEnds) as stopped:
-        await asyncio.wait_for(waiting, 5)
-    assert stopped.value.reason == "system_hangup" and loop.time() - started < 1.0
-    assert Pace(math.inf).real_seconds(3600) == 0.0
-    assert Pace(1000.0).real_timeout(2.0) == 1.0  # never below a loopback round trip
