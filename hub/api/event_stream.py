@@ -33,8 +33,8 @@ from hub.errors import REDIS_ERRORS, BadParameter, ServiceUnavailable, error_res
 from hub.store.cursor import Cursor, InvalidCursor
 from hub.stream.catch_up import replay_history, replay_log, retention_check
 from hub.stream.direct_write import PendingSend
-from hub.stream.dispatcher import CLOSED_STALLED, NOT_WRITING, PING_DUE, StreamFilter, Subscriber
 from hub.stream.frames import RETRY, cursor_mark, ping, stream_reset_frame
+from hub.stream.subscriber import CLOSED_STALLED, NOT_WRITING, PING_DUE, StreamFilter, Subscriber
 
 log = logging.getLogger("callhub.stream")
 

@@ -33,8 +33,8 @@ from callhub.layout import (
 )
 from callhub.types import Entry, StreamId
 from hub.store.cursor import Cursor, format_stream_id, parse_stream_id
-from hub.stream.dispatcher import StreamFilter
 from hub.stream.frames import StreamReset, event_frame, history_frame
+from hub.stream.subscriber import StreamFilter
 
 LOG_CHUNK = 256
 FRAMES_PER_WRITE = 256

@@ -26,7 +26,8 @@ import logging
 import math
 from typing import Final
 
-from hub.stream.dispatcher import NOT_WRITING, Dispatcher
+from hub.stream.dispatcher import Dispatcher
+from hub.stream.subscriber import NOT_WRITING
 
 log = logging.getLogger("callhub.stream")
 

@@ -23,7 +23,7 @@ from callhub.keyspace import Keyspace
 from hub.store.cursor import Cursor, StreamId, format_stream_id, parse_stream_id
 from hub.stream import catch_up
 from hub.stream.catch_up import replay_history, replay_log, retention_check
-from hub.stream.dispatcher import StreamFilter
+from hub.stream.subscriber import StreamFilter
 from tests.support.sse import Frame, parse_frame
 
 SHARDS = 3

@@ -9,7 +9,7 @@ import pytest
 from starlette.types import Message
 
 from hub.stream.direct_write import PendingSend, start_send
-from hub.stream.dispatcher import NOT_WRITING, StreamFilter, Subscriber
+from hub.stream.subscriber import NOT_WRITING, StreamFilter, Subscriber
 
 
 class FakeSend:

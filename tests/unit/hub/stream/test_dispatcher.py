@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from hub.store.cursor import Cursor
-from hub.stream.dispatcher import CLOSED_OVERFLOW, Dispatcher, StreamFilter, Subscriber
+from hub.stream.dispatcher import Dispatcher
+from hub.stream.subscriber import CLOSED_OVERFLOW, StreamFilter, Subscriber
 
 
 def entry(n: int, sid: str, dialog: str = "helpdesk", kind: str = "dtmf_received") -> tuple:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
-from hub.stream.dispatcher import (
+from hub.stream.dispatcher import Dispatcher
+from hub.stream.subscriber import (
     CLOSED_OVERFLOW,
     CLOSED_STALLED,
     NOT_WRITING,
     PING_DUE,
-    Dispatcher,
     StreamFilter,
     Subscriber,
 )

@@ -1,0 +1,187 @@
+"""Subscriber: one open event stream as the dispatcher sees it, and its filter.
+
+A subscriber is what the dispatcher pushes chunks to and the stream's own task
+takes them from: a bounded buffer (a subscriber whose buffer overflows is
+closed, I5, and resumes from Redis with its cursor), the direct write for a
+task parked with nothing buffered (``hub.stream.direct_write``), and the two
+small counters the replica's one watchdog ages (``hub.stream.watchdog``), so
+no subscriber needs a timer of its own. ``StreamFilter`` is what it asked for,
+plus the dialogs its key may see; the dispatcher groups subscribers by it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Final
+
+from starlette.types import Send
+
+from hub.stream.direct_write import start_send
+
+CLOSED_OVERFLOW: Final = "overflow"
+CLOSED_SHUTDOWN: Final = "shutdown"
+CLOSED_STALLED: Final = "stalled"  # a write took longer than the write timeout
+CLOSED_LEFT: Final = "left"  # the client went away
+NOT_WRITING: Final = -1
+PING_DUE: Final = object()  # what a waiter gets when the watchdog says a ping is due
+
+
+class StreamFilter:
+    """What a subscriber asked for, plus the dialogs its key may see."""
+
+    __slots__ = ("dialog_name", "event_types", "scope", "session_id")
+
+    def __init__(
+        self,
+        *,
+        event_types: frozenset[bytes] | None = None,
+        session_id: str = "",
+        dialog_name: str = "",
+        scope: frozenset[str] | None = None,
+    ) -> None:
+        self.event_types = event_types
+        self.session_id = session_id.encode()
+        self.dialog_name = dialog_name.encode()
+        self.scope = frozenset(d.encode() for d in scope) if scope is not None else None
+
+    def matches(self, event_type: bytes, session_id: bytes, dialog: bytes) -> bool:
+        return (
+            (self.event_types is None or event_type in self.event_types)
+            and (not self.session_id or session_id == self.session_id)
+            and self.sees_dialog(dialog)
+        )
+
+    def sees_dialog(self, dialog: bytes) -> bool:
+        """Whether events of ``dialog`` pass the dialog filter and the key's scope."""
+        return (not self.dialog_name or dialog == self.dialog_name) and (
+            self.scope is None or dialog in self.scope)
+
+    def key(self) -> tuple[object, ...]:
+        """Equal for filters that match the same events (they share one group)."""
+        return (self.event_types, self.session_id, self.dialog_name, self.scope)
+
+    def index_keys(self) -> tuple[str, Sequence[bytes]]:
+        """Where the dispatcher files this filter: its most selective field."""
+        if self.session_id:
+            return "session", (self.session_id,)
+        if self.dialog_name:
+            return "dialog", (self.dialog_name,)
+        if self.scope is not None:
+            return "dialog", sorted(self.scope)
+        return "all", (b"",)
+
+
+class Subscriber:
+    """One open stream: its filter and a bounded buffer of unsent chunks.
+
+    Kept small on purpose (an idle replica holds thousands): a plain list for
+    the buffer (an empty deque already allocates a 64-slot block), and two
+    small ints the watchdog ages instead of a timer per subscriber.
+    """
+
+    __slots__ = ("_buffered", "_chunks", "_waiter", "closed", "filter", "idle_ticks",
+                 "max_bytes", "sender", "task", "write_ticks")
+
+    def __init__(self, stream_filter: StreamFilter, *, max_bytes: int) -> None:
+        self.filter = stream_filter
+        self.max_bytes = max_bytes
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self._waiter: asyncio.Future[object] | None = None
+        self.closed: str | None = None
+        # Watchdog state: ticks the write in progress has taken (NOT_WRITING
+        # between writes), ticks since the last write ended, and the task that
+        # writes (cancelled if a write stalls).
+        self.write_ticks = NOT_WRITING
+        self.idle_ticks = 0
+        self.task: asyncio.Task[None] | None = None
+        # The stream's ASGI send, set once it is live: pushes may write directly.
+        self.sender: Send | None = None
+
+    def push(self, chunk: bytes) -> None:
+        if self.closed:
+            return
+        waiter = self._waiter
+        if waiter is not None and self.sender is not None and not waiter.done():
+            # The task is parked in its live loop, so nothing is buffered and no
+            # write is under way: write now instead of waking it to.
+            pending = start_send(self.sender, {"type": "http.response.body", "body": chunk,
+                                               "more_body": True})
+            if pending is None:
+                self.idle_ticks = 0
+            else:  # the client is slow: the task finishes the write, watched
+                self.write_ticks = 0
+                self._wake(pending)
+            return
+        self._buffered += len(chunk)
+        if self._buffered > self.max_bytes:
+            self.close(CLOSED_OVERFLOW)
+            return
+        self._chunks.append(chunk)
+        self._wake(None)
+
+    def close(self, reason: str) -> None:
+        if not self.closed:
+            self.closed = reason
+            self._chunks = []
+            self._buffered = 0
+            self._wake(None)
+
+    def client_left(self, _: object = None) -> None:
+        """Done-callback of the task that watches for the client going away."""
+        self.close(CLOSED_LEFT)
+
+    def cut_off(self) -> None:
+        """End a stream whose write is stuck: close it and cancel its task.
+
+        Closing alone would not do: the task waits inside the server's send
+        for a client that does not read, and only a cancel gets it out.
+        """
+        if self.closed == CLOSED_STALLED:
+            return  # cancelled once already
+        self.close(CLOSED_STALLED)
+        self.closed = CLOSED_STALLED  # even if it was closed for another reason first
+        self.write_ticks = NOT_WRITING
+        if self.task is not None:
+            self.task.cancel()
+
+    def take(self) -> bytes:
+        """Everything buffered, as one chunk (empty if nothing)."""
+        chunks = self._chunks
+        if not chunks:
+            return b""
+        chunk = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self._chunks = []
+        self._buffered = 0
+        return chunk
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._chunks)
+
+    def wait(self) -> asyncio.Future[object]:
+        """A future that completes when there is something to take, on close
+        (result None), when the watchdog says a ping is due (``PING_DUE``), or
+        with a ``PendingSend`` for the task to finish."""
+        # The task's loop, not asyncio.get_running_loop(): that one asks the
+        # kernel for the process id on every call (a syscall per delivery).
+        loop = self.task.get_loop() if self.task is not None else asyncio.get_running_loop()
+        waiter: asyncio.Future[object] = loop.create_future()
+        if self._chunks or self.closed:
+            waiter.set_result(None)
+        else:
+            self._waiter = waiter
+        return waiter
+
+    def ping_due(self) -> None:
+        """The watchdog found this stream idle for a ping interval."""
+        self._wake(PING_DUE)
+
+    def _wake(self, why: object) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(why)
+
