@@ -12,6 +12,17 @@ unchanged on a cluster (DESIGN section 2).
     <prefix>:{s}:active:<dialog>        zset    the same, per dialog
     <prefix>:{s}:leases                 zset    call -> lease expiry (ms)
     <prefix>:{s}:durable                string  a counter the publisher bumps before WAIT
+
+Webhooks: the subscriptions are one small hash every replica and forwarder
+reads; what a forwarder keeps per (subscription, shard) lives in that shard's
+slot, beside the log it reads, so a lease check and a cursor move are one
+atomic step on a cluster too.
+
+    <prefix>:webhooks                       hash    subscription id -> subscription (JSON)
+    <prefix>:{s}:webhook:<id>:cursor        string  delivered up to here in shard s's log
+    <prefix>:{s}:webhook:<id>:lease         string  the forwarder delivering shard s (PX)
+    <prefix>:webhook:<id>:deliveries        stream  the last delivery attempts (capped)
+    <prefix>:webhook:<id>:dead              stream  dead letters: events given up on
 """
 
 from __future__ import annotations
@@ -79,3 +90,20 @@ class Keyspace:
             self.active_dialog(shard, dialog_name),
             self.leases(shard),
         )
+
+    # -- webhooks ----------------------------------------------------------------
+
+    def webhooks(self) -> str:
+        return f"{self.prefix}:webhooks"
+
+    def webhook_cursor(self, shard: int, subscription_id: str) -> str:
+        return f"{self._tags[shard]}:webhook:{subscription_id}:cursor"
+
+    def webhook_lease(self, shard: int, subscription_id: str) -> str:
+        return f"{self._tags[shard]}:webhook:{subscription_id}:lease"
+
+    def webhook_deliveries(self, subscription_id: str) -> str:
+        return f"{self.prefix}:webhook:{subscription_id}:deliveries"
+
+    def webhook_dead_letters(self, subscription_id: str) -> str:
+        return f"{self.prefix}:webhook:{subscription_id}:dead"

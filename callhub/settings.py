@@ -59,6 +59,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     api_keys_file: str | None = None
     # Log lines: "text" (readable) or "json" (one object per line, with request ids).
     log_format: str = "text"
+    # Webhooks: destinations may be plain http, or private/loopback addresses,
+    # only where the operator allows it (a hub must not become a way into the
+    # network it runs in); how long a failing event is retried before it is
+    # dead-lettered; how long a rotated secret keeps signing beside the new one.
+    webhook_allow_http: bool = False
+    webhook_allow_private: bool = False
+    webhook_retry_window_ms: int = 24 * 3_600_000
+    webhook_rotation_grace_ms: int = 24 * 3_600_000
+    webhook_timeout_ms: int = 10_000
 
     def __repr__(self) -> str:  # never print keys or the Redis password
         return f"Settings(shards={self.shards}, prefix={self.prefix!r})"
@@ -158,6 +167,11 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CALLHUB_API_KEYS": ("api_keys", parse_text),
     "CALLHUB_API_KEYS_FILE": ("api_keys_file", parse_text),
     "CALLHUB_LOG_FORMAT": ("log_format", parse_log_format),
+    "CALLHUB_WEBHOOK_ALLOW_HTTP": ("webhook_allow_http", parse_flag),
+    "CALLHUB_WEBHOOK_ALLOW_PRIVATE": ("webhook_allow_private", parse_flag),
+    "CALLHUB_WEBHOOK_RETRY_WINDOW": ("webhook_retry_window_ms", parse_duration_ms),
+    "CALLHUB_WEBHOOK_ROTATION_GRACE": ("webhook_rotation_grace_ms", parse_duration_ms),
+    "CALLHUB_WEBHOOK_TIMEOUT": ("webhook_timeout_ms", parse_duration_ms),
 }
 FLAG_FOR_FIELD = {"redis_url": "--redis-url", "shards": "--shards", "prefix": "--prefix"}
 
@@ -182,7 +196,14 @@ def load_settings(environ: Mapping[str, str], **overrides: str | None) -> Settin
                             ("CALLHUB_MAX_CALL_DURATION", settings.max_call_ms),
                             ("CALLHUB_DURABLE_TIMEOUT", settings.durable_timeout_ms),
                             ("CALLHUB_PING_INTERVAL", settings.ping_interval_ms),
-                            ("CALLHUB_WRITE_TIMEOUT", settings.write_timeout_ms)):
+                            ("CALLHUB_WRITE_TIMEOUT", settings.write_timeout_ms),
+                            ("CALLHUB_WEBHOOK_RETRY_WINDOW", settings.webhook_retry_window_ms),
+                            ("CALLHUB_WEBHOOK_TIMEOUT", settings.webhook_timeout_ms)):
         if value <= 0:
             raise SettingsError(f"{variable} must be longer than 0")
+    if 0 < settings.log_retention_ms < settings.webhook_retry_window_ms:
+        # An event retried past the log's retention could no longer be re-read
+        # after a takeover: the window must fit inside the log.
+        raise SettingsError("CALLHUB_WEBHOOK_RETRY_WINDOW must not be longer than "
+                            "CALLHUB_LOG_RETENTION")
     return settings

@@ -26,15 +26,16 @@ from typing import Final
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
+from callhub.cursor import Cursor, InvalidCursor
+from callhub.event_filter import EventFilter
 from callhub.events import EVENT_TYPES, check_dialog_name, check_session_id
 from hub.api.query import Query
 from hub.api.replica import Replica
 from hub.errors import REDIS_ERRORS, BadParameter, ServiceUnavailable, error_response, json_error
-from hub.store.cursor import Cursor, InvalidCursor
 from hub.stream.catch_up import replay_history, replay_log, retention_check
 from hub.stream.direct_write import PendingSend
 from hub.stream.frames import RETRY, cursor_mark, ping, stream_reset_frame
-from hub.stream.subscriber import CLOSED_STALLED, NOT_WRITING, PING_DUE, StreamFilter, Subscriber
+from hub.stream.subscriber import CLOSED_STALLED, NOT_WRITING, PING_DUE, Subscriber
 
 log = logging.getLogger("callhub.stream")
 
@@ -63,7 +64,7 @@ def parse_event_types(text: str) -> str:
 class StreamRequest:
     """What a valid request asked for."""
 
-    stream_filter: StreamFilter
+    stream_filter: EventFilter
     resume_from: Cursor | None
     include_history: bool
 
@@ -77,7 +78,7 @@ def check_request(request: Request, replica: Replica) -> StreamRequest:
     dialog_name = query.text("dialog_name", check=check_dialog_name)
     include_history = query.boolean("include_history", False)
     resume_from = _resume_cursor(request, query, replica.settings.shards)
-    stream_filter = StreamFilter(
+    stream_filter = EventFilter(
         event_types=frozenset(t.strip().encode() for t in types.split(",") if t.strip()) or None,
         session_id=session_id,
         dialog_name=dialog_name,

@@ -18,6 +18,7 @@ import msgspec
 from redis.asyncio.cluster import RedisCluster
 
 from callhub.connections import RedisClient
+from callhub.cursor import Cursor, parse_stream_id
 from callhub.events import Scalar
 from callhub.keyspace import Keyspace
 from callhub.layout import (
@@ -33,10 +34,9 @@ from callhub.layout import (
     CALL_STATUS,
     CALL_VAR_PREFIX,
 )
+from callhub.tokens import InvalidToken, seal, unseal
 from hub.errors import BadParameter, NotFound
-from hub.store.cursor import Cursor, parse_stream_id
 from hub.store.hash_reader import CoalescedHashReader, PipelinedHashReader
-from hub.store.tokens import InvalidToken, seal, unseal
 
 _PAGE_KIND = b"callhub-page"
 _PAGE_VERSION = 1

@@ -26,11 +26,11 @@ from redis.exceptions import ResponseError
 
 from callhub.backoff import Backoff
 from callhub.connections import node_url_for
+from callhub.cursor import format_stream_id, parse_stream_id
 from callhub.settings import Settings
 from callhub.types import Entry, StreamId
 from hub.errors import REDIS_ERRORS
 from hub.metrics import HubMetrics
-from hub.store.cursor import format_stream_id, parse_stream_id
 
 log = logging.getLogger("callhub.reader")
 

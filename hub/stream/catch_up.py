@@ -21,6 +21,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from callhub.connections import RedisClient
+from callhub.cursor import Cursor, format_stream_id, parse_stream_id
+from callhub.event_filter import EventFilter
 from callhub.keyspace import Keyspace
 from callhub.layout import (
     CALL_DIALOG_NAME,
@@ -32,9 +34,7 @@ from callhub.layout import (
     STATUS_TERMINATED,
 )
 from callhub.types import Entry, StreamId
-from hub.store.cursor import Cursor, format_stream_id, parse_stream_id
 from hub.stream.frames import StreamReset, event_frame, history_frame
-from hub.stream.subscriber import StreamFilter
 
 LOG_CHUNK = 256
 FRAMES_PER_WRITE = 256
@@ -129,7 +129,7 @@ async def retention_check(
 
 
 async def replay_log(
-    redis: RedisClient, keys: Keyspace, stream_filter: StreamFilter, start: Cursor,
+    redis: RedisClient, keys: Keyspace, stream_filter: EventFilter, start: Cursor,
     stop: Cursor,
 ) -> AsyncIterator[bytes]:
     """Matching log entries after ``start`` up to ``stop``, as framed chunks."""
@@ -157,7 +157,7 @@ async def replay_log(
 
 
 async def active_calls(
-    redis: RedisClient, keys: Keyspace, stream_filter: StreamFilter
+    redis: RedisClient, keys: Keyspace, stream_filter: EventFilter
 ) -> list[str]:
     """The session ids of the active calls a history replay covers."""
     f = stream_filter
@@ -184,7 +184,7 @@ async def active_calls(
 
 
 async def replay_history(
-    redis: RedisClient, keys: Keyspace, stream_filter: StreamFilter, stop: Cursor
+    redis: RedisClient, keys: Keyspace, stream_filter: EventFilter, stop: Cursor
 ) -> AsyncIterator[bytes]:
     """The stored events of the matching active calls up to ``stop``, in entry order."""
     calls = await active_calls(redis, keys, stream_filter)

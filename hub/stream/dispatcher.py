@@ -34,16 +34,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 
+from callhub.cursor import Cursor, parse_stream_id
+from callhub.event_filter import EventFilter
 from callhub.layout import ENTRY_DATA, ENTRY_DIALOG, ENTRY_SESSION_ID, ENTRY_TYPE
 from callhub.types import Entry, StreamId
-from hub.store.cursor import Cursor, parse_stream_id
 from hub.stream.frames import event_frame
 from hub.stream.subscriber import (
     CLOSED_OVERFLOW,
     CLOSED_SHUTDOWN,
     CLOSED_STALLED,
     NOT_WRITING,
-    StreamFilter,
     Subscriber,
 )
 
@@ -53,7 +53,7 @@ class FilterGroup:
 
     __slots__ = ("filter", "members")
 
-    def __init__(self, stream_filter: StreamFilter) -> None:
+    def __init__(self, stream_filter: EventFilter) -> None:
         self.filter = stream_filter
         self.members: set[Subscriber] = set()
 

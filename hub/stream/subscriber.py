@@ -5,18 +5,19 @@ takes them from: a bounded buffer (a subscriber whose buffer overflows is
 closed, I5, and resumes from Redis with its cursor), the direct write for a
 task parked with nothing buffered (``hub.stream.direct_write``), and the two
 small counters the replica's one watchdog ages (``hub.stream.watchdog``), so
-no subscriber needs a timer of its own. ``StreamFilter`` is what it asked for,
-plus the dialogs its key may see; the dispatcher groups subscribers by it.
+no subscriber needs a timer of its own. ``EventFilter`` is what it asked for,
+plus the dialogs its key may see (``callhub.event_filter``); the dispatcher groups
+subscribers by it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from typing import Final
 
 from starlette.types import Send
 
+from callhub.event_filter import EventFilter
 from hub.stream.direct_write import start_send
 
 CLOSED_OVERFLOW: Final = "overflow"
@@ -25,51 +26,6 @@ CLOSED_STALLED: Final = "stalled"  # a write took longer than the write timeout
 CLOSED_LEFT: Final = "left"  # the client went away
 NOT_WRITING: Final = -1
 PING_DUE: Final = object()  # what a waiter gets when the watchdog says a ping is due
-
-
-class StreamFilter:
-    """What a subscriber asked for, plus the dialogs its key may see."""
-
-    __slots__ = ("dialog_name", "event_types", "scope", "session_id")
-
-    def __init__(
-        self,
-        *,
-        event_types: frozenset[bytes] | None = None,
-        session_id: str = "",
-        dialog_name: str = "",
-        scope: frozenset[str] | None = None,
-    ) -> None:
-        self.event_types = event_types
-        self.session_id = session_id.encode()
-        self.dialog_name = dialog_name.encode()
-        self.scope = frozenset(d.encode() for d in scope) if scope is not None else None
-
-    def matches(self, event_type: bytes, session_id: bytes, dialog: bytes) -> bool:
-        return (
-            (self.event_types is None or event_type in self.event_types)
-            and (not self.session_id or session_id == self.session_id)
-            and self.sees_dialog(dialog)
-        )
-
-    def sees_dialog(self, dialog: bytes) -> bool:
-        """Whether events of ``dialog`` pass the dialog filter and the key's scope."""
-        return (not self.dialog_name or dialog == self.dialog_name) and (
-            self.scope is None or dialog in self.scope)
-
-    def key(self) -> tuple[object, ...]:
-        """Equal for filters that match the same events (they share one group)."""
-        return (self.event_types, self.session_id, self.dialog_name, self.scope)
-
-    def index_keys(self) -> tuple[str, Sequence[bytes]]:
-        """Where the dispatcher files this filter: its most selective field."""
-        if self.session_id:
-            return "session", (self.session_id,)
-        if self.dialog_name:
-            return "dialog", (self.dialog_name,)
-        if self.scope is not None:
-            return "dialog", sorted(self.scope)
-        return "all", (b"",)
 
 
 class Subscriber:
@@ -83,7 +39,7 @@ class Subscriber:
     __slots__ = ("_buffered", "_chunks", "_waiter", "closed", "filter", "idle_ticks",
                  "max_bytes", "sender", "task", "write_ticks")
 
-    def __init__(self, stream_filter: StreamFilter, *, max_bytes: int) -> None:
+    def __init__(self, stream_filter: EventFilter, *, max_bytes: int) -> None:
         self.filter = stream_filter
         self.max_bytes = max_bytes
         self._chunks: list[bytes] = []

@@ -48,9 +48,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from callhub.cursor import Cursor, parse_stream_id
 from callhub.keyspace import Keyspace
 from callhub.types import StreamId
-from hub.store.cursor import Cursor, parse_stream_id
 from tests.support.nginx import Nginx, start_nginx
 from tests.support.paths import ARTIFACTS
 from tests.support.polling import async_wait_until

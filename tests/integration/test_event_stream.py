@@ -19,10 +19,10 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from callhub import events as ev
+from callhub.cursor import Cursor
 from callhub.keyspace import Keyspace
 from callhub.settings import Settings
 from hub.api.auth import hash_key
-from hub.store.cursor import Cursor
 from tests.support.fences import fence
 from tests.support.hubs import serving
 from tests.support.polling import async_wait_until

@@ -8,10 +8,10 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from callhub.cursor import Cursor, parse_stream_id
 from callhub.keyspace import Keyspace
 from callhub.settings import Settings
 from hub.store.call_store import PagePosition, encode_page_token
-from hub.store.cursor import Cursor, parse_stream_id
 from tests.support.hubs import hub_client
 from tests.support.polling import wait_until
 from tests.support.processes import free_port

@@ -20,10 +20,10 @@ import redis.asyncio as aioredis
 
 from callhub.cli.worker import lease_companions
 from callhub.connections import RedisClient
+from callhub.cursor import Cursor, format_stream_id
 from callhub.events import EVENT_TYPES
 from callhub.keyspace import Keyspace
 from callhub.settings import Settings
-from hub.store.cursor import Cursor, format_stream_id
 from tests.support.paths import DATA
 from tests.support.polling import wait_until
 from tests.support.processes import free_port, stop_process

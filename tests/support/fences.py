@@ -8,8 +8,8 @@ and a test can compare without waiting "a bit longer".
 
 from __future__ import annotations
 
+from callhub.cursor import Cursor
 from callhub.keyspace import Keyspace
-from hub.store.cursor import Cursor
 from tests.support.polling import async_wait_until
 from tests.support.sse import EventStreamReader
 from workers.commit.publisher import CommitOutcome

@@ -9,9 +9,9 @@ import fakeredis
 from hypothesis import given
 from hypothesis import strategies as st
 
+from callhub.cursor import Cursor
 from callhub.keyspace import Keyspace
 from hub.store.call_store import CallStore, iso_ms
-from hub.store.cursor import Cursor
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -19,11 +19,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from callhub.cursor import Cursor, StreamId, format_stream_id, parse_stream_id
+from callhub.event_filter import EventFilter
 from callhub.keyspace import Keyspace
-from hub.store.cursor import Cursor, StreamId, format_stream_id, parse_stream_id
 from hub.stream import catch_up
 from hub.stream.catch_up import replay_history, replay_log, retention_check
-from hub.stream.subscriber import StreamFilter
 from tests.support.sse import Frame, parse_frame
 
 SHARDS = 3
@@ -133,7 +133,7 @@ def test_replay_log_merges_the_shards_in_commit_order_and_each_cursor_resumes_ex
                   list[StreamId | None], frozenset[bytes] | None],
 ) -> None:
     logs, start, stop, types = replay
-    stream_filter = StreamFilter(event_types=types)
+    stream_filter = EventFilter(event_types=types)
     stop_cursor = Cursor(tuple(stop))
 
     async def run() -> tuple[list[Frame], list[list[Placed]]]:
@@ -173,7 +173,7 @@ async def test_replay_log_frames_carry_the_event_and_the_cursor_after_it() -> No
     await add(redis, KEYS.log(1), 1, (7, 0))
     start = Cursor(((0, 0), (0, 0), None))
     stop = Cursor(((9, 0), (9, 0), (4, 0)))
-    frames = frames_of(await collect(replay_log(redis, KEYS, StreamFilter(), start, stop)))
+    frames = frames_of(await collect(replay_log(redis, KEYS, EventFilter(), start, stop)))
     assert [(f.event, f.data) for f in frames] == [
         ("dtmf_received", b"1/3-0"), ("speech_final", b"0/5-0"), ("dtmf_received", b"1/7-0")]
     # A shard the cursor had no position for starts at the stop's (nothing due there).
@@ -186,7 +186,7 @@ async def test_replay_log_stops_at_the_stop_even_with_later_entries_in_the_log()
     for ms in range(1, 8):
         await add(redis, KEYS.log(0), 0, (ms, 0))
     frames = frames_of(await collect(replay_log(
-        redis, KEYS, StreamFilter(), Cursor(((2, 0), None, None)),
+        redis, KEYS, EventFilter(), Cursor(((2, 0), None, None)),
         Cursor(((5, 0), None, None)))))
     assert [f.data for f in frames] == [b"0/3-0", b"0/4-0", b"0/5-0"]
 
@@ -237,7 +237,7 @@ def test_replay_history_merges_the_calls_in_commit_order_up_to_the_stop(
             if session_id not in ended:
                 await redis.zadd(KEYS.active(KEYS.shard_of(session_id)), {session_id: 1})
         return frames_of(await collect(
-            replay_history(redis, KEYS, StreamFilter(), Cursor(tuple(stop)))))
+            replay_history(redis, KEYS, EventFilter(), Cursor(tuple(stop)))))
 
     frames = asyncio.run(run())
     assert all(f.id is None for f in frames), "history frames carry no id"
@@ -285,7 +285,7 @@ async def test_a_cursor_exactly_at_the_oldest_kept_entry_is_left_alone() -> None
     start = at((6, 0))
     adjusted, reset = await retention_check(redis, KEYS, start)
     assert reset is None and adjusted is start
-    frames = frames_of(await collect(replay_log(redis, KEYS, StreamFilter(), adjusted,
+    frames = frames_of(await collect(replay_log(redis, KEYS, EventFilter(), adjusted,
                                                 at((10, 0)))))
     assert [f.data for f in frames] == [b"0/7-0", b"0/8-0", b"0/9-0", b"0/10-0"]
 
@@ -300,7 +300,7 @@ async def test_a_cursor_just_before_the_oldest_kept_entry_is_reset_to_just_befor
     assert adjusted.positions == ((5, 2**64 - 1), (3, 0), None)
     assert reset is not None and reset.reason == "cursor_expired"
     assert reset.oldest_position == adjusted.encode()
-    frames = frames_of(await collect(replay_log(redis, KEYS, StreamFilter(), adjusted,
+    frames = frames_of(await collect(replay_log(redis, KEYS, EventFilter(), adjusted,
                                                 at((10, 0), (3, 0)))))
     assert [f.data for f in frames][:2] == [b"0/6-0", b"0/7-0"] and len(frames) == 5
 
@@ -350,7 +350,7 @@ def test_after_the_retention_check_a_replay_gives_every_kept_entry_after_the_cur
         redis = fake()
         await trimmed_log(redis, ids, oldest)
         adjusted, reset = await retention_check(redis, KEYS, at(position))
-        frames = frames_of(await collect(replay_log(redis, KEYS, StreamFilter(), adjusted,
+        frames = frames_of(await collect(replay_log(redis, KEYS, EventFilter(), adjusted,
                                                     at((10, 1)))))
         return adjusted, reset, frames
 

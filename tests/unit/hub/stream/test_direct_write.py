@@ -8,8 +8,9 @@ import asyncio
 import pytest
 from starlette.types import Message
 
+from callhub.event_filter import EventFilter
 from hub.stream.direct_write import PendingSend, start_send
-from hub.stream.subscriber import NOT_WRITING, StreamFilter, Subscriber
+from hub.stream.subscriber import NOT_WRITING, Subscriber
 
 
 class FakeSend:
@@ -31,7 +32,7 @@ class FakeSend:
 
 
 def live_subscriber(send: FakeSend) -> Subscriber:
-    subscriber = Subscriber(StreamFilter(), max_bytes=1000)
+    subscriber = Subscriber(EventFilter(), max_bytes=1000)
     subscriber.sender = send
     return subscriber
 
@@ -66,7 +67,7 @@ async def test_a_write_that_must_wait_is_handed_to_the_task_and_later_chunks_buf
 
 async def test_a_catching_up_subscriber_only_buffers() -> None:
     send = FakeSend()
-    subscriber = Subscriber(StreamFilter(), max_bytes=1000)  # no sender yet
+    subscriber = Subscriber(EventFilter(), max_bytes=1000)  # no sender yet
     subscriber.wait()
     subscriber.push(b"one")
     assert send.sent == [] and subscriber.take() == b"one"

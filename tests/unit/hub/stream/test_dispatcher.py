@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
-from hub.store.cursor import Cursor
+from callhub.cursor import Cursor
+from callhub.event_filter import EventFilter
 from hub.stream.dispatcher import Dispatcher
-from hub.stream.subscriber import CLOSED_OVERFLOW, StreamFilter, Subscriber
+from hub.stream.subscriber import CLOSED_OVERFLOW, Subscriber
 
 
 def entry(n: int, sid: str, dialog: str = "helpdesk", kind: str = "dtmf_received") -> tuple:
@@ -17,7 +18,7 @@ def entry(n: int, sid: str, dialog: str = "helpdesk", kind: str = "dtmf_received
 
 
 def subscriber(max_bytes: int = 1 << 20, **filters: object) -> Subscriber:
-    return Subscriber(StreamFilter(**filters), max_bytes=max_bytes)  # type: ignore[arg-type]
+    return Subscriber(EventFilter(**filters), max_bytes=max_bytes)  # type: ignore[arg-type]
 
 
 def test_each_subscriber_gets_its_matching_frames_as_one_chunk_per_batch() -> None:
@@ -116,7 +117,7 @@ class CountingSubscriber(Subscriber):
 
     __slots__ = ("pushed",)
 
-    def __init__(self, stream_filter: StreamFilter, *, max_bytes: int) -> None:
+    def __init__(self, stream_filter: EventFilter, *, max_bytes: int) -> None:
         super().__init__(stream_filter, max_bytes=max_bytes)
         self.pushed: list[bytes] = []
 
@@ -128,7 +129,7 @@ async def test_batches_of_several_shards_in_one_loop_turn_go_out_as_one_chunk() 
     dispatcher = Dispatcher(3)
     for shard in range(3):
         dispatcher.start_at(shard, (1, 0))
-    everyone, one_call = CountingSubscriber(StreamFilter(), max_bytes=1 << 20), \
+    everyone, one_call = CountingSubscriber(EventFilter(), max_bytes=1 << 20), \
         subscriber(session_id="b")
     dispatcher.add(everyone)
     dispatcher.add(one_call)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
+from callhub.event_filter import EventFilter
 from hub.stream.dispatcher import Dispatcher
 from hub.stream.subscriber import (
     CLOSED_OVERFLOW,
     CLOSED_STALLED,
     NOT_WRITING,
     PING_DUE,
-    StreamFilter,
     Subscriber,
 )
 from hub.stream.watchdog import StreamWatchdog
@@ -24,7 +24,7 @@ async def hang() -> None:
 
 def watched(**timing: float) -> tuple[Dispatcher, StreamWatchdog, Subscriber]:
     dispatcher = Dispatcher(1)
-    subscriber = Subscriber(StreamFilter(), max_bytes=100)
+    subscriber = Subscriber(EventFilter(), max_bytes=100)
     dispatcher.add(subscriber)
     return dispatcher, StreamWatchdog(dispatcher, **timing), subscriber
 
@@ -85,7 +85,7 @@ async def test_writes_keep_a_stream_from_being_pinged_or_cut_off() -> None:
 
 def test_shutdown_cuts_off_a_stream_stuck_in_a_write_and_closes_the_rest() -> None:
     dispatcher = Dispatcher(1)
-    writing, idle = (Subscriber(StreamFilter(), max_bytes=100) for _ in range(2))
+    writing, idle = (Subscriber(EventFilter(), max_bytes=100) for _ in range(2))
     for s in (writing, idle):
         dispatcher.add(s)
     writing.write_ticks = 3

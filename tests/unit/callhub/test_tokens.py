@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from callhub.cursor import Cursor, InvalidCursor
+from callhub.tokens import seal
 from hub.errors import BadParameter
 from hub.store.call_store import PagePosition, decode_page_token, encode_page_token
-from hub.store.cursor import Cursor, InvalidCursor
-from hub.store.tokens import seal
 from tests.support.strategies import dialog_names, session_ids
 
 positions = st.builds(

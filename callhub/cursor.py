@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import msgspec
 
+from callhub.tokens import InvalidToken, seal, unseal
 from callhub.types import StreamId
-from hub.store.tokens import InvalidToken, seal, unseal
 
 _KIND = b"callhub-cursor"
 _VERSION = 1

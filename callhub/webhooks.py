@@ -1,0 +1,216 @@
+"""Webhooks: what a subscription is, where it may point, and what a delivery carries.
+
+The replicas manage subscriptions (``hub.api.webhooks``) and the forwarders
+deliver them (``workers.forward``); both read and write the same records in
+Redis (keys in ``callhub.keyspace``), so the records and the wire format of a
+delivery are defined here, once, beneath both:
+
+- ``Subscription``: one destination with its filters, scope and signing secrets;
+- ``DeliveryAttempt`` and ``DeadLetter``: what the forwarder records and the API
+  shows (``/deliveries``, ``/dead-letters``);
+- ``check_destination``: the URLs a subscription may have (https; http and
+  private or loopback addresses only where the operator allows them);
+- ``delivery_headers``: the Standard Webhooks headers, callhub's own, and the
+  optional CloudEvents binary-mode ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+import secrets as _random
+import socket
+import time
+from collections.abc import Sequence
+from typing import Annotated, Final, Literal
+from urllib.parse import urlsplit
+
+import msgspec
+
+from callhub.event_filter import EventFilter
+from callhub.signing import secret_key, signature_header
+
+ID_PREFIX: Final = "wh_"
+ID_PATTERN: Final = r"^wh_[A-Za-z0-9_-]{1,64}$"
+NAME_MAX: Final = 200
+URL_MAX: Final = 2048
+TEST_EVENT_TYPE: Final = "webhook_test"
+CLOUDEVENTS_TYPE_PREFIX: Final = "com.voicetyped.callhub."
+
+_ID = re.compile(ID_PATTERN)
+
+SubscriptionId = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
+
+
+class InvalidDestination(ValueError):
+    """A URL a subscription may not deliver to; the message says why."""
+
+
+class SigningSecret(msgspec.Struct, frozen=True):
+    """One signing secret; ``expires_ms`` 0 is the current one, else the end of
+    a rotation's grace period, after which it no longer signs."""
+
+    secret: str
+    expires_ms: int = 0
+
+    def __repr__(self) -> str:  # a secret never reaches a log line
+        return f"SigningSecret(expires_ms={self.expires_ms})"
+
+
+class Subscription(msgspec.Struct, frozen=True, kw_only=True):
+    """A webhook subscription as stored (``<prefix>:webhooks``, one JSON per id).
+
+    ``scope`` is the dialogs of the key that created it (None: every dialog):
+    no later change can widen it, so no key routes calls out of the hub that
+    it could not read itself.
+    """
+
+    id: str
+    name: str
+    url: str
+    secrets: list[SigningSecret]
+    event_types: list[str] | None = None
+    dialog_name: str = ""
+    session_id: str = ""
+    scope: list[str] | None = None
+    enabled: bool = True
+    disabled_reason: str = ""
+    cloudevents: bool = False
+    created_ms: int = 0
+
+    def __repr__(self) -> str:
+        return f"Subscription(id={self.id!r}, name={self.name!r})"
+
+    def event_filter(self) -> EventFilter:
+        return EventFilter(
+            event_types=frozenset(t.encode() for t in self.event_types)
+            if self.event_types is not None else None,
+            session_id=self.session_id, dialog_name=self.dialog_name,
+            scope=frozenset(self.scope) if self.scope is not None else None)
+
+    def signing_keys(self, now_ms: int) -> list[bytes]:
+        """The keys that sign now: the current secret and any still in their grace."""
+        return [secret_key(s.secret) for s in self.secrets
+                if s.expires_ms == 0 or s.expires_ms > now_ms]
+
+
+def new_subscription_id() -> str:
+    return ID_PREFIX + _random.token_urlsafe(12)
+
+
+def is_subscription_id(text: str) -> bool:
+    return bool(_ID.fullmatch(text))
+
+
+def message_id(subscription_id: str, entry_id: str) -> str:
+    """``webhook-id``: the same for an event and a subscription on every attempt
+    and redelivery, so a receiver deduplicates by it."""
+    return f"msg_{subscription_id}_{entry_id}"
+
+
+class DeliveryAttempt(msgspec.Struct, frozen=True, kw_only=True):
+    """One POST to a subscription's URL, as ``/deliveries`` lists it."""
+
+    event_id: str  # the entry id (the event's position in its shard log)
+    event_type: str
+    session_id: str
+    attempt: int  # 1 for the first try
+    status_code: int  # 0: no answer (refused, timed out, reset)
+    latency_ms: float
+    outcome: Literal["delivered", "retrying", "dead_lettered", "disabled"]
+    at_ms: int
+    error: str = ""
+    next_retry_ms: int = 0  # when the next attempt is due (outcome retrying)
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    """An event given up on (its retry window ran out, or the log no longer
+    had it): kept for ``/dead-letters`` and ``/redeliver``, never skipped silently."""
+
+    event_id: str  # an entry id, or for a gap the first position lost
+    shard: int
+    reason: str
+    at_ms: int
+    event_type: str = ""
+    session_id: str = ""
+    attempts: int = 0
+    last_status_code: int = 0
+    lost_until: str = ""  # a retention gap: positions event_id..lost_until are gone
+
+
+async def check_destination(url: str, *, allow_http: bool, allow_private: bool) -> str:
+    """``url`` if a subscription may deliver to it, else ``InvalidDestination``.
+
+    Private, loopback, link-local and other non-global addresses are refused
+    unless ``allow_private`` (a hub must not become a way into the network it
+    runs in); a host name is resolved and every address it has is checked.
+    """
+    if len(url) > URL_MAX:
+        raise InvalidDestination(f"the URL is longer than {URL_MAX} characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise InvalidDestination("the URL cannot be parsed") from None
+    if parts.scheme not in ("https", "http"):
+        raise InvalidDestination("the URL must be https:// (or http:// where allowed)")
+    if parts.scheme == "http" and not allow_http:
+        raise InvalidDestination("plain http:// destinations are not allowed here "
+                                 "(CALLHUB_WEBHOOK_ALLOW_HTTP)")
+    if not parts.hostname:
+        raise InvalidDestination("the URL has no host")
+    if parts.username or parts.password:
+        raise InvalidDestination("the URL must not carry credentials")
+    if not allow_private:
+        for address in await _addresses(parts.hostname, port or 443):
+            if not address.is_global:
+                raise InvalidDestination(
+                    "the URL points at a private, loopback or reserved address "
+                    "(CALLHUB_WEBHOOK_ALLOW_PRIVATE)")
+    return url
+
+
+async def _addresses(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        raise InvalidDestination("the URL's host name does not resolve") from None
+    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+
+
+def delivery_headers(
+    subscription: Subscription, *, message: str, body: bytes, event_type: str,
+    session_id: str, seq: str, cursor: str, event_time: str = "",
+    now_s: int | None = None, keys: Sequence[bytes] | None = None,
+) -> list[tuple[str, str]]:
+    """Every header of one delivery POST (a retry is signed anew: its timestamp
+    is the attempt's, as the spec's replay window wants)."""
+    timestamp = int(time.time()) if now_s is None else now_s
+    if keys is None:
+        keys = subscription.signing_keys(timestamp * 1000)
+    headers = [
+        ("content-type", "application/json"),
+        ("webhook-id", message),
+        ("webhook-timestamp", str(timestamp)),
+        ("webhook-signature", signature_header(keys, message, timestamp, body)),
+        ("callhub-event-type", event_type),
+        ("callhub-session-id", session_id),
+        ("callhub-seq", seq),
+        ("callhub-cursor", cursor),
+    ]
+    if subscription.cloudevents:
+        headers += [
+            ("ce-specversion", "1.0"),
+            ("ce-id", message),
+            ("ce-source", f"/callhub/webhooks/{subscription.id}"),
+            ("ce-type", CLOUDEVENTS_TYPE_PREFIX + event_type),
+            ("ce-subject", session_id),
+        ]
+        if event_time:
+            headers.append(("ce-time", event_time))
+    return headers
