@@ -203,7 +203,11 @@ def load_settings(environ: Mapping[str, str], **overrides: str | None) -> Settin
             raise SettingsError(f"{variable} must be longer than 0")
     if 0 < settings.log_retention_ms < settings.webhook_retry_window_ms:
         # An event retried past the log's retention could no longer be re-read
-        # after a takeover: the window must fit inside the log.
-        raise SettingsError("CALLHUB_WEBHOOK_RETRY_WINDOW must not be longer than "
-                            "CALLHUB_LOG_RETENTION")
+        # after a takeover: the window fits inside the log. Unset, it shrinks
+        # to the log's retention; set longer, it is a mistake worth naming.
+        if "webhook_retry_window_ms" in values:
+            raise SettingsError("CALLHUB_WEBHOOK_RETRY_WINDOW must not be longer than "
+                                "CALLHUB_LOG_RETENTION")
+        settings = msgspec.structs.replace(
+            settings, webhook_retry_window_ms=settings.log_retention_ms)
     return settings

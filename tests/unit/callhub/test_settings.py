@@ -63,3 +63,12 @@ def test_durations_parse_to_milliseconds(number: int, unit: str) -> None:
     factor = {"": 1000, "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}[unit]
     settings = load_settings({"CALLHUB_LOG_RETENTION": f"{number}{unit}"})
     assert settings.log_retention_ms == number * factor
+
+
+def test_the_webhook_retry_window_fits_inside_the_log_retention() -> None:
+    assert load_settings({}).webhook_retry_window_ms == 24 * 3_600_000
+    short = load_settings({"CALLHUB_LOG_RETENTION": "1h"})
+    assert short.webhook_retry_window_ms == 3_600_000  # unset: shrinks to the log's
+    with pytest.raises(SettingsError, match="CALLHUB_WEBHOOK_RETRY_WINDOW"):
+        load_settings({"CALLHUB_LOG_RETENTION": "1h", "CALLHUB_WEBHOOK_RETRY_WINDOW": "2h"})
+    assert load_settings({"CALLHUB_WEBHOOK_RETRY_WINDOW": "10m"}).webhook_retry_window_ms == 600_000
