@@ -38,6 +38,12 @@ URL_MAX: Final = 2048
 TEST_EVENT_TYPE: Final = "webhook_test"
 CLOUDEVENTS_TYPE_PREFIX: Final = "com.voicetyped.callhub."
 
+# The deliveries and dead-letter streams: each entry one field, RECORD_FIELD,
+# holding a DeliveryAttempt / DeadLetter as JSON; trimmed to about so many.
+RECORD_FIELD: Final = b"record"
+DELIVERIES_KEPT: Final = 1000
+DEAD_LETTERS_KEPT: Final = 10_000
+
 _ID = re.compile(ID_PATTERN)
 
 SubscriptionId = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
