@@ -39,10 +39,22 @@ from hub.api.openapi import openapi
 from hub.api.operations import healthz, metrics, readyz
 from hub.api.replica import Replica
 from hub.api.request_observer import RequestObserver
+from hub.api.webhooks import (
+    create_webhook,
+    delete_webhook,
+    get_webhook,
+    list_dead_letters,
+    list_deliveries,
+    list_webhooks,
+    ping_webhook,
+    rotate_secret,
+    update_webhook,
+)
 from hub.errors import REDIS_ERRORS, ApiError, error_response, http_error
 from hub.gc_tuning import tune_after_start_up
 from hub.metrics import HubMetrics
 from hub.store.call_store import CallStore
+from hub.store.subscriptions import SubscriptionStore
 from hub.stream.dispatcher import Dispatcher
 from hub.stream.engine import StreamEngine
 
@@ -111,7 +123,8 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False,
             async with StreamEngine(settings, client, hub_metrics) as engine:
                 app.state.replica = Replica(settings, keys, client,
                                         CallStore(client, settings.keyspace),
-                                        engine.dispatcher, engine.options)
+                                        engine.dispatcher, engine.options,
+                                        SubscriptionStore(client, settings.keyspace))
                 restore = (_end_streams_on_signal(engine.dispatcher)
                            if end_streams_on_sigterm else None)
                 if tune_gc:
@@ -133,6 +146,15 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False,
         Route("/v1/calls", list_calls),
         Route(EVENTS_PATH, _events_route, methods=["GET"]),
         Route("/v1/calls/{id}", get_call),
+        Route("/v1/webhooks", list_webhooks, methods=["GET"]),
+        Route("/v1/webhooks", create_webhook, methods=["POST"]),
+        Route("/v1/webhooks/{id}", get_webhook, methods=["GET"]),
+        Route("/v1/webhooks/{id}", update_webhook, methods=["PATCH"]),
+        Route("/v1/webhooks/{id}", delete_webhook, methods=["DELETE"]),
+        Route("/v1/webhooks/{id}/rotate-secret", rotate_secret, methods=["POST"]),
+        Route("/v1/webhooks/{id}/test", ping_webhook, methods=["POST"]),
+        Route("/v1/webhooks/{id}/deliveries", list_deliveries, methods=["GET"]),
+        Route("/v1/webhooks/{id}/dead-letters", list_dead_letters, methods=["GET"]),
     ]
     return HubApp(
         cors=CorsPolicy(settings.cors_origins),
