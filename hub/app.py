@@ -40,15 +40,12 @@ from hub.api.operations import healthz, metrics, readyz
 from hub.api.replica import Replica
 from hub.api.request_observer import RequestObserver
 from hub.api.webhooks import (
-    create_webhook,
-    delete_webhook,
-    get_webhook,
+    WebhookCollection,
+    WebhookResource,
     list_dead_letters,
     list_deliveries,
-    list_webhooks,
     ping_webhook,
     rotate_secret,
-    update_webhook,
 )
 from hub.errors import REDIS_ERRORS, ApiError, error_response, http_error
 from hub.gc_tuning import tune_after_start_up
@@ -146,11 +143,8 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False,
         Route("/v1/calls", list_calls),
         Route(EVENTS_PATH, _events_route, methods=["GET"]),
         Route("/v1/calls/{id}", get_call),
-        Route("/v1/webhooks", list_webhooks, methods=["GET"]),
-        Route("/v1/webhooks", create_webhook, methods=["POST"]),
-        Route("/v1/webhooks/{id}", get_webhook, methods=["GET"]),
-        Route("/v1/webhooks/{id}", update_webhook, methods=["PATCH"]),
-        Route("/v1/webhooks/{id}", delete_webhook, methods=["DELETE"]),
+        Route("/v1/webhooks", WebhookCollection),
+        Route("/v1/webhooks/{id}", WebhookResource),
         Route("/v1/webhooks/{id}/rotate-secret", rotate_secret, methods=["POST"]),
         Route("/v1/webhooks/{id}/test", ping_webhook, methods=["POST"]),
         Route("/v1/webhooks/{id}/deliveries", list_deliveries, methods=["GET"]),

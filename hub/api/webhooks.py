@@ -18,6 +18,7 @@ from collections.abc import Iterable
 
 import msgspec
 from msgspec import UNSET
+from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -169,6 +170,21 @@ async def list_dead_letters(request: Request) -> Response:
     limit = query.integer("limit", RECORDS_DEFAULT, 1, RECORDS_MAX)
     return json_response(DeadLetterList(
         await replica.subscriptions.dead_letters(_id(request), principal.scope, limit)))
+
+
+class WebhookCollection(HTTPEndpoint):
+    """``/v1/webhooks``: one route for its methods, so a 405's ``Allow`` lists them all."""
+
+    get = staticmethod(list_webhooks)
+    post = staticmethod(create_webhook)
+
+
+class WebhookResource(HTTPEndpoint):
+    """``/v1/webhooks/{id}``."""
+
+    get = staticmethod(get_webhook)
+    patch = staticmethod(update_webhook)
+    delete = staticmethod(delete_webhook)
 
 
 def _authorised(request: Request,

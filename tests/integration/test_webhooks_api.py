@@ -10,18 +10,24 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import msgspec
 import pytest
 import redis
 import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from callhub.cursor import Cursor, parse_stream_id
 from callhub.settings import Settings
 from callhub.webhooks import RECORD_FIELD, DeadLetter, DeliveryAttempt, Subscription
 from hub.api.auth import hash_key
+from hub.api.openapi import openapi_document
+from hub.api.webhook_schemas import UpdateWebhook
 from tests.support.hubs import hub_client
 from tests.support.polling import wait_until
 from tests.support.processes import free_port
@@ -424,3 +430,74 @@ async def test_a_scoped_key_is_confined_to_its_dialogs(
         assert mine.json()["scope"] == ["helpdesk"]
         assert (await api.delete(f"/v1/webhooks/{narrow['id']}", headers=helpdesk)
                 ).status_code == 204
+
+
+def test_every_webhook_path_is_documented() -> None:
+    paths = openapi_document()["paths"]
+    assert {p for p in paths if p.startswith("/v1/webhooks")} == {
+        "/v1/webhooks", "/v1/webhooks/{id}", "/v1/webhooks/{id}/rotate-secret",
+        "/v1/webhooks/{id}/test", "/v1/webhooks/{id}/deliveries",
+        "/v1/webhooks/{id}/dead-letters"}
+    assert set(paths["/v1/webhooks"]) == {"get", "post"}
+    assert set(paths["/v1/webhooks/{id}"]) == {"get", "patch", "delete"}
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
+                                                                max_size=4),
+    max_leaves=12)
+hostile_bodies = st.one_of(
+    st.binary(max_size=200),
+    json_values.map(msgspec.json.encode),
+    st.fixed_dictionaries({}, optional={
+        "name": json_values, "url": st.sampled_from(["ftp://x/", "https://10.0.0.1/", "", 7]),
+        "event_types": json_values, "dialog_name": json_values, "session_id": json_values,
+        "cloudevents": json_values, "start": json_values, "enabled": json_values,
+        "scope": json_values, "secrets": json_values,
+    }).map(msgspec.json.encode),
+)
+hostile_ids = st.one_of(st.text(max_size=80), st.sampled_from(["wh_", "wh_x", "wh_" + "a" * 65]))
+hostile_queries = st.dictionaries(
+    st.sampled_from(["limit", "page_size", "page_token", "api_key", "x"]),
+    st.text(max_size=20), max_size=3)
+
+
+@hypothesis_settings(max_examples=150, deadline=None,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=hostile_bodies, id_=hostile_ids, query=hostile_queries,
+       which=st.integers(0, 8), known=st.booleans())
+async def test_hostile_requests_never_5xx_and_store_nothing(
+    webhooks_api: httpx.AsyncClient, sync_redis: redis.Redis, settings: Settings,
+    body: bytes, id_: str, query: dict[str, str], which: int, known: bool,
+) -> None:
+    existing = stored(sync_redis, settings)
+    if not existing:
+        await create(webhooks_api)
+        existing = stored(sync_redis, settings)
+    target = next(iter(existing)) if known else quote(id_, safe="")
+    method, path = (("POST", "/v1/webhooks"), ("GET", "/v1/webhooks"),
+                    ("GET", f"/v1/webhooks/{target}"), ("PATCH", f"/v1/webhooks/{target}"),
+                    ("DELETE", f"/v1/webhooks/{target}"),
+                    ("POST", f"/v1/webhooks/{target}/rotate-secret"),
+                    ("POST", f"/v1/webhooks/{target}/test"),
+                    ("GET", f"/v1/webhooks/{target}/deliveries"),
+                    ("GET", f"/v1/webhooks/{target}/dead-letters"))[which]
+    changes_when_valid = method == "DELETE" or path.endswith("/rotate-secret") or (
+        method in ("POST", "PATCH") and not path.endswith("/test"))
+    if known and changes_when_valid and (method != "PATCH" or _valid_patch(body)):
+        return  # a valid change to a real subscription is meant to store something
+    answer = await webhooks_api.request(method, path, content=body, params=query)
+    assert answer.status_code < 500, (method, path, answer.text)
+    if answer.status_code >= 400:
+        assert set(answer.json()) == {"error"}
+    assert stored(sync_redis, settings) == existing or (
+        answer.status_code < 300 and changes_when_valid)
+
+
+def _valid_patch(body: bytes) -> bool:
+    try:
+        msgspec.json.decode(body, type=UpdateWebhook)
+    except msgspec.DecodeError:
+        return False
+    return True
