@@ -39,10 +39,19 @@ from hub.api.openapi import openapi
 from hub.api.operations import healthz, metrics, readyz
 from hub.api.replica import Replica
 from hub.api.request_observer import RequestObserver
+from hub.api.webhooks import (
+    WebhookCollection,
+    WebhookResource,
+    list_dead_letters,
+    list_deliveries,
+    ping_webhook,
+    rotate_secret,
+)
 from hub.errors import REDIS_ERRORS, ApiError, error_response, http_error
 from hub.gc_tuning import tune_after_start_up
 from hub.metrics import HubMetrics
 from hub.store.call_store import CallStore
+from hub.store.subscriptions import SubscriptionStore
 from hub.stream.dispatcher import Dispatcher
 from hub.stream.engine import StreamEngine
 
@@ -111,7 +120,8 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False,
             async with StreamEngine(settings, client, hub_metrics) as engine:
                 app.state.replica = Replica(settings, keys, client,
                                         CallStore(client, settings.keyspace),
-                                        engine.dispatcher, engine.options)
+                                        engine.dispatcher, engine.options,
+                                        SubscriptionStore(client, settings.keyspace))
                 restore = (_end_streams_on_signal(engine.dispatcher)
                            if end_streams_on_sigterm else None)
                 if tune_gc:
@@ -133,6 +143,12 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False,
         Route("/v1/calls", list_calls),
         Route(EVENTS_PATH, _events_route, methods=["GET"]),
         Route("/v1/calls/{id}", get_call),
+        Route("/v1/webhooks", WebhookCollection),
+        Route("/v1/webhooks/{id}", WebhookResource),
+        Route("/v1/webhooks/{id}/rotate-secret", rotate_secret, methods=["POST"]),
+        Route("/v1/webhooks/{id}/test", ping_webhook, methods=["POST"]),
+        Route("/v1/webhooks/{id}/deliveries", list_deliveries, methods=["GET"]),
+        Route("/v1/webhooks/{id}/dead-letters", list_dead_letters, methods=["GET"]),
     ]
     return HubApp(
         cors=CorsPolicy(settings.cors_origins),

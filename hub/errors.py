@@ -57,6 +57,14 @@ class Unauthorized(ApiError):
     headers = {"WWW-Authenticate": 'Bearer realm="callhub"'}  # noqa: RUF012
 
 
+class Forbidden(ApiError):
+    """A valid key that may not do this (never used where it would reveal
+    that something exists outside the key's scope: that is a ``NotFound``)."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(ApiError):
     status = 404
     code = "not_found"

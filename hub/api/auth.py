@@ -9,11 +9,16 @@ is scoped to::
     name = "helpdesk-dashboard"
     sha256 = "9f86d08..."           # callhub hash-key prints this
     dialogs = ["helpdesk"]          # omit to see every dialog
+    webhooks = true                 # may manage webhook subscriptions (default false)
 
 A request presents its key as ``Authorization: Bearer <key>``, ``X-API-Key:
 <key>``, or, for a browser's EventSource (which cannot set headers), the query
 parameter ``api_key``. A key is compared by its hash in constant time and never
 logged. With no keys configured the API is open (a warning says so at start).
+
+Managing webhooks routes call events out of the hub, so a key of the keys file
+may do it only with ``webhooks = true``; the plain ``CALLHUB_API_KEYS`` are the
+operator's own and may; an open API is open for this too.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ class StoredKey(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str
     sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
     dialogs: list[str] | None = None
+    webhooks: bool = False
 
 
 class KeysFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -47,13 +53,15 @@ class KeysFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class Principal(msgspec.Struct, frozen=True):
-    """Who made a request: the key's name and the dialogs it may see."""
+    """Who made a request: the key's name, the dialogs it may see, and whether
+    it may manage webhook subscriptions."""
 
     name: str
     scope: Scope
+    webhooks: bool = False
 
 
-OPEN = Principal(name="anonymous", scope=None)
+OPEN = Principal(name="anonymous", scope=None, webhooks=True)
 
 
 def hash_key(key: str) -> str:
@@ -69,7 +77,8 @@ class ApiKeys:
 
     def __init__(self, keys: list[StoredKey]) -> None:
         self._keys = [
-            (bytes.fromhex(k.sha256), Principal(k.name, frozenset(k.dialogs or ()) or None))
+            (bytes.fromhex(k.sha256),
+             Principal(k.name, frozenset(k.dialogs or ()) or None, k.webhooks))
             for k in keys
         ]
 
@@ -81,7 +90,7 @@ class ApiKeys:
     def load(cls, plain: str | None, keys_file: str | None) -> ApiKeys:
         """Keys from the settings; a bad keys file fails start-up, naming the file."""
         keys = [
-            StoredKey(name=f"key-{n}", sha256=hash_key(key.strip()))
+            StoredKey(name=f"key-{n}", sha256=hash_key(key.strip()), webhooks=True)
             for n, key in enumerate((plain or "").split(","), start=1)
             if key.strip()
         ]

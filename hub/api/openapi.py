@@ -22,6 +22,19 @@ from starlette.responses import Response
 from callhub.events import DIALOG_NAME_PATTERN, EVENT_TYPES, SESSION_ID_PATTERN, AnyEvent
 from hub.api.calls import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
 from hub.api.responses import json_response
+from hub.api.webhook_schemas import (
+    CreateWebhook,
+    DeadLetterList,
+    DeliveryList,
+    PingResult,
+    UpdateWebhook,
+    Webhook,
+    WebhookList,
+    WebhookWithSecret,
+)
+from hub.api.webhooks import PAGE_SIZE_DEFAULT as WEBHOOKS_PAGE_DEFAULT
+from hub.api.webhooks import PAGE_SIZE_MAX as WEBHOOKS_PAGE_MAX
+from hub.api.webhooks import RECORDS_DEFAULT, RECORDS_MAX
 from hub.errors import ErrorBody
 from hub.store.call_store import CallView, ListCallsPage
 from hub.stream.frames import RETRY_MS, StreamReset
@@ -39,7 +52,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     text = {400: "Invalid parameter", 401: "Missing or invalid API key",
-            404: "Not found", 500: "Server error", 503: "Event store unreachable"}
+            403: "The API key may not do this", 404: "Not found", 500: "Server error",
+            503: "Event store unreachable"}
     return {str(s): _json(_ref("ErrorBody"), text[s]) for s in statuses}
 
 
@@ -55,8 +69,10 @@ async def openapi(request: Request) -> Response:
 
 @cache
 def openapi_document() -> dict[str, Any]:
-    (_, _, _, _, _), components = msgspec.json.schema_components(
-        (CallView, ListCallsPage, ErrorBody, AnyEvent, StreamReset), ref_template=_REF
+    _, components = msgspec.json.schema_components(
+        (CallView, ListCallsPage, ErrorBody, AnyEvent, StreamReset, CreateWebhook,
+         UpdateWebhook, Webhook, WebhookWithSecret, WebhookList, DeliveryList, DeadLetterList,
+         PingResult), ref_template=_REF
     )
     components["CallEvent"] = {
         "oneOf": [_ref(cls.__name__) for cls in AnyEvent.__args__],
@@ -103,6 +119,7 @@ def openapi_document() -> dict[str, Any]:
                                   **_errors(400, 401, 404, 500, 503)},
                 }
             },
+            **_webhook_paths(),
             "/healthz": {"get": {"operationId": "healthz", "security": [],
                                  "responses": {"200": {"description": "The process is up"}}}},
             "/readyz": {"get": {"operationId": "readyz", "security": [],
@@ -156,5 +173,73 @@ def _event_stream(dialog: dict[str, Any]) -> dict[str, Any]:
             "200": {"description": "The event stream",
                     "content": {"text/event-stream": {"schema": event}}},
             **_errors(400, 401, 500, 503),
+        },
+    }
+
+
+def _webhook_paths() -> dict[str, Any]:
+    """``/v1/webhooks``: managing subscriptions (a key with ``webhooks = true``)."""
+    webhook_id = _param("id", "Webhook subscription ID (wh_...)", {"type": "string"},
+                        where="path", required=True)
+    errors = (400, 401, 403, 404, 500, 503)
+
+    def operation(operation_id: str, summary: str, responses: dict[str, Any],
+                  body: str | None = None, parameters: tuple[dict[str, Any], ...] = (),
+                  with_id: bool = True) -> dict[str, Any]:
+        described: dict[str, Any] = {
+            "operationId": operation_id, "summary": summary,
+            "parameters": [*([webhook_id] if with_id else []), *parameters],
+            "responses": {**responses, **_errors(*errors)},
+        }
+        if body is not None:
+            described["requestBody"] = {"required": True, "content": {
+                "application/json": {"schema": _ref(body)}}}
+        return described
+
+    limit = _param("limit", "Maximum number of records (newest first)",
+                   {"type": "integer", "minimum": 1, "maximum": RECORDS_MAX,
+                    "default": RECORDS_DEFAULT})
+    return {
+        "/v1/webhooks": {
+            "get": operation("listWebhooks", "List webhook subscriptions", {
+                "200": _json(_ref("WebhookList"), "The subscriptions this key sees")},
+                parameters=(
+                    _param("page_size", "Maximum number of results",
+                           {"type": "integer", "minimum": 1, "maximum": WEBHOOKS_PAGE_MAX,
+                            "default": WEBHOOKS_PAGE_DEFAULT}),
+                    _param("page_token", "Token from a previous page", {"type": "string"})),
+                with_id=False),
+            "post": operation("createWebhook", "Create a webhook subscription", {
+                "201": _json(_ref("WebhookWithSecret"),
+                             "The subscription, and its signing secret (shown only here)")},
+                body="CreateWebhook", with_id=False),
+        },
+        "/v1/webhooks/{id}": {
+            "get": operation("getWebhook", "Get a webhook subscription", {
+                "200": _json(_ref("Webhook"), "The subscription")}),
+            "patch": operation("updateWebhook", "Change a webhook subscription", {
+                "200": _json(_ref("Webhook"), "The changed subscription")},
+                body="UpdateWebhook"),
+            "delete": operation("deleteWebhook", "Delete a webhook subscription", {
+                "204": {"description": "Deleted"}}),
+        },
+        "/v1/webhooks/{id}/rotate-secret": {
+            "post": operation("rotateWebhookSecret", "Rotate the signing secret (the "
+                              "previous one keeps signing during the grace period)", {
+                "200": _json(_ref("WebhookWithSecret"), "The new signing secret")}),
+        },
+        "/v1/webhooks/{id}/test": {
+            "post": operation("testWebhook", "Send a signed webhook_test event to the URL", {
+                "200": _json(_ref("PingResult"), "How the receiver answered")}),
+        },
+        "/v1/webhooks/{id}/deliveries": {
+            "get": operation("listWebhookDeliveries", "The last delivery attempts", {
+                "200": _json(_ref("DeliveryList"), "Delivery attempts, newest first")},
+                parameters=(limit,)),
+        },
+        "/v1/webhooks/{id}/dead-letters": {
+            "get": operation("listWebhookDeadLetters", "Events given up on", {
+                "200": _json(_ref("DeadLetterList"), "Dead letters, newest first")},
+                parameters=(limit,)),
         },
     }

@@ -14,6 +14,7 @@ from callhub.connections import RedisClient
 from callhub.settings import Settings
 from hub.api.auth import ApiKeys
 from hub.store.call_store import CallStore
+from hub.store.subscriptions import SubscriptionStore
 from hub.stream.dispatcher import Dispatcher
 from hub.stream.engine import StreamOptions
 
@@ -26,6 +27,7 @@ class Replica:
     store: CallStore
     dispatcher: Dispatcher
     stream_options: StreamOptions
+    subscriptions: SubscriptionStore
 
 
 def replica_of(request: Request) -> Replica:

@@ -1,0 +1,212 @@
+"""Webhook subscriptions in Redis: the replica's side of the forwarder's contract.
+
+What the records are is the kernel's (``callhub.webhooks``); this is how the
+replicas keep them, so that a forwarder reading at any moment sees either a
+whole subscription or none:
+
+- a subscription is one field of the ``webhooks`` hash; the forwarder acts
+  only on what is there, so it is written last on create (after every shard's
+  cursor) and removed first on delete (before the cursors, leases and streams);
+- every change is a compare-and-set of that one field (a script over one key,
+  so it runs on a cluster too): a PATCH never overwrites a concurrent change,
+  such as the forwarder disabling a subscription its receiver answered 410 to;
+- per-shard keys live in their shard's hash slot, so they are written and
+  deleted one by one: no transaction spans slots on a cluster.
+
+Scopes are enforced here, where a subscription is found: one outside the
+caller's dialogs is "not found", as a call outside them is.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+import msgspec
+
+from callhub.connections import RedisClient
+from callhub.cursor import Cursor, format_stream_id, parse_stream_id
+from callhub.keyspace import Keyspace
+from callhub.signing import new_secret
+from callhub.types import StreamId
+from callhub.webhooks import RECORD_FIELD, DeadLetter, DeliveryAttempt, SigningSecret, Subscription
+from hub.errors import NotFound
+from hub.store.call_store import Scope
+
+log = logging.getLogger("callhub.webhooks")
+
+T = TypeVar("T")
+
+# A subscription holds the current secret and at most so many rotated ones
+# still in their grace: rotating in a loop must not grow every signature header.
+SECRETS_KEPT = 5
+# Changes racing on one subscription retry the compare-and-set at most so often.
+_CAS_ATTEMPTS = 16
+
+# KEYS[1] the hash; ARGV: field, the value read, the value to write.
+_COMPARE_AND_SET = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+_subscription = msgspec.json.Decoder(Subscription)
+_attempt = msgspec.json.Decoder(DeliveryAttempt)
+_dead_letter = msgspec.json.Decoder(DeadLetter)
+_encoder = msgspec.json.Encoder()
+
+
+class Conflict(RuntimeError):
+    """A subscription changed under every attempt to change it (never expected)."""
+
+
+def visible(subscription: Subscription, scope: Scope) -> bool:
+    """A scoped key sees a subscription only if its scope lies within the key's dialogs."""
+    if scope is None:
+        return True
+    return subscription.scope is not None and set(subscription.scope) <= scope
+
+
+def rotated(secrets: list[SigningSecret], new: str, now_ms: int,
+            grace_ms: int) -> list[SigningSecret]:
+    """``new`` current; the current one signing ``grace_ms`` more; expired ones gone."""
+    kept = [SigningSecret(s.secret, now_ms + grace_ms) if s.expires_ms == 0 else s
+            for s in secrets if s.expires_ms == 0 or s.expires_ms > now_ms]
+    kept.sort(key=lambda s: s.expires_ms, reverse=True)
+    return [SigningSecret(new), *kept[:SECRETS_KEPT - 1]]
+
+
+class SubscriptionStore:
+    """Create, read, change and delete subscriptions; read their delivery records."""
+
+    def __init__(self, redis: RedisClient, keyspace: Keyspace) -> None:
+        self._redis = redis
+        self._keys = keyspace
+        self._hash = keyspace.webhooks()
+        self._compare_and_set = redis.register_script(_COMPARE_AND_SET)
+
+    async def log_ends(self) -> list[StreamId]:
+        """Each shard log's last entry id ("0-0" for an empty log): "now"."""
+        ends: list[StreamId] = []
+        for shard in range(self._keys.shards):
+            last: list[tuple[bytes, object]] = await self._redis.xrevrange(  # type: ignore[assignment]
+                self._keys.log(shard), "+", "-", count=1)
+            ends.append(parse_stream_id(last[0][0]) if last else (0, 0))
+        return ends
+
+    async def create(self, subscription: Subscription, start: Cursor | None) -> Subscription:
+        """Store ``subscription`` delivering after ``start`` (None: now) in every shard.
+
+        The cursors go first and the hash field last: until it is there the
+        forwarder ignores the cursors, and if writing stops half-way the
+        cursors left behind are removed (best effort) and nothing is visible.
+        """
+        ends = await self.log_ends()
+        positions = start.positions if start is not None else (None,) * self._keys.shards
+        id_ = subscription.id
+        try:
+            for shard, position in enumerate(positions):
+                await self._redis.set(self._keys.webhook_cursor(shard, id_),
+                                      format_stream_id(position or ends[shard]))
+            if not await self._redis.hsetnx(self._hash, id_, _encoder.encode(subscription)):
+                raise Conflict("a new subscription id is already taken")
+        except BaseException:
+            await self._remove_shard_keys(id_)
+            raise
+        return subscription
+
+    async def visible_to(self, scope: Scope) -> list[Subscription]:
+        """Every subscription the scope sees, oldest first (they are few)."""
+        stored: dict[bytes, bytes] = await self._redis.hgetall(self._hash)  # type: ignore[assignment]
+        found = []
+        for id_, raw in stored.items():
+            subscription = _decoded(id_, raw)
+            if subscription is not None and visible(subscription, scope):
+                found.append(subscription)
+        found.sort(key=lambda s: (s.created_ms, s.id))
+        return found
+
+    async def get(self, id_: str, scope: Scope) -> Subscription:
+        return (await self._read(id_, scope))[0]
+
+    async def update(self, id_: str, scope: Scope,
+                     change: Callable[[Subscription], Subscription]) -> Subscription:
+        """Apply ``change`` to the stored subscription, atomically: if it changed
+        meanwhile, ``change`` runs again on what is stored now. ``change`` may
+        raise (a BadParameter): nothing is written then."""
+        for _ in range(_CAS_ATTEMPTS):
+            current, raw = await self._read(id_, scope)
+            changed = change(current)
+            if changed == current:
+                return current
+            if await self._compare_and_set(keys=[self._hash],
+                                           args=[id_, raw, _encoder.encode(changed)]):
+                return changed
+        raise Conflict(f"subscription {id_} kept changing")
+
+    async def rotate_secret(self, id_: str, scope: Scope, now_ms: int,
+                            grace_ms: int) -> tuple[Subscription, str]:
+        """A new current secret; the previous one keeps signing for ``grace_ms``."""
+        secret = new_secret()
+        subscription = await self.update(id_, scope, lambda s: msgspec.structs.replace(
+            s, secrets=rotated(s.secrets, secret, now_ms, grace_ms)))
+        return subscription, secret
+
+    async def delete(self, id_: str, scope: Scope) -> None:
+        """Remove the hash field first (the forwarder stops), then every other key."""
+        await self._read(id_, scope)
+        if not await self._redis.hdel(self._hash, id_):
+            raise _not_found(id_)
+        await self._remove_shard_keys(id_)
+        for key in (self._keys.webhook_deliveries(id_), self._keys.webhook_dead_letters(id_)):
+            await self._redis.delete(key)
+
+    async def deliveries(self, id_: str, scope: Scope, limit: int) -> list[DeliveryAttempt]:
+        await self._read(id_, scope)
+        return await self._records(self._keys.webhook_deliveries(id_), limit, _attempt.decode)
+
+    async def dead_letters(self, id_: str, scope: Scope, limit: int) -> list[DeadLetter]:
+        await self._read(id_, scope)
+        return await self._records(self._keys.webhook_dead_letters(id_), limit,
+                                   _dead_letter.decode)
+
+    async def _read(self, id_: str, scope: Scope) -> tuple[Subscription, bytes]:
+        raw: bytes | None = await self._redis.hget(self._hash, id_)  # type: ignore[assignment]
+        subscription = _decoded(id_.encode(), raw) if raw is not None else None
+        if raw is None or subscription is None or not visible(subscription, scope):
+            raise _not_found(id_)
+        return subscription, raw
+
+    async def _remove_shard_keys(self, id_: str) -> None:
+        for shard in range(self._keys.shards):  # each in its own slot: one by one
+            await self._redis.delete(self._keys.webhook_cursor(shard, id_),
+                                     self._keys.webhook_lease(shard, id_))
+
+    async def _records(self, key: str, limit: int,
+                       decode: Callable[[bytes], T]) -> list[T]:
+        """The newest ``limit`` records of a stream the forwarder writes, newest first."""
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = await self._redis.xrevrange(  # type: ignore[assignment]
+            key, "+", "-", count=limit)
+        records = []
+        for entry_id, fields in entries:
+            try:
+                records.append(decode(fields[RECORD_FIELD]))
+            except (KeyError, msgspec.DecodeError):
+                log.warning("skipping an unreadable record %s in %s", entry_id.decode(), key)
+        return records
+
+
+def _decoded(id_: bytes, raw: bytes) -> Subscription | None:
+    try:
+        return _subscription.decode(raw)
+    except msgspec.DecodeError:
+        log.warning("skipping an unreadable subscription %s", id_.decode(errors="replace"))
+        return None
+
+
+def _not_found(id_: str) -> NotFound:
+    return NotFound(f"webhook subscription {id_} does not exist", param="id")
+
