@@ -68,6 +68,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_retry_window_ms: int = 24 * 3_600_000
     webhook_rotation_grace_ms: int = 24 * 3_600_000
     webhook_timeout_ms: int = 10_000
+    # A forwarder's lease on one (subscription, shard): renewed while it
+    # delivers; a dead forwarder's work is taken over within about this long.
+    forward_lease_ms: int = 10_000
 
     def __repr__(self) -> str:  # never print keys or the Redis password
         return f"Settings(shards={self.shards}, prefix={self.prefix!r})"
@@ -172,6 +175,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CALLHUB_WEBHOOK_RETRY_WINDOW": ("webhook_retry_window_ms", parse_duration_ms),
     "CALLHUB_WEBHOOK_ROTATION_GRACE": ("webhook_rotation_grace_ms", parse_duration_ms),
     "CALLHUB_WEBHOOK_TIMEOUT": ("webhook_timeout_ms", parse_duration_ms),
+    "CALLHUB_FORWARD_LEASE": ("forward_lease_ms", parse_duration_ms),
 }
 FLAG_FOR_FIELD = {"redis_url": "--redis-url", "shards": "--shards", "prefix": "--prefix"}
 
@@ -198,7 +202,8 @@ def load_settings(environ: Mapping[str, str], **overrides: str | None) -> Settin
                             ("CALLHUB_PING_INTERVAL", settings.ping_interval_ms),
                             ("CALLHUB_WRITE_TIMEOUT", settings.write_timeout_ms),
                             ("CALLHUB_WEBHOOK_RETRY_WINDOW", settings.webhook_retry_window_ms),
-                            ("CALLHUB_WEBHOOK_TIMEOUT", settings.webhook_timeout_ms)):
+                            ("CALLHUB_WEBHOOK_TIMEOUT", settings.webhook_timeout_ms),
+                            ("CALLHUB_FORWARD_LEASE", settings.forward_lease_ms)):
         if value <= 0:
             raise SettingsError(f"{variable} must be longer than 0")
     if 0 < settings.log_retention_ms < settings.webhook_retry_window_ms:

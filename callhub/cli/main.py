@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 # and ``run(args)`` without settings.
 COMMAND_MODULES = {
     "worker": "callhub.cli.worker",
+    "forward": "callhub.cli.forward",
     "demo": "callhub.cli.demo",
     "tail": "callhub.cli.tail",
 }

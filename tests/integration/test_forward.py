@@ -1,0 +1,337 @@
+"""Webhook delivery (``callhub forward``) on a real Redis, to a real receiver
+that verifies every request with the ``standardwebhooks`` package."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from itertools import count
+from pathlib import Path
+
+import msgspec
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from callhub import events as ev
+from callhub.cursor import Cursor, format_stream_id, parse_stream_id
+from callhub.settings import Settings
+from callhub.signing import new_secret
+from callhub.webhooks import RECORD_FIELD, DeadLetter, DeliveryAttempt, message_id
+from tests.support.polling import async_wait_until, wait_until
+from tests.support.processes import stop_process
+from tests.support.receiver import Received, receiving
+from tests.support.redis_servers import engine_env
+from tests.support.strategies import call_started, dtmf, terminated
+from tests.support.subscriptions import store_subscription, stored_subscription
+from workers.commit.publisher import CallPublisher
+from workers.forward.forwarder import Forwarder
+from workers.forward.positions import predecessor
+
+SECRET = new_secret()
+
+
+def call(sid: str, events: int) -> list[ev.Event]:
+    """A call of ``events`` events: started, key presses, terminated."""
+    return [call_started(sid), *(dtmf(sid, seq) for seq in range(2, events)),
+            terminated(sid, events)]
+
+
+def interleaved(calls: list[list[ev.Event]]) -> list[ev.Event]:
+    """Round robin over the calls, each call's events in order."""
+    longest = max(len(c) for c in calls)
+    return [c[n] for n in range(longest) for c in calls if n < len(c)]
+
+
+def in_order_per_call(received: list[Received]) -> dict[str, list[int]]:
+    """Each call's seqs in order of first arrival (a redelivery is not a new event)."""
+    seen: set[str] = set()
+    by_call: dict[str, list[int]] = {}
+    for request in received:
+        if request.webhook_id not in seen:
+            seen.add(request.webhook_id)
+            by_call.setdefault(request.session_id, []).append(request.seq)
+    return by_call
+
+
+def records(client: redis.Redis, key: str, kind: type[msgspec.Struct]) -> list[object]:
+    return [msgspec.json.decode(fields[RECORD_FIELD], type=kind)
+            for _, fields in client.xrange(key)]
+
+
+@asynccontextmanager
+async def forwarding(aredis: aioredis.Redis, settings: Settings,
+                     **options: object) -> AsyncIterator[Forwarder]:
+    forwarder = Forwarder(aredis, settings, refresh_s=0.2, retry_base_s=0.05,  # type: ignore[arg-type]
+                          retry_cap_s=0.2, **options)
+    task = asyncio.create_task(forwarder.run())
+    try:
+        yield forwarder
+    finally:
+        forwarder.stop()
+        await asyncio.wait_for(task, 10)
+
+
+@pytest.mark.both_engines
+async def test_every_event_arrives_signed_in_order_per_call(
+    settings: Settings, aredis: aioredis.Redis, sync_redis: redis.Redis
+) -> None:
+    settings = msgspec.structs.replace(settings, shards=2)
+    keys = settings.keyspace
+    with receiving(SECRET) as receiver:
+        subscription = store_subscription(sync_redis, receiver.url, keyspace=keys, secret=SECRET)
+        calls = [call(f"basic-{n}", 5) for n in range(6)]
+        async with forwarding(aredis, settings) as forwarder:
+            await CallPublisher(aredis, settings).commit_many(interleaved(calls))
+            await async_wait_until(lambda: len(receiver.delivered()) >= 30,
+                                   what="30 deliveries")
+            holder = forwarder.holder
+        assert receiver.bad_signatures == []
+        delivered = receiver.delivered()
+        assert len({r.webhook_id for r in delivered}) == 30
+        assert in_order_per_call(delivered) == {f"basic-{n}": [1, 2, 3, 4, 5] for n in range(6)}
+        for shard in range(2):
+            stored = {entry_id.decode(): fields for entry_id, fields in
+                      sync_redis.xrange(keys.log(shard))}
+            for request in delivered:
+                position = request.webhook_id.removeprefix(f"msg_{subscription.id}_")
+                in_shard, _, entry_id = position.partition("-")
+                if int(in_shard) == shard:
+                    assert entry_id in stored
+                    assert request.webhook_id == message_id(subscription.id,
+                                                            f"{shard}-{entry_id}")
+                    assert request.body == stored[entry_id][b"data"]
+                    assert request.headers["callhub-event-type"] == \
+                        stored[entry_id][b"type"].decode()
+                    cursor = Cursor.decode(request.headers["callhub-cursor"], 2)
+                    assert cursor.positions[shard] == parse_stream_id(entry_id)
+            # Stopped: the cursor is past everything delivered, the lease released.
+            assert sync_redis.get(keys.webhook_lease(shard, subscription.id)) != holder.encode()
+            last = max(stored)
+            cursor_value = sync_redis.get(keys.webhook_cursor(shard, subscription.id))
+            assert cursor_value is not None
+            assert parse_stream_id(cursor_value) >= parse_stream_id(last)
+
+
+async def test_an_outage_of_500s_then_429s_is_retried_until_every_event_arrives_in_order(
+    settings: Settings, aredis: aioredis.Redis, sync_redis: redis.Redis
+) -> None:
+    numbers = count(1)
+
+    def outage(_: Received) -> tuple[int, dict[str, str]]:
+        n = next(numbers)
+        if n <= 6:
+            return 500, {}
+        if n <= 9:
+            return 429, {"retry-after": "1"}
+        return 200, {}
+
+    with receiving(SECRET, outage) as receiver:
+        subscription = store_subscription(sync_redis, receiver.url, secret=SECRET)
+        async with forwarding(aredis, settings):
+            await CallPublisher(aredis, settings).commit_many(
+                interleaved([call(f"outage-{n}", 4) for n in range(3)]))
+            await async_wait_until(lambda: len(receiver.delivered()) >= 12, timeout=20,
+                                   what="every event delivered after the outage")
+        assert receiver.bad_signatures == []
+        assert in_order_per_call(receiver.delivered()) == \
+            {f"outage-{n}": [1, 2, 3, 4] for n in range(3)}
+        # Nothing was answered 2xx twice, and no call's event overtook its predecessor.
+        for n in range(3):
+            seqs = [r.seq for r in receiver.all() if r.session_id == f"outage-{n}"]
+            assert seqs == sorted(seqs)
+        attempts = records(sync_redis, settings.keyspace.webhook_deliveries(subscription.id),
+                           DeliveryAttempt)
+        statuses = [(a.status_code, a.outcome) for a in attempts]  # type: ignore[attr-defined]
+        assert statuses.count((500, "retrying")) == 6
+        assert statuses.count((429, "retrying")) == 3
+        assert statuses.count((200, "delivered")) == 12
+        for attempt in attempts:
+            if attempt.status_code == 429:  # type: ignore[attr-defined]
+                # Retry-After: 1 is honoured over the test's 0.2 s backoff cap.
+                assert attempt.next_retry_ms - attempt.at_ms >= 1000  # type: ignore[attr-defined]
+
+
+async def test_a_short_retry_window_dead_letters_and_delivery_moves_on(
+    settings: Settings, aredis: aioredis.Redis, sync_redis: redis.Redis
+) -> None:
+    settings = msgspec.structs.replace(settings, webhook_retry_window_ms=600)
+
+    def bad_call_fails(request: Received) -> tuple[int, dict[str, str]]:
+        return (500, {}) if request.session_id == "bad" else (200, {})
+
+    with receiving(SECRET, bad_call_fails) as receiver:
+        subscription = store_subscription(sync_redis, receiver.url, secret=SECRET)
+        publisher = CallPublisher(aredis, settings)
+        async with forwarding(aredis, settings):
+            await publisher.commit_many([call_started("bad"), dtmf("bad", 2),
+                                         call_started("good")])
+            # The good call keeps getting through while the bad one's events fail.
+            for seq in range(2, 200):
+                await publisher.commit(dtmf("good", seq))
+                if len(sync_redis.xrange(settings.keyspace.webhook_dead_letters(
+                        subscription.id))) >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            await publisher.commit(terminated("bad", 3))
+            await async_wait_until(lambda: any(r.session_id == "bad" and r.seq == 3
+                                               for r in receiver.all()),
+                                   what="the bad call's last event to be tried")
+        letters = records(sync_redis, settings.keyspace.webhook_dead_letters(subscription.id),
+                          DeadLetter)
+        assert [(d.session_id, d.reason.split(":")[0]) for d in letters[:2]] == \
+            [("bad", "retry_window"), ("bad", "retry_window")]  # type: ignore[attr-defined]
+        assert all(d.attempts >= 1 and d.last_status_code == 500 for d in letters)  # type: ignore[attr-defined]
+        bad = [r.seq for r in receiver.all() if r.session_id == "bad"]
+        assert bad == sorted(bad) and bad[0] == 1
+        good = in_order_per_call(receiver.delivered())["good"]
+        assert good == list(range(1, len(good) + 1)) and len(good) > 3
+        stored = stored_subscription(sync_redis, subscription.id)
+        assert stored is not None and stored.enabled
+        assert receiver.bad_signatures == []
+
+
+async def test_failing_for_the_whole_retry_window_disables_the_subscription(
+    settings: Settings, aredis: aioredis.Redis, sync_redis: redis.Redis
+) -> None:
+    settings = msgspec.structs.replace(settings, webhook_retry_window_ms=400)
+    with receiving(SECRET, lambda _: (503, {})) as receiver:
+        subscription = store_subscription(sync_redis, receiver.url, secret=SECRET)
+        async with forwarding(aredis, settings) as forwarder:
+            await CallPublisher(aredis, settings).commit(call_started("doomed"))
+            stored = await async_wait_until(
+                lambda: (s := stored_subscription(sync_redis, subscription.id)) is not None
+                and not s.enabled and s, what="the subscription to be disabled")
+            assert "retry window" in stored.disabled_reason
+            await async_wait_until(lambda: forwarder.held == 0,
+                                   what="the forwarder to let the disabled subscription go")
+        letters = sync_redis.xrange(settings.keyspace.webhook_dead_letters(subscription.id))
+        assert len(letters) == 1
+        assert receiver.delivered() == []
+
+
+async def test_410_gone_disables_the_subscription(
+    settings: Settings, aredis: aioredis.Redis, sync_redis: redis.Redis
+) -> None:
+    with receiving(SECRET, lambda _: (410, {})) as receiver:
+        subscription = store_subscription(sync_redis, receiver.url, secret=SECRET)
+        async with forwarding(aredis, settings) as forwarder:
+            await CallPublisher(aredis, settings).commit_many(call("gone", 3))
+            stored = await async_wait_until(
+                lambda: (s := stored_subscription(sync_redis, subscription.id)) is not None
+                and not s.enabled and s, what="the subscription to be disabled")
+            assert "410" in stored.disabled_reason
+            await async_wait_until(lambda: forwarder.held == 0,
+                                   what="the forwarder to let the disabled subscription go")
+        assert [(r.seq, r.status) for r in receiver.all()] == [(1, 410)]
+        attempts = records(sync_redis, settings.keyspace.webhook_deliveries(subscription.id),
+                           DeliveryAttempt)
+        assert [a.outcome for a in attempts] == ["disabled"]  # type: ignore[attr-defined]
+        # The event was not given up on: the cursor stays below it for a re-enable.
+        first = sync_redis.xrange(settings.keyspace.log(0))[0][0]
+        cursor_value = sync_redis.get(settings.keyspace.webhook_cursor(0, subscription.id))
+        assert cursor_value is not None
+        assert parse_stream_id(cursor_value) < parse_stream_id(first)
+
+
+async def test_a_retention_gap_is_dead_lettered_and_delivery_resumes_after_it(
+    settings: Settings, aredis: aioredis.Redis, sync_redis: redis.Redis
+) -> None:
+    keys = settings.keyspace
+    with receiving(SECRET) as receiver:
+        subscription = store_subscription(sync_redis, receiver.url, secret=SECRET)
+        sync_redis.set(keys.webhook_cursor(0, subscription.id), "1-0")  # long ago
+        await CallPublisher(aredis, settings).commit_many(call("trimmed", 6))
+        sync_redis.xtrim(keys.log(0), maxlen=3, approximate=False)
+        first_kept = sync_redis.xrange(keys.log(0))[0][0]
+        async with forwarding(aredis, settings):
+            await async_wait_until(lambda: len(receiver.delivered()) >= 3,
+                                   what="the kept events delivered")
+        letters = records(sync_redis, keys.webhook_dead_letters(subscription.id), DeadLetter)
+        assert len(letters) == 1
+        gap = letters[0]
+        assert gap.event_id == "1-1"  # type: ignore[attr-defined]
+        assert gap.lost_until == format_stream_id(  # type: ignore[attr-defined]
+            predecessor(parse_stream_id(first_kept)))
+        assert gap.reason.startswith("retention_gap")  # type: ignore[attr-defined]
+        assert [r.seq for r in receiver.delivered()] == [4, 5, 6]
+
+
+# -- processes ---------------------------------------------------------------------
+
+
+def forward_process(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    log = tempfile.mkstemp(prefix="callhub-forward-", suffix=".log")[1]
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "callhub.cli", "forward"],
+                                   stdout=out, stderr=subprocess.STDOUT, env=env)
+    return process, log
+
+
+def holder_of(log: str) -> str:
+    text = Path(log).read_text(errors="replace")
+    marker = " as "
+    line = next(line for line in text.splitlines() if "delivering webhooks from" in line)
+    return line.rsplit(marker, 1)[1].strip()
+
+
+async def test_a_killed_forwarder_loses_nothing_and_sigterm_releases_the_leases(
+    redis_url: str, settings: Settings, aredis: aioredis.Redis, sync_redis: redis.Redis,
+    callhub_env: dict[str, str],
+) -> None:
+    shards = 4
+    settings = msgspec.structs.replace(settings, shards=shards)
+    keys = settings.keyspace
+    env = {**callhub_env, **engine_env(settings), "CALLHUB_REDIS_URL": redis_url,
+           "CALLHUB_SHARDS": str(shards), "CALLHUB_FORWARD_LEASE": "1s"}
+    calls = interleaved([call(f"kill-{n}", 10) for n in range(8)])
+    publisher = CallPublisher(aredis, settings)
+    with receiving(SECRET) as receiver:
+        subscription = store_subscription(sync_redis, receiver.url, keyspace=keys,
+                                          secret=SECRET)
+        leases = [keys.webhook_lease(s, subscription.id) for s in range(shards)]
+        first, _ = forward_process(env)
+        second, second_log = None, ""
+        try:
+            wait_until(lambda: all(sync_redis.get(k) for k in leases), timeout=20,
+                       what="the first forwarder to hold every lease")
+            second, second_log = forward_process(env)
+            wait_until(lambda: "delivering webhooks from" in Path(second_log).read_text(),
+                       timeout=20, what="the second forwarder to start")
+            for event in calls[:40]:
+                await publisher.commit(event)
+            await async_wait_until(lambda: len(receiver.delivered()) >= 10,
+                                   what="deliveries under way")
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait(timeout=10)
+            for event in calls[40:]:
+                await publisher.commit(event)
+            await async_wait_until(
+                lambda: len({r.webhook_id for r in receiver.delivered()}) >= 80, timeout=20,
+                what="every event delivered after the takeover")
+            taker = holder_of(second_log)
+            assert {sync_redis.get(k) for k in leases} == {taker.encode()}
+
+            os.kill(second.pid, signal.SIGTERM)
+            assert second.wait(timeout=10) == 0
+            assert [sync_redis.get(k) for k in leases] == [None] * shards
+        finally:
+            stop_process(first)
+            if second is not None:
+                stop_process(second)
+        assert receiver.bad_signatures == []
+        received = receiver.all()
+        assert in_order_per_call(received) == {f"kill-{n}": list(range(1, 11)) for n in range(8)}
+        # A duplicate is a redelivery of the same event, under the same webhook-id.
+        ids_by_event: dict[tuple[str, int], set[str]] = {}
+        for request in received:
+            ids_by_event.setdefault((request.session_id, request.seq), set()).add(
+                request.webhook_id)
+        assert all(len(ids) == 1 for ids in ids_by_event.values())
+        assert len(received) - 80 <= 40  # only what the killed one had not recorded done

@@ -1,0 +1,64 @@
+"""ShardLease: one forwarder at a time delivers a (subscription, shard).
+
+The lease is a string key holding the forwarder's random id, set NX with a
+time to live and renewed while it delivers; the cursor beside it (same
+``{s}`` slot) moves only in the same script that checks the lease, so a
+forwarder that lost its lease (paused past it, partitioned) can never move
+the cursor its successor owns. A dead forwarder stops renewing and its lease
+runs out; whoever acquires it next re-sends only what was in flight.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from callhub.connections import RedisClient
+from callhub.keyspace import Keyspace
+
+# KEYS: lease, cursor. ARGV: holder, lease ms, cursor ("" leaves it).
+RENEW: Final = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3]) end
+return 1
+"""
+# KEYS: lease, cursor. ARGV: holder, cursor ("" leaves it).
+RELEASE: Final = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+
+class ShardLease:
+    """The lease on one (subscription, shard), for one holder id."""
+
+    def __init__(self, redis: RedisClient, keyspace: Keyspace, subscription_id: str,
+                 shard: int, holder: str, lease_ms: int) -> None:
+        self._redis = redis
+        self.lease_key = keyspace.webhook_lease(shard, subscription_id)
+        self.cursor_key = keyspace.webhook_cursor(shard, subscription_id)
+        self.holder = holder
+        self.lease_ms = lease_ms
+        self._renew = redis.register_script(RENEW)
+        self._release = redis.register_script(RELEASE)
+
+    async def acquire(self) -> bool:
+        """Take the lease if nobody holds it."""
+        return bool(await self._redis.set(self.lease_key, self.holder, nx=True,
+                                          px=self.lease_ms))
+
+    async def renew(self, cursor: str = "") -> bool:
+        """Extend the lease and (if given) store the cursor; False: it is not ours."""
+        return bool(await self._renew(keys=[self.lease_key, self.cursor_key],
+                                      args=[self.holder, self.lease_ms, cursor]))
+
+    async def release(self, cursor: str = "") -> bool:
+        """Store the cursor (if given) and give the lease up, if it is still ours."""
+        return bool(await self._release(keys=[self.lease_key, self.cursor_key],
+                                        args=[self.holder, cursor]))
+
+    async def stored_cursor(self) -> bytes | None:
+        value: bytes | None = await self._redis.get(self.cursor_key)  # type: ignore[assignment]
+        return value
