@@ -111,7 +111,9 @@ def is_subscription_id(text: str) -> bool:
 
 def message_id(subscription_id: str, entry_id: str) -> str:
     """``webhook-id``: the same for an event and a subscription on every attempt
-    and redelivery, so a receiver deduplicates by it."""
+    and redelivery, so a receiver deduplicates by it. ``entry_id`` is the
+    forwarder's ``<shard>-<entry id>``: entry ids are unique only within one
+    shard's log (two shards commit in the same millisecond)."""
     return f"msg_{subscription_id}_{entry_id}"
 
 
