@@ -21,6 +21,8 @@ atomic step on a cluster too.
     <prefix>:webhooks                       hash    subscription id -> subscription (JSON)
     <prefix>:{s}:webhook:<id>:cursor        string  delivered up to here in shard s's log
     <prefix>:{s}:webhook:<id>:lease         string  the forwarder delivering shard s (PX)
+    <prefix>:{s}:webhook:<id>:redeliver     stream  dead letters of shard s queued to send again
+    <prefix>:{s}:webhook:<id>:rewound       string  the last rewind (``/redeliver`` from) applied
     <prefix>:webhook:<id>:deliveries        stream  the last delivery attempts (capped)
     <prefix>:webhook:<id>:dead              stream  dead letters: events given up on
 """
@@ -101,6 +103,12 @@ class Keyspace:
 
     def webhook_lease(self, shard: int, subscription_id: str) -> str:
         return f"{self._tags[shard]}:webhook:{subscription_id}:lease"
+
+    def webhook_redeliveries(self, shard: int, subscription_id: str) -> str:
+        return f"{self._tags[shard]}:webhook:{subscription_id}:redeliver"
+
+    def webhook_rewound(self, shard: int, subscription_id: str) -> str:
+        return f"{self._tags[shard]}:webhook:{subscription_id}:rewound"
 
     def webhook_deliveries(self, subscription_id: str) -> str:
         return f"{self.prefix}:webhook:{subscription_id}:deliveries"

@@ -64,6 +64,20 @@ class SigningSecret(msgspec.Struct, frozen=True):
         return f"SigningSecret(expires_ms={self.expires_ms})"
 
 
+class Rewind(msgspec.Struct, frozen=True, kw_only=True):
+    """A ``/redeliver`` from a cursor: every shard's delivery goes back to the
+    cursor's position (never forward: a later position changes nothing).
+
+    ``generation`` counts the rewinds of a subscription; the forwarder holding
+    a shard applies each one once (it stores the last one applied, beside the
+    cursor), so a rewind reaches the shards no forwarder holds when it is made.
+    """
+
+    generation: int
+    cursor: str  # a stream cursor (``callhub.cursor``), for this deployment's shards
+    at_ms: int
+
+
 class Subscription(msgspec.Struct, frozen=True, kw_only=True):
     """A webhook subscription as stored (``<prefix>:webhooks``, one JSON per id).
 
@@ -84,6 +98,7 @@ class Subscription(msgspec.Struct, frozen=True, kw_only=True):
     disabled_reason: str = ""
     cloudevents: bool = False
     created_ms: int = 0
+    rewind: Rewind | None = None
 
     def __repr__(self) -> str:
         return f"Subscription(id={self.id!r}, name={self.name!r})"
@@ -145,6 +160,16 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     attempts: int = 0
     last_status_code: int = 0
     lost_until: str = ""  # a retention gap: positions event_id..lost_until are gone
+
+
+class Redelivery(msgspec.Struct, frozen=True, kw_only=True):
+    """A dead letter queued to be sent again (``/redeliver``): the forwarder
+    holding its shard sends the event as the subscription is now (URL, secrets,
+    filters), in order with the call's other events, and removes the request
+    once it is delivered or dead-lettered again."""
+
+    event_id: str  # the entry id in the shard's log
+    requested_ms: int
 
 
 async def check_destination(url: str, *, allow_http: bool, allow_private: bool) -> str:

@@ -45,6 +45,7 @@ from hub.api.webhooks import (
     list_dead_letters,
     list_deliveries,
     ping_webhook,
+    redeliver,
     rotate_secret,
 )
 from hub.errors import REDIS_ERRORS, ApiError, error_response, http_error
@@ -149,6 +150,7 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False,
         Route("/v1/webhooks/{id}/test", ping_webhook, methods=["POST"]),
         Route("/v1/webhooks/{id}/deliveries", list_deliveries, methods=["GET"]),
         Route("/v1/webhooks/{id}/dead-letters", list_dead_letters, methods=["GET"]),
+        Route("/v1/webhooks/{id}/redeliver", redeliver, methods=["POST"]),
     ]
     return HubApp(
         cors=CorsPolicy(settings.cors_origins),

@@ -27,6 +27,8 @@ from hub.api.webhook_schemas import (
     DeadLetterList,
     DeliveryList,
     PingResult,
+    Redeliver,
+    RedeliverResult,
     UpdateWebhook,
     Webhook,
     WebhookList,
@@ -72,6 +74,7 @@ def openapi_document() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
         (CallView, ListCallsPage, ErrorBody, AnyEvent, StreamReset, CreateWebhook,
          UpdateWebhook, Webhook, WebhookWithSecret, WebhookList, DeliveryList, DeadLetterList,
+         Redeliver, RedeliverResult,
          PingResult), ref_template=_REF
     )
     components["CallEvent"] = {
@@ -241,5 +244,12 @@ def _webhook_paths() -> dict[str, Any]:
             "get": operation("listWebhookDeadLetters", "Events given up on", {
                 "200": _json(_ref("DeadLetterList"), "Dead letters, newest first")},
                 parameters=(limit,)),
+        },
+        "/v1/webhooks/{id}/redeliver": {
+            "post": operation("redeliverWebhook", "Send dead letters again, or every event "
+                              "after a cursor", {
+                "202": _json(_ref("RedeliverResult"), "Under way: the forwarders act on it "
+                             "within about a second")},
+                body="Redeliver"),
         },
     }

@@ -11,7 +11,7 @@ of a subscription shows only when its rotated secrets stop signing.
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
@@ -111,10 +111,41 @@ class DeliveryList(msgspec.Struct, frozen=True):
     deliveries: list[DeliveryAttempt]
 
 
+class DeadLetterRecord(DeadLetter, frozen=True, kw_only=True):
+    """A dead letter and its ``id``, which ``/redeliver`` takes."""
+
+    id: str
+
+
 class DeadLetterList(msgspec.Struct, frozen=True):
     """The events given up on, newest first."""
 
-    dead_letters: list[DeadLetter]
+    dead_letters: list[DeadLetterRecord]
+
+
+LetterId = Annotated[str, Meta(min_length=1, max_length=64)]
+
+
+class Redeliver(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /v1/webhooks/{id}/redeliver``: exactly one of the two.
+
+    ``dead_letters``: "all", or the ids of dead letters (``/dead-letters``) to
+    send again; ``from``: a stream cursor: every event after it is delivered
+    again (in each shard it names; never forward of where delivery is).
+    """
+
+    dead_letters: Literal["all"] | Annotated[list[LetterId], Meta(
+        min_length=1, max_length=1000)] | UnsetType = UNSET
+    from_: Start | UnsetType = msgspec.field(default=UNSET, name="from")
+
+
+class RedeliverResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``/redeliver`` set going: dead letters queued (and the ids it could
+    not: unknown, or a retention gap whose events are gone), or the rewind."""
+
+    queued: int = 0
+    not_redeliverable: list[str] = msgspec.field(default_factory=list)
+    rewind_generation: int = 0
 
 
 class PingEvent(msgspec.Struct, frozen=True, kw_only=True):

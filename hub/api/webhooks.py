@@ -44,7 +44,10 @@ from hub.api.webhook_schemas import (
     START_NOW,
     CreateWebhook,
     DeadLetterList,
+    DeadLetterRecord,
     DeliveryList,
+    Redeliver,
+    RedeliverResult,
     UpdateWebhook,
     Webhook,
     WebhookList,
@@ -168,8 +171,31 @@ async def list_deliveries(request: Request) -> Response:
 async def list_dead_letters(request: Request) -> Response:
     replica, principal, query = _authorised(request, ("limit",))
     limit = query.integer("limit", RECORDS_DEFAULT, 1, RECORDS_MAX)
-    return json_response(DeadLetterList(
-        await replica.subscriptions.dead_letters(_id(request), principal.scope, limit)))
+    letters = await replica.subscriptions.dead_letters(_id(request), principal.scope, limit)
+    return json_response(DeadLetterList([
+        DeadLetterRecord(id=id_, **msgspec.structs.asdict(letter)) for id_, letter in letters]))
+
+
+async def redeliver(request: Request) -> Response:
+    """Dead letters queued again, or delivery rewound to a cursor; the forwarder
+    holding each shard acts on it within about a second (202: it is under way)."""
+    replica, principal, _ = _authorised(request)
+    id_ = _id(request)
+    body = await read_body(request, Redeliver)
+    if (body.dead_letters is UNSET) == (body.from_ is UNSET):
+        raise BadParameter('give exactly one of "dead_letters" and "from"', param="body")
+    if body.from_ is not UNSET:
+        cursor = _start(body.from_, replica.settings.shards, param="from")
+        if cursor is None:
+            raise BadParameter('"from" is a stream cursor', param="from")
+        rewind = await replica.subscriptions.rewind(id_, principal.scope, cursor, _now_ms())
+        return json_response(RedeliverResult(rewind_generation=rewind.generation),
+                             status_code=202)
+    ids = None if body.dead_letters == "all" else list(body.dead_letters)  # type: ignore[arg-type]
+    queued, refused = await replica.subscriptions.redeliver_dead_letters(
+        id_, principal.scope, ids, _now_ms())
+    return json_response(RedeliverResult(queued=queued, not_redeliverable=refused),
+                         status_code=202)
 
 
 class WebhookCollection(HTTPEndpoint):
@@ -237,13 +263,13 @@ def _session_filter(session_id: str) -> str:
         raise BadParameter(str(error), param="session_id") from None
 
 
-def _start(text: str, shards: int) -> Cursor | None:
+def _start(text: str, shards: int, param: str = "start") -> Cursor | None:
     if text in ("", START_NOW):
         return None
     try:
         return Cursor.decode(text, shards)
     except InvalidCursor as error:
-        raise BadParameter(f'start is "now" or a stream cursor: {error}', param="start") from None
+        raise BadParameter(f'{param} is "now" or a stream cursor: {error}', param=param) from None
 
 
 async def _destination(url: str, replica: Replica) -> str:

@@ -20,17 +20,27 @@ caller's dialogs is "not found", as a call outside them is.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
 import msgspec
 
-from callhub.connections import RedisClient
+from callhub.connections import RedisClient, server_time_ms
 from callhub.cursor import Cursor, format_stream_id, parse_stream_id
 from callhub.keyspace import Keyspace
+from callhub.positions import predecessor
 from callhub.signing import new_secret
 from callhub.types import StreamId
-from callhub.webhooks import RECORD_FIELD, DeadLetter, DeliveryAttempt, SigningSecret, Subscription
+from callhub.webhooks import (
+    RECORD_FIELD,
+    DeadLetter,
+    DeliveryAttempt,
+    Redelivery,
+    Rewind,
+    SigningSecret,
+    Subscription,
+)
 from hub.errors import NotFound
 from hub.store.call_store import Scope
 
@@ -41,6 +51,8 @@ T = TypeVar("T")
 # A subscription holds the current secret and at most so many rotated ones
 # still in their grace: rotating in a loop must not grow every signature header.
 SECRETS_KEPT = 5
+# A stream entry id as Redis takes one (each part below 2**64).
+_ENTRY_ID = re.compile(r"[0-9]{1,19}-[0-9]{1,19}")
 # Changes racing on one subscription retry the compare-and-set at most so often.
 _CAS_ATTEMPTS = 16
 
@@ -89,12 +101,17 @@ class SubscriptionStore:
         self._compare_and_set = redis.register_script(_COMPARE_AND_SET)
 
     async def log_ends(self) -> list[StreamId]:
-        """Each shard log's last entry id ("0-0" for an empty log): "now"."""
+        """Each shard log's "now": its last entry id, or for an empty log the
+        position just before the Redis clock's now (any entry committed later
+        has an id above it, and a cursor on the clock is never mistaken for one
+        that retention left behind)."""
         ends: list[StreamId] = []
         for shard in range(self._keys.shards):
+            key = self._keys.log(shard)
             last: list[tuple[bytes, object]] = await self._redis.xrevrange(  # type: ignore[assignment]
-                self._keys.log(shard), "+", "-", count=1)
-            ends.append(parse_stream_id(last[0][0]) if last else (0, 0))
+                key, "+", "-", count=1)
+            ends.append(parse_stream_id(last[0][0]) if last else
+                        predecessor((await server_time_ms(self._redis, key), 0)))
         return ends
 
     async def create(self, subscription: Subscription, start: Cursor | None) -> Subscription:
@@ -166,12 +183,70 @@ class SubscriptionStore:
 
     async def deliveries(self, id_: str, scope: Scope, limit: int) -> list[DeliveryAttempt]:
         await self._read(id_, scope)
-        return await self._records(self._keys.webhook_deliveries(id_), limit, _attempt.decode)
+        records = await self._records(self._keys.webhook_deliveries(id_), limit, _attempt.decode)
+        return [attempt for _, attempt in records]
 
-    async def dead_letters(self, id_: str, scope: Scope, limit: int) -> list[DeadLetter]:
+    async def dead_letters(self, id_: str, scope: Scope,
+                           limit: int) -> list[tuple[str, DeadLetter]]:
+        """The newest ``limit`` dead letters, each with its id (what ``/redeliver`` takes)."""
         await self._read(id_, scope)
         return await self._records(self._keys.webhook_dead_letters(id_), limit,
                                    _dead_letter.decode)
+
+    async def redeliver_dead_letters(self, id_: str, scope: Scope, letter_ids: list[str] | None,
+                                     now_ms: int) -> tuple[int, list[str]]:
+        """Queue dead letters (``letter_ids``; None: all of them) to be sent again.
+
+        Each one is queued in its shard (``webhook_redeliveries``) before it
+        leaves the dead letters, so a stop half-way can at worst queue one
+        twice (a duplicate, same ``webhook-id``), never lose one. A retention
+        gap's letter names events that are gone: it stays, and its id is
+        answered as not redeliverable, as is an id that is no dead letter.
+        Answers how many were queued, and the ids that were not.
+        """
+        await self._read(id_, scope)
+        key = self._keys.webhook_dead_letters(id_)
+        refused: list[str] = []
+        found: list[tuple[bytes, dict[bytes, bytes]]] = []
+        if letter_ids is None:
+            found = await self._redis.xrange(key, "-", "+")  # type: ignore[assignment]
+        for letter_id in dict.fromkeys(letter_ids or ()):
+            one: list[tuple[bytes, dict[bytes, bytes]]] = (
+                await self._redis.xrange(key, letter_id, letter_id)  # type: ignore[assignment]
+                if _ENTRY_ID.fullmatch(letter_id) else [])
+            if one:
+                found += one
+            else:
+                refused.append(letter_id)
+        queued = 0
+        for entry_id, fields in found:
+            try:
+                letter = _dead_letter.decode(fields[RECORD_FIELD])
+            except (KeyError, msgspec.DecodeError):
+                refused.append(entry_id.decode())
+                continue
+            if letter.lost_until or not 0 <= letter.shard < self._keys.shards:
+                refused.append(entry_id.decode())
+                continue
+            request = Redelivery(event_id=letter.event_id, requested_ms=now_ms)
+            await self._redis.xadd(self._keys.webhook_redeliveries(letter.shard, id_),
+                                   {RECORD_FIELD: _encoder.encode(request)})
+            await self._redis.xdel(key, entry_id)
+            queued += 1
+        return queued, refused
+
+    async def rewind(self, id_: str, scope: Scope, cursor: Cursor, now_ms: int) -> Rewind:
+        """Deliver again everything after ``cursor`` (in each shard it names)."""
+        text = cursor.encode()
+
+        def change(stored: Subscription) -> Subscription:
+            generation = stored.rewind.generation + 1 if stored.rewind is not None else 1
+            return msgspec.structs.replace(
+                stored, rewind=Rewind(generation=generation, cursor=text, at_ms=now_ms))
+
+        rewind = (await self.update(id_, scope, change)).rewind
+        assert rewind is not None
+        return rewind
 
     async def _read(self, id_: str, scope: Scope) -> tuple[Subscription, bytes]:
         raw: bytes | None = await self._redis.hget(self._hash, id_)  # type: ignore[assignment]
@@ -183,17 +258,20 @@ class SubscriptionStore:
     async def _remove_shard_keys(self, id_: str) -> None:
         for shard in range(self._keys.shards):  # each in its own slot: one by one
             await self._redis.delete(self._keys.webhook_cursor(shard, id_),
-                                     self._keys.webhook_lease(shard, id_))
+                                     self._keys.webhook_lease(shard, id_),
+                                     self._keys.webhook_redeliveries(shard, id_),
+                                     self._keys.webhook_rewound(shard, id_))
 
     async def _records(self, key: str, limit: int,
-                       decode: Callable[[bytes], T]) -> list[T]:
-        """The newest ``limit`` records of a stream the forwarder writes, newest first."""
+                       decode: Callable[[bytes], T]) -> list[tuple[str, T]]:
+        """The newest ``limit`` records of a stream the forwarder writes, newest
+        first, each with its entry id."""
         entries: list[tuple[bytes, dict[bytes, bytes]]] = await self._redis.xrevrange(  # type: ignore[assignment]
             key, "+", "-", count=limit)
         records = []
         for entry_id, fields in entries:
             try:
-                records.append(decode(fields[RECORD_FIELD]))
+                records.append((entry_id.decode(), decode(fields[RECORD_FIELD])))
             except (KeyError, msgspec.DecodeError):
                 log.warning("skipping an unreadable record %s in %s", entry_id.decode(), key)
         return records

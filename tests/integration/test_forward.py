@@ -9,11 +9,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from itertools import count
 from pathlib import Path
 
+import httpx
 import msgspec
 import pytest
 import redis
@@ -21,18 +23,20 @@ import redis.asyncio as aioredis
 
 from callhub import events as ev
 from callhub.cursor import Cursor, format_stream_id, parse_stream_id
+from callhub.positions import predecessor
 from callhub.settings import Settings
 from callhub.signing import new_secret
+from callhub.types import StreamId
 from callhub.webhooks import RECORD_FIELD, DeadLetter, DeliveryAttempt, message_id
+from tests.support.hubs import hub_client
 from tests.support.polling import async_wait_until, wait_until
 from tests.support.processes import stop_process
-from tests.support.receiver import Received, receiving
+from tests.support.receiver import Received, Receiver, receiving
 from tests.support.redis_servers import engine_env
 from tests.support.strategies import call_started, dtmf, terminated
 from tests.support.subscriptions import store_subscription, stored_subscription
 from workers.commit.publisher import CallPublisher
 from workers.forward.forwarder import Forwarder
-from workers.forward.positions import predecessor
 
 SECRET = new_secret()
 
@@ -58,6 +62,12 @@ def in_order_per_call(received: list[Received]) -> dict[str, list[int]]:
             seen.add(request.webhook_id)
             by_call.setdefault(request.session_id, []).append(request.seq)
     return by_call
+
+
+def log_position(request: Received, subscription_id: str) -> tuple[int, StreamId]:
+    """The shard and the entry id a delivery's webhook-id names."""
+    shard, _, entry_id = request.webhook_id.removeprefix(f"msg_{subscription_id}_").partition("-")
+    return int(shard), parse_stream_id(entry_id)
 
 
 def records(client: redis.Redis, key: str, kind: type[msgspec.Struct]) -> list[object]:
@@ -335,3 +345,185 @@ async def test_a_killed_forwarder_loses_nothing_and_sigterm_releases_the_leases(
                 request.webhook_id)
         assert all(len(ids) == 1 for ids in ids_by_event.values())
         assert len(received) - 80 <= 40  # only what the killed one had not recorded done
+
+
+# -- /redeliver: dead letters and rewinds, through the API ----------------------
+
+
+def through_the_api(settings: Settings) -> Settings:
+    return msgspec.structs.replace(settings, webhook_allow_http=True, webhook_allow_private=True)
+
+
+async def created(api: httpx.AsyncClient, receiver: Receiver, **fields: object) -> str:
+    """A subscription made through the API; the receiver verifies with its secret."""
+    answer = await api.post("/v1/webhooks", json={"name": "crm", "url": receiver.url, **fields})
+    assert answer.status_code == 201, answer.text
+    receiver.secret = answer.json()["secret"]
+    return str(answer.json()["id"])
+
+
+async def test_a_disabled_subscription_re_enabled_and_its_dead_letters_redelivered(
+    settings: Settings, aredis: aioredis.Redis, sync_redis: redis.Redis
+) -> None:
+    """The recovery a user makes after an outage longer than the retry window:
+    the first event was dead-lettered and the subscription disabled; enabled
+    again it delivers the rest from its cursor, and the dead letter redelivered
+    arrives with the webhook-id its failed attempts had."""
+    settings = through_the_api(msgspec.structs.replace(settings, webhook_retry_window_ms=300))
+    keys = settings.keyspace
+    outage = True
+
+    def failing(_: Received) -> tuple[int, dict[str, str]]:
+        return (500, {}) if outage else (200, {})
+
+    with receiving(SECRET, failing) as receiver:
+        async with hub_client(settings) as api:
+            id_ = await created(api, receiver)
+            async with forwarding(aredis, settings):
+                await CallPublisher(aredis, settings).commit_many(call("down", 4))
+                await async_wait_until(
+                    lambda: (stored := stored_subscription(sync_redis, id_, keys)) is not None
+                    and not stored.enabled, what="the subscription to be disabled")
+                letters = (await api.get(f"/v1/webhooks/{id_}/dead-letters")).json()
+                assert [d["session_id"] for d in letters["dead_letters"]] == ["down"]
+                failed = {r.webhook_id for r in receiver.all()}
+                assert len(failed) == 1
+                # A retention gap's letter names events that are gone: not redeliverable.
+                gap = DeadLetter(event_id="1-0", shard=0, reason="retention_gap", at_ms=1,
+                                 lost_until="5-0")
+                gap_id = sync_redis.xadd(keys.webhook_dead_letters(id_),
+                                         {RECORD_FIELD: msgspec.json.encode(gap)}).decode()
+                outage = False
+                answer = await api.patch(f"/v1/webhooks/{id_}", json={"enabled": True})
+                assert answer.status_code == 200, answer.text
+                await async_wait_until(lambda: len(receiver.delivered()) == 3,
+                                       what="the three events after the cursor")
+                answer = await api.post(f"/v1/webhooks/{id_}/redeliver",
+                                        json={"dead_letters": "all"})
+                assert answer.status_code == 202, answer.text
+                assert answer.json() == {"queued": 1, "not_redeliverable": [gap_id],
+                                         "rewind_generation": 0}
+                await async_wait_until(lambda: len(receiver.delivered()) == 4,
+                                       what="the dead letter redelivered")
+                await async_wait_until(
+                    lambda: sync_redis.xlen(keys.webhook_redeliveries(0, id_)) == 0,
+                    what="the redelivery request to be settled")
+        delivered = receiver.delivered()
+        assert [r.seq for r in delivered] == [2, 3, 4, 1]
+        assert delivered[-1].webhook_id in failed  # the same id: deduplicable
+        assert records(sync_redis, keys.webhook_dead_letters(id_), DeadLetter) == [gap]
+        assert receiver.bad_signatures == []
+
+
+async def test_redelivering_chosen_dead_letters_and_unknown_ids(
+    settings: Settings, aredis: aioredis.Redis, sync_redis: redis.Redis
+) -> None:
+    settings = through_the_api(settings)
+    keys = settings.keyspace
+    with receiving(SECRET) as receiver:
+        async with hub_client(settings) as api:
+            await CallPublisher(aredis, settings).commit_many(call("c", 3))
+            id_ = await created(api, receiver)  # from now: the three are before it
+            logged = sync_redis.xrange(keys.log(0))
+            letter_ids = []
+            for entry_id, fields in logged:  # as a forwarder gives them up
+                letter = DeadLetter(event_id=entry_id.decode(), shard=0, reason="retry_window",
+                                    at_ms=1, session_id="c",
+                                    event_type=fields[b"type"].decode())
+                letter_ids.append(sync_redis.xadd(keys.webhook_dead_letters(id_), {
+                    RECORD_FIELD: msgspec.json.encode(letter)}).decode())
+            answer = await api.post(f"/v1/webhooks/{id_}/redeliver", json={
+                "dead_letters": [letter_ids[1], "1-1", "not-an-id", letter_ids[1]]})
+            assert answer.status_code == 202, answer.text
+            assert answer.json()["queued"] == 1
+            assert answer.json()["not_redeliverable"] == ["1-1", "not-an-id"]
+            # Queued while no forwarder runs: the one that starts sends it.
+            assert sync_redis.xlen(keys.webhook_redeliveries(0, id_)) == 1
+            async with forwarding(aredis, settings):
+                await async_wait_until(lambda: len(receiver.delivered()) == 1,
+                                       what="the one redelivery")
+                await async_wait_until(
+                    lambda: sync_redis.xlen(keys.webhook_redeliveries(0, id_)) == 0,
+                    what="the request to be settled")
+        assert receiver.delivered()[0].webhook_id == message_id(id_, f"0-{logged[1][0].decode()}")
+        assert len(sync_redis.xrange(keys.webhook_dead_letters(id_))) == 2
+
+
+@pytest.mark.both_engines
+async def test_redelivering_from_a_cursor_sends_everything_after_it_again(
+    settings: Settings, aredis: aioredis.Redis, sync_redis: redis.Redis
+) -> None:
+    settings = through_the_api(msgspec.structs.replace(settings, shards=2))
+    keys = settings.keyspace
+    with receiving(SECRET) as receiver:
+        async with hub_client(settings) as api:
+            id_ = await created(api, receiver)
+            calls = [call(f"rewind-{n}", 5) for n in range(4)]
+            async with forwarding(aredis, settings):
+                await CallPublisher(aredis, settings).commit_many(interleaved(calls))
+                await async_wait_until(lambda: len(receiver.delivered()) == 20,
+                                       what="20 deliveries")
+                first = receiver.delivered()[:20]
+                # Every event of shard s after the one the cursor names comes again.
+                mark = first[5]
+                cursor = mark.headers["callhub-cursor"]
+                shard = next(n for n, p in enumerate(Cursor.decode(cursor, 2).positions)
+                             if p is not None)
+                position = Cursor.decode(cursor, 2).positions[shard]
+                again = {r.webhook_id for r in first
+                         if log_position(r, id_)[0] == shard and log_position(r, id_)[1] > position}
+                answer = await api.post(f"/v1/webhooks/{id_}/redeliver", json={"from": cursor})
+                assert answer.status_code == 202, answer.text
+                assert answer.json()["rewind_generation"] == 1
+                await async_wait_until(lambda: len(receiver.delivered()) >= 20 + len(again),
+                                       what=f"{len(again)} redeliveries")
+                # A cursor ahead of delivery changes nothing: never forward.
+                ahead = Cursor(tuple(predecessor((time.time_ns() // 1_000_000 + 60_000, 0))
+                                     for _ in range(2)))
+                answer = await api.post(f"/v1/webhooks/{id_}/redeliver",
+                                        json={"from": ahead.encode()})
+                assert answer.json()["rewind_generation"] == 2
+                await CallPublisher(aredis, settings).commit_many(call("after", 2))
+                await async_wait_until(
+                    lambda: {"after"} <= {r.session_id for r in receiver.delivered()},
+                    what="the next call")
+                await async_wait_until(
+                    lambda: all(sync_redis.get(keys.webhook_rewound(s, id_)) == b"2"
+                                for s in range(2)), what="the second rewind to be applied")
+        delivered = receiver.delivered()
+        repeated = [r.webhook_id for r in delivered[20:] if r.session_id != "after"]
+        assert sorted(repeated) == sorted(again)
+        assert in_order_per_call([r for r in delivered[20:] if r.session_id != "after"]) == \
+            in_order_per_call([r for r in first if r.webhook_id in again])
+        assert receiver.bad_signatures == []
+
+
+async def test_bad_redeliver_requests_are_400s_and_change_nothing(
+    settings: Settings, sync_redis: redis.Redis
+) -> None:
+    settings = through_the_api(settings)
+    with receiving(SECRET) as receiver:
+        async with hub_client(settings) as api:
+            id_ = await created(api, receiver)
+            before = sync_redis.hget(settings.keyspace.webhooks(), id_)
+            bodies: list[tuple[object, str]] = [
+                ({}, "body"),
+                ({"dead_letters": "all", "from": "x"}, "body"),
+                ({"from": "not-a-cursor"}, "from"),
+                ({"from": "now"}, "from"),
+                ({"dead_letters": "some"}, "dead_letters"),
+                ({"dead_letters": []}, "dead_letters"),
+                ({"dead_letters": [1]}, "dead_letters"),
+                ({"dead_letters": ["x" * 65]}, "dead_letters"),
+                ({"since": "x"}, "since"),
+                ([], "body"),
+            ]
+            for body, param in bodies:
+                answer = await api.post(f"/v1/webhooks/{id_}/redeliver", json=body)
+                assert answer.status_code == 400, (body, answer.text)
+                assert answer.json()["error"]["param"] == param, (body, answer.text)
+            answer = await api.post("/v1/webhooks/wh_absent/redeliver",
+                                    json={"dead_letters": "all"})
+            assert answer.status_code == 404
+            assert sync_redis.hget(settings.keyspace.webhooks(), id_) == before
+            assert sync_redis.xlen(settings.keyspace.webhook_redeliveries(0, id_)) == 0

@@ -437,7 +437,7 @@ def test_every_webhook_path_is_documented() -> None:
     assert {p for p in paths if p.startswith("/v1/webhooks")} == {
         "/v1/webhooks", "/v1/webhooks/{id}", "/v1/webhooks/{id}/rotate-secret",
         "/v1/webhooks/{id}/test", "/v1/webhooks/{id}/deliveries",
-        "/v1/webhooks/{id}/dead-letters"}
+        "/v1/webhooks/{id}/dead-letters", "/v1/webhooks/{id}/redeliver"}
     assert set(paths["/v1/webhooks"]) == {"get", "post"}
     assert set(paths["/v1/webhooks/{id}"]) == {"get", "patch", "delete"}
 
@@ -454,7 +454,8 @@ hostile_bodies = st.one_of(
         "name": json_values, "url": st.sampled_from(["ftp://x/", "https://10.0.0.1/", "", 7]),
         "event_types": json_values, "dialog_name": json_values, "session_id": json_values,
         "cloudevents": json_values, "start": json_values, "enabled": json_values,
-        "scope": json_values, "secrets": json_values,
+        "scope": json_values, "secrets": json_values, "dead_letters": json_values,
+        "from": json_values,
     }).map(msgspec.json.encode),
 )
 hostile_ids = st.one_of(st.text(max_size=80), st.sampled_from(["wh_", "wh_x", "wh_" + "a" * 65]))
@@ -466,7 +467,7 @@ hostile_queries = st.dictionaries(
 @hypothesis_settings(max_examples=150, deadline=None,
                      suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=hostile_bodies, id_=hostile_ids, query=hostile_queries,
-       which=st.integers(0, 8), known=st.booleans())
+       which=st.integers(0, 9), known=st.booleans())
 async def test_hostile_requests_never_5xx_and_store_nothing(
     webhooks_api: httpx.AsyncClient, sync_redis: redis.Redis, settings: Settings,
     body: bytes, id_: str, query: dict[str, str], which: int, known: bool,
@@ -482,7 +483,8 @@ async def test_hostile_requests_never_5xx_and_store_nothing(
                     ("POST", f"/v1/webhooks/{target}/rotate-secret"),
                     ("POST", f"/v1/webhooks/{target}/test"),
                     ("GET", f"/v1/webhooks/{target}/deliveries"),
-                    ("GET", f"/v1/webhooks/{target}/dead-letters"))[which]
+                    ("GET", f"/v1/webhooks/{target}/dead-letters"),
+                    ("POST", f"/v1/webhooks/{target}/redeliver"))[which]
     changes_when_valid = method == "DELETE" or path.endswith("/rotate-secret") or (
         method in ("POST", "PATCH") and not path.endswith("/test"))
     if known and changes_when_valid and (method != "PATCH" or _valid_patch(body)):

@@ -6,7 +6,8 @@ runs a ``ShardDelivery``. Any number of forwarders run side by side: the
 leases share the (subscription, shard) pairs out, and a dead forwarder's
 pairs are picked up within a lease and a second. A subscription edited
 reaches its running deliveries at once; one disabled or deleted stops them
-(cursor stored, lease released).
+(cursor stored, lease released), and one rewound (``/redeliver`` from a
+cursor) restarts them, so that each begins again from the rewind.
 
 ``stop`` (SIGTERM, SIGINT) stops the reading, gives requests in flight a
 few seconds, stores the cursors and releases the leases.
@@ -117,6 +118,8 @@ class Forwarder:
         for sid, current in stored.items():
             destination = self._destinations.get(sid)
             if destination is not None and self._stored[sid].raw != current.raw:
+                if current.subscription.rewind != self._stored[sid].subscription.rewind:
+                    self._stop_deliveries(sid)  # restarted next round, from the rewind
                 destination.subscription = current.subscription
                 destination.disabled = not current.subscription.enabled
         self._stored = stored
@@ -129,6 +132,11 @@ class Forwarder:
             for shard in range(self._settings.shards):
                 if (sid, shard) not in self._deliveries:
                     await self._try_start(current, shard)
+
+    def _stop_deliveries(self, sid: str) -> None:
+        for (delivering, _), (delivery, _) in self._deliveries.items():
+            if delivering == sid:
+                delivery.stop()
 
     async def _try_start(self, current: StoredSubscription, shard: int) -> None:
         sid = current.subscription.id

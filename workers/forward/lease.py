@@ -39,6 +39,7 @@ class ShardLease:
         self._redis = redis
         self.lease_key = keyspace.webhook_lease(shard, subscription_id)
         self.cursor_key = keyspace.webhook_cursor(shard, subscription_id)
+        self.rewound_key = keyspace.webhook_rewound(shard, subscription_id)
         self.holder = holder
         self.lease_ms = lease_ms
         self._renew = redis.register_script(RENEW)
@@ -62,3 +63,13 @@ class ShardLease:
     async def stored_cursor(self) -> bytes | None:
         value: bytes | None = await self._redis.get(self.cursor_key)  # type: ignore[assignment]
         return value
+
+    async def rewound(self) -> int:
+        """The generation of the last ``/redeliver`` rewind applied to this shard."""
+        value: bytes | None = await self._redis.get(self.rewound_key)  # type: ignore[assignment]
+        return int(value) if value is not None and value.isdigit() else 0
+
+    async def mark_rewound(self, generation: int) -> None:
+        """Stored after the rewound cursor: a stop between the two applies the
+        rewind again (duplicates, never a loss)."""
+        await self._redis.set(self.rewound_key, generation)

@@ -17,6 +17,13 @@ The ``webhook-id`` is ``message_id(subscription, "<shard>-<entry id>")``:
 entry ids are unique within one shard log only (two shards commit in the
 same millisecond), and a receiver deduplicates by the id.
 
+Two ``/redeliver`` requests reach it (``callhub.webhooks``): a rewind to a
+cursor, applied once when the delivery begins (the forwarder restarts the
+deliveries of a subscription whose rewind changed), and dead letters queued
+in the shard's redelivery stream, which it polls: each is sent in its call's
+queue like any event, and removed from the stream once done, so a takeover
+sends again the ones that were in flight.
+
 A stored cursor the log no longer reaches (retention trimmed what followed
 it) is a dead letter naming the lost range, then delivery continues with the
 oldest entry kept: nothing is skipped silently.
@@ -36,23 +43,30 @@ from redis.exceptions import RedisError
 
 from callhub.backoff import FULL_JITTER, Backoff
 from callhub.connections import RedisClient, server_time_ms
-from callhub.cursor import Cursor
+from callhub.cursor import Cursor, InvalidCursor
 from callhub.event_filter import EventFilter
 from callhub.layout import ENTRY_DATA, ENTRY_DIALOG, ENTRY_SEQ, ENTRY_SESSION_ID, ENTRY_TYPE
-from callhub.settings import Settings
-from callhub.types import Entry, StreamId
-from callhub.webhooks import DeadLetter, DeliveryAttempt, delivery_headers, message_id
-from workers.forward.destination import Destination
-from workers.forward.journal import DeliveryJournal
-from workers.forward.lease import ShardLease
-from workers.forward.metrics import ForwardMetrics
-from workers.forward.positions import (
+from callhub.positions import (
     MAX_SEQ,
     format_stream_id,
     parse_stream_id,
     predecessor,
     successor,
 )
+from callhub.settings import Settings
+from callhub.types import Entry, StreamId
+from callhub.webhooks import (
+    RECORD_FIELD,
+    DeadLetter,
+    DeliveryAttempt,
+    Redelivery,
+    delivery_headers,
+    message_id,
+)
+from workers.forward.destination import Destination
+from workers.forward.journal import DeliveryJournal
+from workers.forward.lease import ShardLease
+from workers.forward.metrics import ForwardMetrics
 from workers.forward.retry_policy import RetryPolicy
 from workers.forward.sender import AttemptResult, WebhookSender
 
@@ -62,6 +76,7 @@ MAX_HELD: Final = 1000
 READ_COUNT: Final = 200
 READ_BLOCK_MS: Final = 500
 FRESHEN_INTERVAL_S: Final = 1.0
+REDELIVERY_POLL_S: Final = 0.5
 
 
 class _Timestamp(msgspec.Struct):
@@ -69,6 +84,11 @@ class _Timestamp(msgspec.Struct):
 
 
 _timestamp = msgspec.json.Decoder(_Timestamp)
+_redelivery = msgspec.json.Decoder(Redelivery)
+
+# An event in its call's queue: the log entry, and the redelivery request it
+# answers (None: read from the log after the cursor).
+_Queued = tuple[Entry, bytes | None]
 
 
 def _now_ms() -> int:
@@ -94,14 +114,17 @@ class ShardDelivery:
         self._max_held = max_held
         self._stop_grace_s = stop_grace_s
         self._log_key = settings.keyspace.log(shard)
+        self._redeliveries_key = settings.keyspace.webhook_redeliveries(shard, destination.id)
         self._filter_for = destination.subscription
         self._filter: EventFilter = destination.subscription.event_filter()
         self._position: StreamId = (0, 0)  # the last entry read (or known to be passed)
         self._pending: dict[StreamId, None] = {}  # matching entries not yet done, log order
-        self._calls: dict[bytes, deque[Entry]] = {}
+        self._calls: dict[bytes, deque[_Queued]] = {}
+        self._redelivering: set[bytes] = set()  # redelivery requests in the call queues
         self._call_tasks: set[asyncio.Task[None]] = set()
         self._space = asyncio.Event()
         self._halt = asyncio.Event()
+        self._finished = asyncio.Event()  # halted and in-flight requests done: the lease goes
         self._lost = False  # the lease was lost: touch nothing of the successor's
         self._last_freshen = 0.0
         self.delivered = 0
@@ -112,6 +135,14 @@ class ShardDelivery:
     def stop(self) -> None:
         """Stop reading, finish (or after the grace, abandon) what is in flight."""
         self._halt.set()
+
+    async def _pause(self, seconds: float, until: asyncio.Event | None = None) -> None:
+        """Wait ``seconds``, or less if delivery halts (or ``until`` is set). The
+        loops check the halt rather than rely on being cancelled: a Redis client
+        caught mid-command by a cancellation may answer it with a connection
+        error instead, and the loop would go on."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for((until or self._halt).wait(), seconds)
 
     @property
     def lost(self) -> bool:
@@ -127,15 +158,18 @@ class ShardDelivery:
         sid = self.destination.id
         try:
             self._position = await self._begin()
-            reader = asyncio.create_task(self._read())
+            readers = [asyncio.create_task(self._read()),
+                       asyncio.create_task(self._read_redeliveries())]
             keeper = asyncio.create_task(self._keep())
             await self._halt.wait()
-            reader.cancel()
+            for reader in readers:
+                reader.cancel()
             if not self._lost and self._call_tasks:
                 await asyncio.wait(self._call_tasks, timeout=self._stop_grace_s)
+            self._finished.set()
             for task in (*self._call_tasks, keeper):
                 task.cancel()
-            await asyncio.gather(reader, keeper, *self._call_tasks, return_exceptions=True)
+            await asyncio.gather(*readers, keeper, *self._call_tasks, return_exceptions=True)
         except Exception:
             log.exception("delivery of %s, shard %d, failed; it will be taken up again",
                           sid, self.shard)
@@ -170,23 +204,59 @@ class ShardDelivery:
             horizon = await server_time_ms(self._redis, self._log_key) - \
                 self._settings.log_retention_ms
             # Something followed the cursor and is gone: the first entry kept is
-            # not the cursor's successor, and the cursor is old enough that
+            # not the cursor's successor, the cursor is old enough that
             # retention could have trimmed after it (a recent cursor cannot
-            # have lost anything: trimming keeps the retention window).
+            # have lost anything: trimming keeps the retention window), and
+            # the log did lose entries.
             if successor(position) < first_id and (
-                    self._settings.log_retention_ms == 0 or position[0] < horizon):
+                    self._settings.log_retention_ms == 0 or position[0] < horizon) and \
+                    await self._trimmed():
                 await self._gap(position, first_id)
                 position = predecessor(first_id)
                 await self._lease.renew(format_stream_id(position))
+        return await self._rewound(position, first[0][0] if first else None)
+
+    async def _trimmed(self) -> bool:
+        """Whether the log ever lost an entry: a log that kept every entry
+        added has no gap, however old the cursor before its first entry."""
+        info: dict[str, object] = await self._redis.xinfo_stream(self._log_key)
+        added, length = info.get("entries-added"), info.get("length")
+        return not isinstance(added, int) or not isinstance(length, int) or added > length
+
+    async def _rewound(self, position: StreamId, first_kept: bytes | None) -> StreamId:
+        """The position after the subscription's rewind, if this shard has not
+        applied it yet: back to the rewind's cursor (never forward), or to the
+        oldest entry kept when the cursor is older than that."""
+        rewind = self.destination.subscription.rewind
+        if rewind is None or await self._lease.rewound() >= rewind.generation:
+            return position
+        try:
+            target = Cursor.decode(rewind.cursor, self._settings.shards).positions[self.shard]
+        except InvalidCursor as error:
+            log.warning("webhook %s, shard %d: rewind %d not applied: %s",
+                        self.destination.id, self.shard, rewind.generation, error)
+            target = None
+        if target is not None and target < position:
+            floor = predecessor(parse_stream_id(first_kept)) if first_kept else target
+            position = max(target, floor)
+            await self._lease.renew(format_stream_id(position))
+            log.info("webhook %s, shard %d: delivering again from %s", self.destination.id,
+                     self.shard, format_stream_id(position))
+        await self._lease.mark_rewound(rewind.generation)
         return position
 
     async def _gap(self, position: StreamId, first_kept: StreamId) -> None:
-        lost_from, lost_until = successor(position), predecessor(first_kept)
+        await self._gap_at(successor(position), "retention_gap: the log no longer holds the "
+                           "events after the cursor (trimmed by CALLHUB_LOG_RETENTION before "
+                           "they were delivered)", until=predecessor(first_kept))
+
+    async def _gap_at(self, lost_from: StreamId, reason: str, *,
+                      until: StreamId | None = None) -> None:
+        """A dead letter for events the log no longer holds: ``lost_from`` up to
+        ``until`` (the one event, if None)."""
         letter = DeadLetter(
             event_id=format_stream_id(lost_from), shard=self.shard, at_ms=_now_ms(),
-            lost_until=format_stream_id(lost_until),
-            reason="retention_gap: the log no longer holds the events after the cursor "
-                   "(trimmed by CALLHUB_LOG_RETENTION before they were delivered)")
+            lost_until=format_stream_id(until or lost_from), reason=reason)
         await self._journal.dead_lettered(self.destination.id, letter)
         self._metrics.dead_letters.labels(self.destination.id, "retention_gap").inc()
         self.dead_letters += 1
@@ -198,7 +268,7 @@ class ShardDelivery:
 
     async def _read(self) -> None:
         retry = Backoff(0.1, 5.0, jitter=FULL_JITTER)
-        while True:
+        while not self._halt.is_set():
             space = self._max_held - len(self._pending)
             if space <= 0:
                 self._space.clear()
@@ -214,7 +284,7 @@ class ShardDelivery:
             except (RedisError, OSError) as error:
                 log.warning("webhook %s, shard %d: reading the log failed, retrying: %s",
                             self.destination.id, self.shard, error)
-                await asyncio.sleep(retry.next_delay())
+                await self._pause(retry.next_delay())
                 continue
             retry.reset()
             for entry in reply[0][1]:
@@ -238,26 +308,72 @@ class ShardDelivery:
             self._position = fresh
 
     def _accept(self, entry: Entry) -> None:
-        entry_id, fields = entry
-        position = parse_stream_id(entry_id)
+        position = parse_stream_id(entry[0])
         self._position = position
+        if self._matches(entry):
+            self._pending[position] = None
+            self._enqueue(entry, None)
+
+    def _matches(self, entry: Entry) -> bool:
         subscription = self.destination.subscription
         if subscription is not self._filter_for:  # edited: its new filters from here on
             self._filter_for = subscription
             self._filter = subscription.event_filter()
-        session = fields.get(ENTRY_SESSION_ID, b"")
-        if not self._filter.matches(fields.get(ENTRY_TYPE, b""), session,
-                                    fields.get(ENTRY_DIALOG, b"")):
-            return
-        self._pending[position] = None
+        fields = entry[1]
+        return self._filter.matches(fields.get(ENTRY_TYPE, b""),
+                                    fields.get(ENTRY_SESSION_ID, b""),
+                                    fields.get(ENTRY_DIALOG, b""))
+
+    def _enqueue(self, entry: Entry, request: bytes | None) -> None:
+        session = entry[1].get(ENTRY_SESSION_ID, b"")
         queue = self._calls.get(session)
         if queue is not None:
-            queue.append(entry)
+            queue.append((entry, request))
             return
-        self._calls[session] = deque([entry])
+        self._calls[session] = deque([(entry, request)])
         task = asyncio.create_task(self._deliver_call(session))
         self._call_tasks.add(task)
         task.add_done_callback(self._call_tasks.discard)
+
+    async def _read_redeliveries(self) -> None:
+        """Dead letters queued again (``/redeliver``), oldest request first, as
+        the subscription is now: an event its filters no longer match, or that
+        the log no longer holds, is settled without a delivery."""
+        while not self._halt.is_set():
+            try:
+                await self._take_redeliveries()
+            except (RedisError, OSError) as error:
+                log.warning("webhook %s, shard %d: reading the redeliveries failed: %s",
+                            self.destination.id, self.shard, error)
+            await self._pause(REDELIVERY_POLL_S)
+
+    async def _take_redeliveries(self) -> None:
+        space = self._max_held - len(self._redelivering)
+        if space <= 0:
+            return
+        requests: list[Entry] = await self._redis.xrange(  # type: ignore[assignment]
+            self._redeliveries_key, "-", "+", count=space + len(self._redelivering))
+        for request_id, fields in requests:
+            if request_id in self._redelivering:
+                continue
+            try:
+                event_id = _redelivery.decode(fields[RECORD_FIELD]).event_id
+                found: list[Entry] = await self._redis.xrange(  # type: ignore[assignment]
+                    self._log_key, event_id, event_id)
+            except (KeyError, msgspec.DecodeError, RedisError) as error:
+                log.warning("webhook %s, shard %d: dropping an unreadable redelivery %s: %s",
+                            self.destination.id, self.shard, request_id.decode(), error)
+                await self._redis.xdel(self._redeliveries_key, request_id)
+                continue
+            if not found:
+                await self._gap_at(parse_stream_id(event_id),
+                                   "retention_gap: the log no longer holds the event "
+                                   "asked to be redelivered")
+            if not found or not self._matches(found[0]):
+                await self._redis.xdel(self._redeliveries_key, request_id)
+                continue
+            self._redelivering.add(request_id)
+            self._enqueue(found[0], request_id)
 
     # -- delivering --------------------------------------------------------------
 
@@ -265,12 +381,16 @@ class ShardDelivery:
         queue = self._calls[session]
         try:
             while queue:
-                entry = queue[0]
+                entry, request = queue[0]
                 if not await self._deliver(entry):
                     return  # halted: the entry stays pending, below the cursor
                 queue.popleft()
-                del self._pending[parse_stream_id(entry[0])]
-                self._space.set()
+                if request is None:
+                    del self._pending[parse_stream_id(entry[0])]
+                    self._space.set()
+                else:
+                    await self._redis.xdel(self._redeliveries_key, request)
+                    self._redelivering.discard(request)
         except Exception:
             log.exception("webhook %s, shard %d: delivering failed", self.destination.id,
                           self.shard)
@@ -366,8 +486,10 @@ class ShardDelivery:
         """Renew the lease and store the cursor, a few times a second; a lease
         found taken halts this delivery at once (its successor owns the cursor)."""
         interval = min(0.25, self._lease.lease_ms / 3000)
-        while True:
-            await asyncio.sleep(interval)
+        while not self._finished.is_set():
+            await self._pause(interval, self._finished)
+            if self._finished.is_set():
+                return
             try:
                 ours = await self._lease.renew(format_stream_id(self.cursor()))
             except (RedisError, OSError) as error:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workers.forward.positions import MAX_SEQ, predecessor, successor
+from callhub.positions import MAX_SEQ, predecessor, successor
 
 positions = st.tuples(st.integers(0, 2**48), st.integers(0, MAX_SEQ))
 
