@@ -113,17 +113,61 @@ def test_compose_file_passes_docker_compose_config() -> None:
 
 def test_compose_runs_the_topology_the_readme_describes() -> None:
     services = compose()["services"]
-    assert set(services) >= {"redis", "hub", "lb", "worker"}
+    assert set(services) >= {"redis", "hub", "lb", "worker", "forward"}
     redis_command = as_argv(services["redis"]["command"])
     assert redis_command[:1] == ["redis-server"]
     assert "--appendonly" in redis_command and "everysec" in redis_command
     assert services["redis"]["healthcheck"]["test"][-2:] == ["redis-cli", "ping"]
     assert services["hub"]["deploy"]["replicas"] == 3
     assert services["worker"]["deploy"]["replicas"] == 2
-    assert services["hub"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert services["forward"]["deploy"]["replicas"] == 1
+    for name in ("hub", "worker", "forward"):
+        assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
     assert "8080:8080" in services["lb"]["ports"]
-    for name in ("hub", "worker"):
-        assert environment_of(services[name])["CALLHUB_REDIS_URL"] == "redis://redis:6379/0"
+    # Every callhub process reads the same Redis, shards and prefix (one anchor).
+    environments = [environment_of(services[name]) for name in ("hub", "worker", "forward")]
+    assert environments[0]["CALLHUB_REDIS_URL"] == "redis://redis:6379/0"
+    assert all(env == environments[0] for env in environments)
+
+
+def test_the_forwarder_serves_metrics_on_the_network_and_its_health_check_asks_them() -> None:
+    forward = compose()["services"]["forward"]
+    args = build_parser().parse_args(as_argv(forward["command"])[1:])
+    assert args.command == "forward"
+    assert args.metrics_host == "0.0.0.0" and args.metrics_port is not None
+    assert str(args.metrics_port) in [str(p) for p in forward["expose"]]
+    assert forward["image"] == compose()["services"]["hub"]["image"]  # the same image
+
+
+def health_check_url(service: dict[str, Any]) -> str | None:
+    """The URL a service's health check asks (the image's unless it has its own);
+    None when it is disabled."""
+    check = service.get("healthcheck")
+    if check is None:
+        text = dict(dockerfile())["HEALTHCHECK"]
+    elif check.get("disable"):
+        return None
+    else:
+        test = check["test"]
+        text = " ".join(test) if isinstance(test, list) else test
+    found = re.search(r"http://127\.0\.0\.1:\d+/\w+", text)
+    assert found, f"a health check that asks a URL: {text}"
+    return found.group(0)
+
+
+@pytest.mark.parametrize("name", ["hub", "worker", "forward"])
+def test_a_health_check_asks_a_port_the_service_serves(name: str) -> None:
+    service = compose()["services"][name]
+    argv = as_argv(service["command"]) if "command" in service else dockerfile_cmd()
+    args = build_parser().parse_args(argv[1:])
+    url = health_check_url(service)
+    if url is None:
+        return  # disabled: the process serves nothing to ask (the worker, by default)
+    served = {getattr(args, "port", None), getattr(args, "metrics_port", None)} - {None}
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    assert port in served, f"{name}: its health check asks :{port}, it serves {served}"
+    if args.command != "serve":
+        assert url.endswith("/metrics")
 
 
 @pytest.mark.parametrize(("where", "argv"), callhub_command_lines(),
