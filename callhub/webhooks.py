@@ -145,6 +145,7 @@ class DeliveryAttempt(msgspec.Struct, frozen=True, kw_only=True):
     at_ms: int
     error: str = ""
     next_retry_ms: int = 0  # when the next attempt is due (outcome retrying)
+    shard: int = 0  # the log ``event_id`` is in (entry ids are unique per shard only)
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -71,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     hash_key.add_argument("key", nargs="?", help="an existing key (default: make a new one)")
     hash_key.add_argument("--name", default="my-key", help="the key's name in the file")
     hash_key.add_argument("--dialogs", default="", help="comma-separated dialogs it may see")
+    hash_key.add_argument("--webhooks", action="store_true",
+                          help="the key may manage webhook subscriptions")
 
     for name, module in COMMAND_MODULES.items():
         command = importlib.import_module(module)
@@ -173,12 +176,15 @@ def _hash_key(args: argparse.Namespace) -> int:
     key = args.key or new_key()
     if not args.key:
         print(f"key: {key}")
+    # TOML basic strings take JSON's escapes: a name with quotes stays one string.
     print("[[keys]]")
-    print(f'name = "{args.name}"')
+    print(f"name = {json.dumps(args.name)}")
     print(f'sha256 = "{hash_key(key)}"')
     dialogs = [d.strip() for d in args.dialogs.split(",") if d.strip()]
     if dialogs:
-        print("dialogs = [" + ", ".join(f'"{d}"' for d in dialogs) + "]")
+        print("dialogs = [" + ", ".join(json.dumps(d) for d in dialogs) + "]")
+    if args.webhooks:
+        print("webhooks = true")
     return 0
 
 

@@ -438,7 +438,8 @@ class ShardDelivery:
                     event_id=text_id, event_type=event_type, session_id=session_id,
                     attempt=attempt, status_code=result.status_code,
                     latency_ms=result.latency_ms, outcome=outcome,  # type: ignore[arg-type]
-                    at_ms=now, error=result.error, next_retry_ms=next_retry_ms)
+                    at_ms=now, error=result.error, next_retry_ms=next_retry_ms,
+                    shard=self.shard)
 
             if result.delivered:
                 self.destination.last_delivered_ms = now

@@ -6,9 +6,12 @@ message naming it, and nothing else: ``hash-key`` and ``tail`` never use it.
 
 from __future__ import annotations
 
+import tomllib
+
 import pytest
 
 from callhub.cli.main import main
+from hub.api.auth import hash_key
 
 BAD = {"CALLHUB_SHARDS": "abc"}
 
@@ -42,6 +45,18 @@ def test_hash_key_ignores_a_bad_shards_setting(
     assert status == 0
     assert out.startswith('[[keys]]\nname = "ops"\nsha256 = "')
     assert run(["hash-key"], monkeypatch, capsys, BAD)[0] == 0  # a new key
+
+
+def test_hash_key_prints_a_keys_file_entry_the_hub_reads(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["hash-key", "s3cret", "--name", 'ops "night"', "--dialogs", "helpdesk, billing",
+            "--webhooks"]
+    status, out, _ = run(argv, monkeypatch, capsys, {})
+    assert status == 0
+    entry = tomllib.loads(out)["keys"][0]
+    assert entry == {"name": 'ops "night"', "sha256": hash_key("s3cret"),
+                     "dialogs": ["helpdesk", "billing"], "webhooks": True}
 
 
 @pytest.mark.parametrize("argv", [
