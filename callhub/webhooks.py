@@ -9,7 +9,9 @@ delivery are defined here, once, beneath both:
 - ``DeliveryAttempt`` and ``DeadLetter``: what the forwarder records and the API
   shows (``/deliveries``, ``/dead-letters``);
 - ``check_destination``: the URLs a subscription may have (https; http and
-  private or loopback addresses only where the operator allows them);
+  private or loopback addresses only where the operator allows them), by
+  ``is_allowed_address``, the one rule of the addresses a webhook may reach
+  (``callhub.destination_guard`` applies it again to every connection made);
 - ``delivery_headers``: the Standard Webhooks headers, callhub's own, and the
   optional CloudEvents binary-mode ones.
 """
@@ -23,7 +25,7 @@ import secrets as _random
 import socket
 import time
 from collections.abc import Sequence
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, TypeAlias
 from urllib.parse import urlsplit
 
 import msgspec
@@ -47,6 +49,7 @@ DEAD_LETTERS_KEPT: Final = 10_000
 _ID = re.compile(ID_PATTERN)
 
 SubscriptionId = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
+Address: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class InvalidDestination(ValueError):
@@ -197,15 +200,26 @@ async def check_destination(url: str, *, allow_http: bool, allow_private: bool) 
     if parts.username or parts.password:
         raise InvalidDestination("the URL must not carry credentials")
     if not allow_private:
-        for address in await _addresses(parts.hostname, port or 443):
-            if not address.is_global:
+        for address in await resolve_addresses(parts.hostname, port or 443):
+            if not is_allowed_address(address, allow_private=allow_private):
                 raise InvalidDestination(
                     "the URL points at a private, loopback or reserved address "
                     "(CALLHUB_WEBHOOK_ALLOW_PRIVATE)")
     return url
 
 
-async def _addresses(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+def is_allowed_address(address: Address, *, allow_private: bool) -> bool:
+    """Whether a webhook may reach ``address``: a global one, or any where the
+    operator allows private ones. The one rule, applied when a URL is set
+    (every address its host has) and at every connection a delivery makes
+    (``callhub.destination_guard``: the address actually connected to)."""
+    return allow_private or address.is_global
+
+
+async def resolve_addresses(host: str, port: int) -> list[Address]:
+    """The addresses of ``host`` (itself, if it is one), in the resolver's order,
+    each once; ``InvalidDestination`` if it does not resolve. An IPv6 address
+    keeps its scope (``fe80::1%eth0``), so it can be connected to as it is."""
     try:
         return [ipaddress.ip_address(host)]
     except ValueError:
@@ -214,7 +228,10 @@ async def _addresses(host: str, port: int) -> list[ipaddress.IPv4Address | ipadd
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
         raise InvalidDestination("the URL's host name does not resolve") from None
-    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    addresses = dict.fromkeys(ipaddress.ip_address(str(info[4][0])) for info in infos)
+    if not addresses:
+        raise InvalidDestination("the URL's host name does not resolve")
+    return list(addresses)
 
 
 def delivery_headers(

@@ -3,10 +3,12 @@
 It is signed and sent as the forwarder sends an event (the same headers, the
 current signing keys), so a receiver that verifies a ping verifies deliveries.
 The replica is the one reaching out here, so it guards itself as the forwarder
-does: the URL's addresses are checked again (a host name may resolve elsewhere
-than when the subscription was made), redirects are not followed, the answer
-is read no further than ``MAX_ANSWER`` bytes, and the whole is bounded by the
-webhook timeout. Whatever the receiver does is a result, never an API error.
+does: the URL is checked again (a host name may resolve elsewhere than when
+the subscription was made), it is POSTed with ``callhub.destination_guard``'s
+client, which checks the address it connects to as well (the name may resolve
+elsewhere again by then), redirects are not followed, the answer is read no
+further than ``MAX_ANSWER`` bytes, and the whole is bounded by the webhook
+timeout. Whatever the receiver does is a result, never an API error.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Final
 import httpx
 import msgspec
 
+from callhub.destination_guard import DestinationRefused, guarded_client
 from callhub.settings import Settings
 from callhub.webhooks import (
     TEST_EVENT_TYPE,
@@ -42,15 +45,17 @@ async def ping(subscription: Subscription, settings: Settings) -> PingResult:
         async with asyncio.timeout(timeout_s):
             await check_destination(subscription.url, allow_http=settings.webhook_allow_http,
                                     allow_private=settings.webhook_allow_private)
-            status = await _post(subscription, timeout_s)
+            status = await _post(subscription, timeout_s, settings.webhook_allow_private)
     except InvalidDestination as error:
         return PingResult(status_code=0, latency_ms=0.0, error=str(error))
     except (TimeoutError, httpx.TimeoutException):
         return PingResult(status_code=0, latency_ms=_since(started),
                           error=f"no answer within {settings.webhook_timeout_ms} ms")
-    except httpx.ConnectError:
+    except httpx.ConnectError as error:
+        refused = isinstance(error.__cause__, DestinationRefused)
         return PingResult(status_code=0, latency_ms=_since(started),
-                          error="could not connect to the receiver")
+                          error=str(error.__cause__) if refused
+                          else "could not connect to the receiver")
     except httpx.HTTPError as error:  # never str(error): it may repeat the URL
         return PingResult(status_code=0, latency_ms=_since(started),
                           error=f"the request failed ({type(error).__name__})")
@@ -64,7 +69,7 @@ async def ping(subscription: Subscription, settings: Settings) -> PingResult:
                       error=f"the receiver answered {status}")
 
 
-async def _post(subscription: Subscription, timeout_s: float) -> int:
+async def _post(subscription: Subscription, timeout_s: float, allow_private: bool) -> int:
     now_ms = int(time.time() * 1000)
     body = _encoder.encode(PingEvent(type=TEST_EVENT_TYPE, subscription_id=subscription.id,
                                      timestamp=iso_ms(now_ms)))
@@ -72,8 +77,7 @@ async def _post(subscription: Subscription, timeout_s: float) -> int:
         subscription, message=message_id(subscription.id, "test-" + secrets.token_hex(8)),
         body=body, event_type=TEST_EVENT_TYPE, session_id="", seq="", cursor="",
         now_s=now_ms // 1000, keys=subscription.signing_keys(now_ms))
-    async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False,
-                                 trust_env=False) as client, \
+    async with guarded_client(timeout_s=timeout_s, allow_private=allow_private) as client, \
             client.stream("POST", subscription.url, content=body, headers=headers) as answer:
         read = 0
         async for chunk in answer.aiter_raw():

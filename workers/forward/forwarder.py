@@ -53,7 +53,8 @@ class Forwarder:
         self.holder = secrets.token_hex(8)
         self._policy = RetryPolicy(settings.webhook_retry_window_ms, base_s=retry_base_s,
                                    cap_s=retry_cap_s)
-        self._sender = WebhookSender(settings.webhook_timeout_ms / 1000)
+        self._sender = WebhookSender(settings.webhook_timeout_ms / 1000,
+                                     allow_private=settings.webhook_allow_private)
         self._journal = DeliveryJournal(redis, self._keys)
         self._max_held = max_held
         self._in_flight = in_flight

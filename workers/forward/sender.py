@@ -2,11 +2,15 @@
 
 Every subscription of a forwarder shares one ``httpx.AsyncClient``: its
 connection pool keeps connections to each receiver alive between events.
-Redirects are not followed (a 3xx is a failed attempt: a subscription's URL
-is checked when it is set, a redirect could point anywhere). A receiver's
-answer is read only up to ``body_limit`` bytes, which is all a delivery
-needs of it; a longer one costs the connection, not the forwarder's memory.
-One attempt, connect to last byte, takes at most the timeout.
+It is ``callhub.destination_guard``'s client: every connection it makes goes
+only to an address the webhook address rule allows (a private one only with
+``allow_private``), whatever the host name resolves to by then; a refused one
+is a failed attempt like any other connect error. Redirects are not followed
+(a 3xx is a failed attempt: a subscription's URL is checked when it is set, a
+redirect could point anywhere). A receiver's answer is read only up to
+``body_limit`` bytes, which is all a delivery needs of it; a longer one costs
+the connection, not the forwarder's memory. One attempt, connect to last
+byte, takes at most the timeout.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from collections.abc import Sequence
 
 import httpx
 import msgspec
+
+from callhub.destination_guard import guarded_client
 
 BODY_LIMIT = 16 * 1024
 RETRY_AFTER_STATUSES = frozenset({429, 503})
@@ -43,12 +49,12 @@ def retry_after(value: str | None) -> float | None:
 
 
 class WebhookSender:
-    def __init__(self, timeout_s: float, *, max_connections: int = 1024,
+    def __init__(self, timeout_s: float, *, allow_private: bool, max_connections: int = 1024,
                  body_limit: int = BODY_LIMIT) -> None:
         self._timeout_s = timeout_s
         self._body_limit = body_limit
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s), follow_redirects=False, trust_env=False,
+        self._client = guarded_client(
+            timeout_s=timeout_s, allow_private=allow_private,
             limits=httpx.Limits(max_connections=max_connections,
                                 max_keepalive_connections=max_connections),
             headers={"user-agent": "callhub-webhooks/1"})
