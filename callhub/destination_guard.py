@@ -129,15 +129,19 @@ def guarded_transport(
     return transport
 
 
+USER_AGENT: Final = "callhub-webhooks/1"
+
+
 def guarded_client(
     *, timeout_s: float, allow_private: bool, limits: httpx.Limits = DEFAULT_LIMITS,
     headers: Mapping[str, str] | None = None, verify: ssl.SSLContext | bool = True,
     resolve: Resolver = resolve_addresses,
 ) -> httpx.AsyncClient:
     """The client a webhook is POSTed with: guarded connections, redirects not
-    followed (a redirect could point anywhere), no proxies from the environment."""
+    followed (a redirect could point anywhere), no proxies from the environment,
+    and one ``user-agent`` for a delivery and a test ping alike."""
     return httpx.AsyncClient(
         transport=guarded_transport(allow_private=allow_private, limits=limits, verify=verify,
                                     resolve=resolve),
         timeout=httpx.Timeout(timeout_s), follow_redirects=False, trust_env=False,
-        headers=headers)
+        headers={"user-agent": USER_AGENT, **(headers or {})})

@@ -56,8 +56,7 @@ class WebhookSender:
         self._client = guarded_client(
             timeout_s=timeout_s, allow_private=allow_private,
             limits=httpx.Limits(max_connections=max_connections,
-                                max_keepalive_connections=max_connections),
-            headers={"user-agent": "callhub-webhooks/1"})
+                                max_keepalive_connections=max_connections))
 
     async def send(self, url: str, body: bytes,
                    headers: Sequence[tuple[str, str]]) -> AttemptResult:

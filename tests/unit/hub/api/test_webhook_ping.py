@@ -44,3 +44,4 @@ async def test_with_private_allowed_a_ping_reaches_loopback(
     assert (result.status_code, result.error) == (204, "")
     [request] = server.requests
     assert request.headers["callhub-event-type"] == "webhook_test"
+    assert request.headers["user-agent"] == "callhub-webhooks/1"  # as a delivery is sent
