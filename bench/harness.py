@@ -1,4 +1,5 @@
-"""What every benchmark here needs: a private redis-server, free ports, percentiles.
+"""What every benchmark here needs: a private redis-server, free ports, percentiles,
+CPU and memory readings of a process, py-spy profile summaries.
 
 Servers a benchmark starts listen on 127.0.0.1 and are stopped by PID.
 """
@@ -6,18 +7,21 @@ Servers a benchmark starts listen on 127.0.0.1 and are stopped by PID.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Final
 
 import httpx
 import redis
 
 ROOT = Path(__file__).resolve().parents[1]
+CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
 
 
 class BenchError(Exception):
@@ -233,3 +237,58 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     ordered = sorted(values)
     rank = max(1, min(len(ordered), round(fraction * len(ordered) + 0.5)))
     return ordered[rank - 1]
+
+
+# ---------------------------------------------------------------------------
+# /proc readings and profiles
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far (0 if it is gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = text[text.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def memory_kb(pid: int, name: str = "VmRSS") -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(name + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def summarize_profile(path: Path, top: int = 12,
+                      packages: Sequence[str] = ("hub/", "workers/")) -> list[str]:
+    """The hottest frames of a py-spy raw (collapsed) profile: by own time, and the
+    share of samples under each frame of ``packages`` (inclusive)."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")[1:]]  # no thread
+        if not frames:
+            continue
+        total += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            if any(package in frame for package in packages):
+                inclusive[frame] += count
+    if not total:
+        return ["(no samples)"]
+    lines = [f"{total:,} samples; own time:"]
+    lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
+    lines.append(f"inclusive time, frames of {', '.join(packages)}:")
+    lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top)]
+    return lines
