@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -220,7 +221,8 @@ class Server:
             time.sleep(0.05)  # poll interval, bounded by the deadline
         raise BenchError(f"{self.name} did not start:\n{self.log_tail()}")
 
-    def stop(self) -> None:
+    def stop(self, *, keep_log: Path | None = None) -> None:
+        """SIGTERM (SIGKILL after 10 s); ``keep_log``: append all it wrote to that file."""
         if self._process.poll() is None:
             self._process.terminate()
             try:
@@ -229,6 +231,10 @@ class Server:
                 self._process.kill()
                 self._process.wait()
         if not self._log.closed:
+            if keep_log is not None:
+                self._log.seek(0)
+                with keep_log.open("ab") as out:
+                    shutil.copyfileobj(self._log, out)
             self._log.close()
 
 
@@ -267,9 +273,11 @@ def memory_kb(pid: int, name: str = "VmRSS") -> int:
 
 def summarize_profile(path: Path, top: int = 12,
                       packages: Sequence[str] = ("hub/", "workers/")) -> list[str]:
-    """The hottest frames of a py-spy raw (collapsed) profile: by own time, and the
-    share of samples under each frame of ``packages`` (inclusive)."""
+    """The hottest frames of a py-spy raw (collapsed) profile: by own time, own
+    time by top-level package (or module), and the share of samples under each
+    frame of ``packages`` (inclusive)."""
     own: Counter[str] = Counter()
+    by_package: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     total = 0
     for line in path.read_text().splitlines():
@@ -282,6 +290,8 @@ def summarize_profile(path: Path, top: int = 12,
             continue
         total += count
         own[frames[-1]] += count
+        where = re.search(r"\(([^)]*)\)$", frames[-1])
+        by_package[where.group(1).split("/")[0] if where else frames[-1]] += count
         for frame in set(frames):
             if any(package in frame for package in packages):
                 inclusive[frame] += count
@@ -289,6 +299,8 @@ def summarize_profile(path: Path, top: int = 12,
         return ["(no samples)"]
     lines = [f"{total:,} samples; own time:"]
     lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
+    lines.append("own time by package:")
+    lines += [f"  {100 * n / total:5.1f}%  {name}" for name, n in by_package.most_common(top)]
     lines.append(f"inclusive time, frames of {', '.join(packages)}:")
     lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top)]
     return lines
