@@ -65,6 +65,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import math
 import os
 import shutil
@@ -73,7 +74,7 @@ import subprocess
 import sys
 import time
 from array import array
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -96,8 +97,11 @@ from bench.harness import (
 )
 from bench.webhook_receiver import Dump, Reset, Stats
 from callhub.cli.status_line import StatusLine
+from callhub.cursor import Cursor
 from callhub.settings import Settings
 from callhub.signing import new_secret, secret_key, signature_header
+from callhub.webhooks import SigningSecret, Subscription, delivery_headers, message_id
+from workers.forward.sender import WebhookSender
 
 HOST: Final = "127.0.0.1"
 SHARDS: Final = 2
@@ -127,10 +131,11 @@ class Plan:
     continuous_s: float
     deadline_s: float  # backlog: the most its delivery may take
     ceiling_s: float
+    client_requests: int  # POSTs per client measured (a quarter at 64 in flight)
 
 
-FULL = Plan(10.0, 3.0, 20_000, 6.0, 15.0, 2.0)
-QUICK = Plan(2.0, 1.0, 3_000, 1.5, 4.0, 0.5)
+FULL = Plan(10.0, 2.0, 20_000, 6.0, 12.0, 2.0, 1000)
+QUICK = Plan(2.0, 1.0, 3_000, 1.5, 4.0, 0.5, 400)
 
 
 # ---------------------------------------------------------------------------
@@ -170,6 +175,13 @@ class Result:
         if not self.show_latency or not self.latency_ms:
             return math.nan
         return percentile(self.latency_ms, fraction)
+
+
+@dataclass(frozen=True)
+class ClientCost:
+    label: str
+    rate: float  # POSTs/s
+    cpu_us: float  # CPU per POST
 
 
 def check_receipts(result: Result, stats: Stats) -> None:
@@ -470,6 +482,95 @@ class Rig:
     def receiver_port(self) -> int:
         assert self.receiver is not None
         return self.receiver.port
+
+    # -- what one POST costs -------------------------------------------------------
+
+    async def client_costs(self) -> list[ClientCost]:
+        """The CPU one signed POST to the receiver costs, in this process: the
+        forwarder's own ``WebhookSender`` (httpx, as ``callhub forward`` builds it)
+        at 1, 8 and 64 in flight, a bare asyncio-streams client at 64, and the
+        headers alone. Every request is built the forwarder's way: a ``Cursor``
+        and ``delivery_headers`` (which signs) per event."""
+        secret = new_secret()
+        await self.reset(secret)
+        subscription = Subscription(id="wh_bench_client", name="bench",
+                                    url=self.receiver_url + "/hook",
+                                    secrets=[SigningSecret(secret)])
+        feed = Feed([f"client-{n:04d}" for n in range(CALLS)])
+        count = self.plan.client_requests
+        items = iter([feed.timed() for _ in range(count * 8)])  # built before any clock
+        numbers = itertools.count(1)
+
+        def signed() -> tuple[bytes, list[tuple[str, str]]]:
+            item = next(items)
+            n = next(numbers)
+            headers = delivery_headers(
+                subscription, message=message_id(subscription.id, f"0-{n}-0"), body=item.data,
+                event_type="speech_partial", session_id=item.event.session_id,
+                seq=str(item.event.seq), cursor=Cursor.at(SHARDS, 0, (n, 0)).encode())
+            return item.data, headers
+
+        async def measure(label: str, requests: int, in_flight: int,
+                          post: Callable[[int], Awaitable[None]]) -> ClientCost:
+            left = requests
+
+            async def worker(index: int) -> None:
+                nonlocal left
+                while left > 0:
+                    left -= 1
+                    await post(index)
+
+            await post(0)  # the first connection is not what is measured
+            cpu, started = time.process_time(), time.monotonic()
+            await asyncio.gather(*(worker(i) for i in range(in_flight)))
+            wall, cpu = time.monotonic() - started, time.process_time() - cpu
+            return ClientCost(label, requests / wall, cpu * 1e6 / requests)
+
+        costs: list[ClientCost] = []
+        for in_flight in (1, 8, 64):
+            sender = WebhookSender(10.0)
+
+            async def with_sender(index: int, sender: WebhookSender = sender) -> None:
+                body, headers = signed()
+                result = await sender.send(subscription.url, body, headers)
+                if not result.delivered:
+                    raise BenchError(f"the receiver answered {result.status_code} "
+                                     f"{result.error}")
+
+            try:
+                costs.append(await measure(f"WebhookSender (httpx), {in_flight} in flight",
+                                           count // (4 if in_flight == 64 else 1), in_flight,
+                                           with_sender))
+            finally:
+                await sender.aclose()
+
+        streams: dict[int, tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}
+
+        async def bare(index: int) -> None:
+            if index not in streams:
+                streams[index] = await asyncio.open_connection(HOST, self.receiver_port)
+            reader, writer = streams[index]
+            body, headers = signed()
+            writer.write(b"POST /hook HTTP/1.1\r\nhost: %s:%d\r\n%scontent-length: %d\r\n\r\n%s"
+                         % (HOST.encode(), self.receiver_port,
+                            "".join(f"{k}: {v}\r\n" for k, v in headers).encode(), len(body),
+                            body))
+            head = await reader.readuntil(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise BenchError(f"the receiver answered {head[:40]!r}")
+
+        try:
+            costs.append(await measure("bare asyncio streams, 64 in flight", count * 4,
+                                       CEILING_CONNECTIONS, bare))
+        finally:
+            for _, writer in streams.values():
+                writer.close()
+        cpu = time.process_time()
+        for _ in range(count):
+            signed()
+        costs.append(ClientCost("the headers alone (Cursor, delivery_headers)", 0.0,
+                                (time.process_time() - cpu) * 1e6 / count))
+        return costs
 
 
 # ---------------------------------------------------------------------------
@@ -776,7 +877,7 @@ def _ms(value: float) -> str:
 
 
 def report(plan: Plan, results: list[Result], ceiling: tuple[float, float],
-           notes: dict[str, str]) -> None:
+           costs: Sequence[ClientCost], notes: dict[str, str]) -> None:
     print()
     print(f"Webhook deliveries to one local receiver: {CALLS} concurrent calls, "
           f"CALLHUB_SHARDS={SHARDS}, {os.cpu_count()} CPUs")
@@ -806,6 +907,12 @@ def report(plan: Plan, results: list[Result], ceiling: tuple[float, float],
           "the bottleneck." if best and rate > 1.5 * best and busiest < 0.7 else
           f"\nReceiver ceiling: {rate:,.0f} deliveries/s at {share:.0%} of a core; busiest "
           f"phase {busiest:.0%} (CHECK: the receiver may bound some rates)")
+    print("\nWhat one signed POST to the receiver costs (CPU of the bench process, uvloop; "
+          "each request with a Cursor and delivery_headers, as the forwarder builds it):")
+    for cost in costs:
+        posts = f"{cost.rate:>8,.0f}/s" if cost.rate else f"{'':>10}"
+        print(f"  {cost.label:<46} {posts} {cost.cpu_us:>8,.1f} us CPU each")
+    print()
     for config, note in notes.items():
         print(f"{config}: {note}")
     for r in results:
@@ -877,6 +984,8 @@ async def run(plan: Plan, redis: LocalRedis, status: StatusLine, args: argparse.
         rig.start()
         status.update("measuring the receiver's ceiling ...", force=True)
         ceiling = await rig.ceiling()
+        status.update("measuring what one POST costs ...", force=True)
+        costs = await rig.client_costs()
         phases = Phases(rig)
         configs: list[Config] = [ForwardConfig(rig, 1), ForwardConfig(rig, 2),
                                  NaiveConfig(rig, 1), NaiveConfig(rig, NAIVE_CONCURRENCY)]
@@ -900,7 +1009,7 @@ async def run(plan: Plan, redis: LocalRedis, status: StatusLine, args: argparse.
     finally:
         profiler.stop()
         await rig.close()
-    report(plan, results, ceiling, notes)
+    report(plan, results, ceiling, costs, notes)
     for path in profiler.outputs:
         print(f"\npy-spy profile, {path.name} ({path}):")
         print("\n".join(summarize_profile(path, packages=PROFILE_PACKAGES)))
