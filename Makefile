@@ -7,7 +7,8 @@ VENV ?= .venv
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system demo test lint bench-ingest bench-read-api bench-fanout bench-worker bench-cluster
+.PHONY: setup system demo test lint bench-ingest bench-read-api bench-fanout bench-worker bench-cluster \
+	bench-forward
 
 setup: system $(VENV)/.installed
 
@@ -48,6 +49,11 @@ bench-cluster: setup
 
 bench-worker: setup
 	$(VENV)/bin/python -m bench.worker
+
+# Webhook delivery: callhub forward (1 and 2 processes) beside a naive SSE-to-POST
+# script, to a local receiver; BENCH_ARGS=--quick for a short run.
+bench-forward: setup
+	$(VENV)/bin/python -m bench.forward $(BENCH_ARGS)
 
 bench-read-api: setup
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && \

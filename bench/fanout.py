@@ -79,7 +79,17 @@ from typing import Any, Final, cast
 
 import uvloop
 
-from bench.harness import BenchError, LocalRedis, LocalRedisCluster, Server, free_port, percentile
+from bench.harness import (
+    BenchError,
+    LocalRedis,
+    LocalRedisCluster,
+    Server,
+    cpu_seconds,
+    free_port,
+    memory_kb,
+    percentile,
+    summarize_profile,
+)
 from callhub import events as ev
 from callhub.cli.status_line import StatusLine
 from callhub.connections import connect_client
@@ -94,7 +104,6 @@ SUBS_PER_SESSION: Final = 10
 CLIENT_PROCESSES: Final = 2
 PUBLISH_BATCH: Final = 256  # events per commit_many (bench/ingest.py's default)
 NCHAN_WINDOW: Final = 64  # POSTs per pipelined write to nchan
-CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
 NCHAN_MODULE: Final = "/usr/lib/nginx/modules/ngx_nchan_module.so"
 
 TARGET_VS_NCHAN: Final = 0.5
@@ -129,31 +138,9 @@ QUICK = Plan((50,), 300, 600, 100, 2.0, 2.0, 8.0, 300, 3000)
 # /proc readings
 
 
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU seconds of a process so far (0 if it is gone)."""
-    if pid is None:
-        return 0.0
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = text[text.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
 def redis_cpu(peer: Peer) -> float:
     """The CPU seconds of the Redis processes behind ``peer`` (its cluster's masters)."""
     return sum(cpu_seconds(pid) for pid in peer.redis_pids)
-
-
-def memory_kb(pid: int, name: str = "VmRSS") -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(name + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def open_fds(pid: int) -> int:
@@ -1356,34 +1343,6 @@ def report(plan: Plan, rows: list[Row], idle: list[dict[str, Any]],
 
 # ---------------------------------------------------------------------------
 # Main
-
-
-def summarize_profile(path: Path, top: int = 12) -> list[str]:
-    """The hottest frames of a py-spy raw (collapsed) profile: by own time, and the
-    share of samples under each frame of hub/ (inclusive)."""
-    own: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
-    total = 0
-    for line in path.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")[1:]]  # no thread
-        if not frames:
-            continue
-        total += count
-        own[frames[-1]] += count
-        for frame in set(frames):
-            if "hub/" in frame or "workers/" in frame:
-                inclusive[frame] += count
-    if not total:
-        return ["(no samples)"]
-    lines = [f"{total:,} samples; own time:"]
-    lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
-    lines.append("inclusive time, hub/ frames:")
-    lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top)]
-    return lines
 
 
 @dataclass

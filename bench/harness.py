@@ -1,4 +1,5 @@
-"""What every benchmark here needs: a private redis-server, free ports, percentiles.
+"""What every benchmark here needs: a private redis-server, free ports, percentiles,
+CPU and memory readings of a process, py-spy profile summaries.
 
 Servers a benchmark starts listen on 127.0.0.1 and are stopped by PID.
 """
@@ -6,18 +7,22 @@ Servers a benchmark starts listen on 127.0.0.1 and are stopped by PID.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import socket
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Final
 
 import httpx
 import redis
 
 ROOT = Path(__file__).resolve().parents[1]
+CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
 
 
 class BenchError(Exception):
@@ -216,7 +221,8 @@ class Server:
             time.sleep(0.05)  # poll interval, bounded by the deadline
         raise BenchError(f"{self.name} did not start:\n{self.log_tail()}")
 
-    def stop(self) -> None:
+    def stop(self, *, keep_log: Path | None = None) -> None:
+        """SIGTERM (SIGKILL after 10 s); ``keep_log``: append all it wrote to that file."""
         if self._process.poll() is None:
             self._process.terminate()
             try:
@@ -225,6 +231,10 @@ class Server:
                 self._process.kill()
                 self._process.wait()
         if not self._log.closed:
+            if keep_log is not None:
+                self._log.seek(0)
+                with keep_log.open("ab") as out:
+                    shutil.copyfileobj(self._log, out)
             self._log.close()
 
 
@@ -233,3 +243,64 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     ordered = sorted(values)
     rank = max(1, min(len(ordered), round(fraction * len(ordered) + 0.5)))
     return ordered[rank - 1]
+
+
+# ---------------------------------------------------------------------------
+# /proc readings and profiles
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far (0 if it is gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = text[text.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def memory_kb(pid: int, name: str = "VmRSS") -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(name + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def summarize_profile(path: Path, top: int = 12,
+                      packages: Sequence[str] = ("hub/", "workers/")) -> list[str]:
+    """The hottest frames of a py-spy raw (collapsed) profile: by own time, own
+    time by top-level package (or module), and the share of samples under each
+    frame of ``packages`` (inclusive)."""
+    own: Counter[str] = Counter()
+    by_package: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")[1:]]  # no thread
+        if not frames:
+            continue
+        total += count
+        own[frames[-1]] += count
+        where = re.search(r"\(([^)]*)\)$", frames[-1])
+        by_package[where.group(1).split("/")[0] if where else frames[-1]] += count
+        for frame in set(frames):
+            if any(package in frame for package in packages):
+                inclusive[frame] += count
+    if not total:
+        return ["(no samples)"]
+    lines = [f"{total:,} samples; own time:"]
+    lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
+    lines.append("own time by package:")
+    lines += [f"  {100 * n / total:5.1f}%  {name}" for name, n in by_package.most_common(top)]
+    lines.append(f"inclusive time, frames of {', '.join(packages)}:")
+    lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top)]
+    return lines
