@@ -6,11 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
-import tempfile
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from itertools import count
 from pathlib import Path
 
@@ -19,11 +14,19 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from callhub import events as ev
 from callhub.cursor import Cursor, format_stream_id, parse_stream_id
 from callhub.settings import Settings
 from callhub.signing import new_secret
-from callhub.webhooks import RECORD_FIELD, DeadLetter, DeliveryAttempt, message_id
+from callhub.webhooks import DeadLetter, DeliveryAttempt, message_id
+from tests.support.forwarding import (
+    call,
+    forward_process,
+    forwarding,
+    holder_of,
+    in_order_per_call,
+    interleaved,
+    records,
+)
 from tests.support.polling import async_wait_until, wait_until
 from tests.support.processes import stop_process
 from tests.support.receiver import Received, receiving
@@ -31,51 +34,9 @@ from tests.support.redis_servers import engine_env
 from tests.support.strategies import call_started, dtmf, terminated
 from tests.support.subscriptions import store_subscription, stored_subscription
 from workers.commit.publisher import CallPublisher
-from workers.forward.forwarder import Forwarder
 from workers.forward.positions import predecessor
 
 SECRET = new_secret()
-
-
-def call(sid: str, events: int) -> list[ev.Event]:
-    """A call of ``events`` events: started, key presses, terminated."""
-    return [call_started(sid), *(dtmf(sid, seq) for seq in range(2, events)),
-            terminated(sid, events)]
-
-
-def interleaved(calls: list[list[ev.Event]]) -> list[ev.Event]:
-    """Round robin over the calls, each call's events in order."""
-    longest = max(len(c) for c in calls)
-    return [c[n] for n in range(longest) for c in calls if n < len(c)]
-
-
-def in_order_per_call(received: list[Received]) -> dict[str, list[int]]:
-    """Each call's seqs in order of first arrival (a redelivery is not a new event)."""
-    seen: set[str] = set()
-    by_call: dict[str, list[int]] = {}
-    for request in received:
-        if request.webhook_id not in seen:
-            seen.add(request.webhook_id)
-            by_call.setdefault(request.session_id, []).append(request.seq)
-    return by_call
-
-
-def records(client: redis.Redis, key: str, kind: type[msgspec.Struct]) -> list[object]:
-    return [msgspec.json.decode(fields[RECORD_FIELD], type=kind)
-            for _, fields in client.xrange(key)]
-
-
-@asynccontextmanager
-async def forwarding(aredis: aioredis.Redis, settings: Settings,
-                     **options: object) -> AsyncIterator[Forwarder]:
-    forwarder = Forwarder(aredis, settings, refresh_s=0.2, retry_base_s=0.05,  # type: ignore[arg-type]
-                          retry_cap_s=0.2, **options)
-    task = asyncio.create_task(forwarder.run())
-    try:
-        yield forwarder
-    finally:
-        forwarder.stop()
-        await asyncio.wait_for(task, 10)
 
 
 @pytest.mark.both_engines
@@ -264,21 +225,6 @@ async def test_a_retention_gap_is_dead_lettered_and_delivery_resumes_after_it(
 
 
 # -- processes ---------------------------------------------------------------------
-
-
-def forward_process(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    log = tempfile.mkstemp(prefix="callhub-forward-", suffix=".log")[1]
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "callhub.cli", "forward"],
-                                   stdout=out, stderr=subprocess.STDOUT, env=env)
-    return process, log
-
-
-def holder_of(log: str) -> str:
-    text = Path(log).read_text(errors="replace")
-    marker = " as "
-    line = next(line for line in text.splitlines() if "delivering webhooks from" in line)
-    return line.rsplit(marker, 1)[1].strip()
 
 
 async def test_a_killed_forwarder_loses_nothing_and_sigterm_releases_the_leases(
