@@ -96,6 +96,18 @@ def stored_cursors(client: redis.Redis, keys: Keyspace, subscription_id: str,
     return [parse_stream_id(v) if v is not None else (0, 0) for v in values]  # type: ignore[arg-type]
 
 
+def cursors_past(client: redis.Redis, keys: Keyspace, subscription_id: str, shards: int,
+                 delivered: Sequence[Received]) -> list[StreamId] | None:
+    """The stored cursors, once they have every event in ``delivered`` behind
+    them (the holder stores its cursor a few times a second); None until then."""
+    cursors = stored_cursors(client, keys, subscription_id, shards)
+    for request in delivered:
+        shard, position = event_position(request.webhook_id, subscription_id)
+        if position > cursors[shard]:
+            return None
+    return cursors
+
+
 def assert_duplicates_only_above(received: Sequence[Received], subscription_id: str,
                                  cursors: Sequence[StreamId]) -> list[Received]:
     """Every redelivery is of an event above its shard's cursor as stored before
