@@ -10,7 +10,8 @@ import asyncio
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from callhub.types import StreamId
 from callhub.webhooks import RECORD_FIELD
 from tests.support.receiver import Received
 from tests.support.strategies import call_started, dtmf, terminated
+from workers.commit.publisher import CallPublisher
 from workers.forward.forwarder import Forwarder
 from workers.forward.positions import parse_stream_id
 
@@ -126,6 +128,54 @@ def records(client: redis.Redis, key: str, kind: type[msgspec.Struct]) -> list[o
     """The journal's records (deliveries, dead letters) in one stream."""
     return [msgspec.json.decode(fields[RECORD_FIELD], type=kind)
             for _, fields in client.xrange(key)]
+
+
+# -- events that keep flowing --------------------------------------------------------
+
+
+class Flow:
+    """Events being committed in the background (see ``publishing``)."""
+
+    def __init__(self) -> None:
+        self.committed: list[tuple[float, ev.Event]] = []  # (monotonic time, event)
+        self.task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        """Commit nothing more (the event being committed still is)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def committed_at(self, seq: int, session_id: str) -> float:
+        return next(at for at, event in self.committed
+                    if event.seq == seq and event.session_id == session_id)
+
+
+@asynccontextmanager
+async def publishing(publisher: CallPublisher, events: Iterable[ev.Event],
+                     pace_s: float = 0.01) -> AsyncIterator[Flow]:
+    """Commit ``events`` one by one, ``pace_s`` apart, in the background, until
+    they run out or the flow is stopped (at the latest when the block ends):
+    events that keep flowing while a test does something to the forwarders."""
+    flow = Flow()
+
+    async def run() -> None:
+        for event in events:
+            if flow.stopping:
+                return
+            await publisher.commit(event)
+            flow.committed.append((time.monotonic(), event))
+            await asyncio.sleep(pace_s)
+
+    flow.task = asyncio.create_task(run())
+    try:
+        yield flow
+    finally:
+        flow.stop()
+        await asyncio.wait_for(flow.task, 30)
 
 
 # -- forwarders ----------------------------------------------------------------------
