@@ -528,7 +528,7 @@ class Rig:
 
         costs: list[ClientCost] = []
         for in_flight in (1, 8, 64):
-            sender = WebhookSender(10.0)
+            sender = WebhookSender(10.0, allow_private=True)
 
             async def with_sender(index: int, sender: WebhookSender = sender) -> None:
                 body, headers = signed()

@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 from callhub.settings import Settings
 from tests.support.hubs import hub_client
 from tests.support.redis_servers import (
+    DURABLE,
     RedisClusterNodes,
     RedisServer,
     async_client,
@@ -57,6 +58,16 @@ def redis_cluster() -> Iterator[RedisClusterNodes]:
     cluster = start_redis_cluster()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture
+def durable_redis() -> Iterator[RedisServer]:
+    """A redis-server of this test's own that keeps every write (AOF, fsync
+    always), for a test to stop and ``restart()`` on its port with its data."""
+    server = start_redis_server(None, *DURABLE)
+    yield server
+    server.stop()
+    shutil.rmtree(server.directory, ignore_errors=True)
 
 
 @pytest.fixture

@@ -6,12 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from itertools import count
 from pathlib import Path
 
@@ -21,13 +16,21 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from callhub import events as ev
 from callhub.cursor import Cursor, format_stream_id, parse_stream_id
 from callhub.positions import predecessor
 from callhub.settings import Settings
 from callhub.signing import new_secret
-from callhub.types import StreamId
 from callhub.webhooks import RECORD_FIELD, DeadLetter, DeliveryAttempt, message_id
+from tests.support.forwarding import (
+    call,
+    event_position,
+    forward_process,
+    forwarding,
+    holder_of,
+    in_order_per_call,
+    interleaved,
+    records,
+)
 from tests.support.hubs import hub_client
 from tests.support.polling import async_wait_until, wait_until
 from tests.support.processes import stop_process
@@ -36,58 +39,8 @@ from tests.support.redis_servers import engine_env
 from tests.support.strategies import call_started, dtmf, terminated
 from tests.support.subscriptions import store_subscription, stored_subscription
 from workers.commit.publisher import CallPublisher
-from workers.forward.forwarder import Forwarder
 
 SECRET = new_secret()
-
-
-def call(sid: str, events: int) -> list[ev.Event]:
-    """A call of ``events`` events: started, key presses, terminated."""
-    return [call_started(sid), *(dtmf(sid, seq) for seq in range(2, events)),
-            terminated(sid, events)]
-
-
-def interleaved(calls: list[list[ev.Event]]) -> list[ev.Event]:
-    """Round robin over the calls, each call's events in order."""
-    longest = max(len(c) for c in calls)
-    return [c[n] for n in range(longest) for c in calls if n < len(c)]
-
-
-def in_order_per_call(received: list[Received]) -> dict[str, list[int]]:
-    """Each call's seqs in order of first arrival (a redelivery is not a new event)."""
-    seen: set[str] = set()
-    by_call: dict[str, list[int]] = {}
-    for request in received:
-        if request.webhook_id not in seen:
-            seen.add(request.webhook_id)
-            by_call.setdefault(request.session_id, []).append(request.seq)
-    return by_call
-
-
-def log_position(request: Received, subscription_id: str) -> tuple[int, StreamId]:
-    """The shard and the entry id a delivery's webhook-id names."""
-    shard, _, entry_id = request.webhook_id.removeprefix(f"msg_{subscription_id}_").partition("-")
-    return int(shard), parse_stream_id(entry_id)
-
-
-def records(client: redis.Redis, key: str, kind: type[msgspec.Struct]) -> list[object]:
-    return [msgspec.json.decode(fields[RECORD_FIELD], type=kind)
-            for _, fields in client.xrange(key)]
-
-
-@asynccontextmanager
-async def forwarding(aredis: aioredis.Redis, settings: Settings,
-                     **options: object) -> AsyncIterator[Forwarder]:
-    # The receivers listen on 127.0.0.1: the forwarder refuses to connect there otherwise.
-    settings = msgspec.structs.replace(settings, webhook_allow_private=True)
-    forwarder = Forwarder(aredis, settings, refresh_s=0.2, retry_base_s=0.05,  # type: ignore[arg-type]
-                          retry_cap_s=0.2, **options)
-    task = asyncio.create_task(forwarder.run())
-    try:
-        yield forwarder
-    finally:
-        forwarder.stop()
-        await asyncio.wait_for(task, 10)
 
 
 @pytest.mark.both_engines
@@ -278,21 +231,6 @@ async def test_a_retention_gap_is_dead_lettered_and_delivery_resumes_after_it(
 # -- processes ---------------------------------------------------------------------
 
 
-def forward_process(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    log = tempfile.mkstemp(prefix="callhub-forward-", suffix=".log")[1]
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "callhub.cli", "forward"],
-                                   stdout=out, stderr=subprocess.STDOUT, env=env)
-    return process, log
-
-
-def holder_of(log: str) -> str:
-    text = Path(log).read_text(errors="replace")
-    marker = " as "
-    line = next(line for line in text.splitlines() if "delivering webhooks from" in line)
-    return line.rsplit(marker, 1)[1].strip()
-
-
 async def test_a_killed_forwarder_loses_nothing_and_sigterm_releases_the_leases(
     redis_url: str, settings: Settings, aredis: aioredis.Redis, sync_redis: redis.Redis,
     callhub_env: dict[str, str],
@@ -474,7 +412,8 @@ async def test_redelivering_from_a_cursor_sends_everything_after_it_again(
                              if p is not None)
                 position = Cursor.decode(cursor, 2).positions[shard]
                 again = {r.webhook_id for r in first
-                         if log_position(r, id_)[0] == shard and log_position(r, id_)[1] > position}
+                         if (at := event_position(r.webhook_id, id_))[0] == shard
+                         and at[1] > position}
                 answer = await api.post(f"/v1/webhooks/{id_}/redeliver", json={"from": cursor})
                 assert answer.status_code == 202, answer.text
                 assert answer.json()["rewind_generation"] == 1

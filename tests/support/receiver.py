@@ -7,10 +7,15 @@ backend would verify it; one that fails is answered 400 and recorded in
 ``bad_signatures``, which the tests assert stays empty. Each accepted request
 is recorded (webhook-id, session, seq, the status answered); ``answer`` picks
 the status (and headers) per request, so a test can play an outage.
+
+A slow or stuck receiver: ``delay_s`` holds every request that long before
+answering; ``hold()`` keeps every request from then on unanswered (each is
+listed in ``waiting()``) until ``release()``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,7 +56,11 @@ class Receiver:
     requests: list[Received] = field(default_factory=list)  # every verified request
     bad_signatures: list[str] = field(default_factory=list)
     url: str = ""
+    delay_s: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _gate: asyncio.Event | None = None  # set while requests are held
+    _loop: asyncio.AbstractEventLoop | None = None  # the server's, once a request came
+    _waiting: list[Received] = field(default_factory=list)
 
     def delivered(self) -> list[Received]:
         """The requests answered 2xx, in arrival order."""
@@ -61,6 +70,28 @@ class Receiver:
     def all(self) -> list[Received]:
         with self._lock:
             return list(self.requests)
+
+    def hold(self) -> None:
+        """Answer nothing from now on, until ``release()``."""
+        with self._lock:
+            if self._gate is None:
+                self._gate = asyncio.Event()
+
+    def release(self) -> None:
+        """Answer the requests held, and the next ones at once."""
+        with self._lock:
+            gate, self._gate = self._gate, None
+            loop = self._loop
+        if gate is not None:
+            if loop is not None:
+                loop.call_soon_threadsafe(gate.set)
+            else:
+                gate.set()  # no request came: nobody waits on it
+
+    def waiting(self) -> list[Received]:
+        """The requests held now, unanswered (verified; status 0)."""
+        with self._lock:
+            return list(self._waiting)
 
     async def _handle(self, request: Request) -> Response:
         body = await request.body()
@@ -73,6 +104,19 @@ class Receiver:
             return Response(status_code=400)
         probe = Received(headers["webhook-id"], headers["callhub-session-id"],
                          int(headers["callhub-seq"]), 0, body, headers)
+        with self._lock:
+            self._loop = asyncio.get_running_loop()
+            gate = self._gate
+            if gate is not None:
+                self._waiting.append(probe)
+        if gate is not None:
+            try:
+                await gate.wait()
+            finally:
+                with self._lock:
+                    self._waiting.remove(probe)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         status, extra = self.answer(probe)
         with self._lock:
             self.requests.append(Received(probe.webhook_id, probe.session_id, probe.seq, status,
@@ -95,5 +139,6 @@ def receiving(secret: str, answer: Answer = always_ok) -> Iterator[Receiver]:
         receiver.url = f"http://127.0.0.1:{port}/hook"
         yield receiver
     finally:
+        receiver.release()  # a held request would keep the server from stopping
         server.should_exit = True
         thread.join(timeout=10)

@@ -24,6 +24,10 @@ from callhub.settings import Settings
 from tests.support.polling import wait_until
 from tests.support.processes import free_port, stop_process
 
+# Options that keep every acknowledged write across a restart: the AOF, each
+# write fsynced before its reply (a clean shutdown would keep them anyway).
+DURABLE = ("--appendonly", "yes", "--appendfsync", "always")
+
 
 @dataclass
 class RedisServer:
@@ -32,6 +36,7 @@ class RedisServer:
     port: int
     process: subprocess.Popen[bytes]
     directory: str
+    args: tuple[str, ...] = ()  # the options it was started with, beyond the defaults
 
     @property
     def url(self) -> str:
@@ -42,6 +47,13 @@ class RedisServer:
 
     def stop(self) -> None:
         stop_process(self.process)
+
+    def restart(self) -> None:
+        """Start this stopped server again: its port, its options and its
+        directory (so its AOF or RDB), once it answers PING."""
+        again = start_redis_server(self.port, *self.args, "--dir", self.directory)
+        shutil.rmtree(again.directory, ignore_errors=True)  # the fresh one it made, unused
+        self.process = again.process
 
 
 def start_redis_server(port: int | None = None, *extra: str) -> RedisServer:
@@ -58,7 +70,7 @@ def start_redis_server(port: int | None = None, *extra: str) -> RedisServer:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    server = RedisServer(port, process, directory)
+    server = RedisServer(port, process, directory, tuple(extra))
     client = server.client()
     try:
         wait_until(client.ping, what=f"redis-server on port {port}")
@@ -87,7 +99,7 @@ class RedisClusterNodes:
         old = self.servers[index]
         again = start_redis_server(old.port, *self.node_args[index], "--dir", old.directory)
         shutil.rmtree(again.directory, ignore_errors=True)  # the fresh one it made, unused
-        self.servers[index] = RedisServer(old.port, again.process, old.directory)
+        self.servers[index] = RedisServer(old.port, again.process, old.directory, old.args)
         return self.servers[index]
 
     def stop(self) -> None:

@@ -1,8 +1,8 @@
 """DeliveryJournal: what the forwarder writes down for the API to show.
 
-Each attempt goes to the subscription's deliveries stream and each event
-given up on to its dead-letter stream (both capped, one JSON record per
-entry); disabling rewrites the subscription's stored value with
+Each attempt goes to the subscription's deliveries stream (best effort) and
+each event given up on to its dead-letter stream (both capped, one JSON
+record per entry); disabling rewrites the subscription's stored value with
 ``enabled=False`` and the reason, as a compare-and-set on the one hash
 field, so an edit the API made meanwhile is never overwritten by an old copy.
 """
@@ -13,6 +13,7 @@ import logging
 from typing import Final
 
 import msgspec
+from redis.exceptions import RedisError
 
 from callhub.connections import RedisClient
 from callhub.keyspace import Keyspace
@@ -44,9 +45,17 @@ class DeliveryJournal:
         self._compare_and_set = redis.register_script(COMPARE_AND_SET)
 
     async def attempted(self, subscription_id: str, attempt: DeliveryAttempt) -> None:
-        await self._redis.xadd(self._keys.webhook_deliveries(subscription_id),
-                               {RECORD_FIELD: _encoder.encode(attempt)},
-                               maxlen=DELIVERIES_KEPT, approximate=True)
+        """Record one attempt, best effort: the deliveries stream is a capped view
+        for the API, and an attempt made while Redis is unreachable (a restart, a
+        failover) must not stop delivery. Dead letters and disabling raise."""
+        try:
+            await self._redis.xadd(self._keys.webhook_deliveries(subscription_id),
+                                   {RECORD_FIELD: _encoder.encode(attempt)},
+                                   maxlen=DELIVERIES_KEPT, approximate=True)
+        except (RedisError, OSError) as error:
+            log.warning("webhook %s: recording attempt %d at event %s (%s) failed: %s",
+                        subscription_id, attempt.attempt, attempt.event_id, attempt.outcome,
+                        error)
 
     async def dead_lettered(self, subscription_id: str, letter: DeadLetter) -> None:
         await self._redis.xadd(self._keys.webhook_dead_letters(subscription_id),

@@ -3,11 +3,11 @@
 Waits follow the shared ``Backoff`` with full jitter (a receiver that went
 down for everyone gets its retries spread, not in bursts): about ``base_s``
 before the first retry, growing to ``cap_s``. A receiver's own
-``Retry-After`` (429, 503) is honoured, up to ten minutes (whatever the
-backoff's own cap). An event is retried
-for the retry window counted from its first attempt; a retry that would fall
-beyond the window is not made: the event is dead-lettered then, instead of
-after a pointless wait.
+``Retry-After`` (429, 503; delay-seconds or an HTTP-date, a past date
+meaning at once) is honoured, up to ten minutes (whatever the backoff's own
+cap). An event is retried for the retry window counted from its first
+attempt; a retry that would fall beyond the window is not made: the event is
+dead-lettered then, instead of after a pointless wait.
 """
 
 from __future__ import annotations

@@ -16,8 +16,11 @@ byte, takes at most the timeout.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import httpx
 import msgspec
@@ -26,6 +29,7 @@ from callhub.destination_guard import guarded_client
 
 BODY_LIMIT = 16 * 1024
 RETRY_AFTER_STATUSES = frozenset({429, 503})
+_DELAY_SECONDS = re.compile(r"[0-9]+")
 
 
 class AttemptResult(msgspec.Struct, frozen=True):
@@ -41,11 +45,27 @@ class AttemptResult(msgspec.Struct, frozen=True):
         return 200 <= self.status_code < 300
 
 
-def retry_after(value: str | None) -> float | None:
-    """``Retry-After`` in seconds (an HTTP date is not honoured: backoff decides)."""
-    if value is None or not value.strip().isdigit():
+def retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """``Retry-After`` (RFC 9110 section 10.2.3) in seconds from ``now``, or None.
+
+    Either delay-seconds (ASCII digits only: ``str.isdigit`` takes "²", which
+    ``float`` refuses) or an HTTP-date; a date already past is 0; anything else
+    is None (the backoff decides). A date without a zone (asctime) is GMT, as
+    HTTP-dates are.
+    """
+    if value is None:
         return None
-    return float(value.strip())
+    text = value.strip()
+    if _DELAY_SECONDS.fullmatch(text):
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return max(0.0, seconds)
 
 
 class WebhookSender:

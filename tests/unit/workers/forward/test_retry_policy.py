@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from workers.forward.retry_policy import RETRY_CAP_S, RetryPolicy
-from workers.forward.sender import AttemptResult
+from workers.forward.sender import AttemptResult, retry_after
 
 FAILED = AttemptResult(500, 1.0, error="HTTP 500")
 
@@ -25,3 +27,19 @@ def test_a_retry_beyond_the_window_is_given_up() -> None:
     policy = RetryPolicy(1000)
     assert not policy.gives_up(first_attempt_ms=10_000, retry_at_ms=10_999)
     assert policy.gives_up(first_attempt_ms=10_000, retry_at_ms=11_000)
+
+
+def test_a_retry_after_date_is_waited_for_and_a_past_one_retries_at_once() -> None:
+    policy = RetryPolicy(60_000, base_s=0.05, cap_s=0.2, rand=lambda: 1.0)
+    now = datetime(2025, 6, 14, 18, 30, tzinfo=UTC)
+    later = AttemptResult(503, 1.0, retry_after_s=retry_after(
+        "Sat, 14 Jun 2025 18:30:45 GMT", now=now))
+    past = AttemptResult(429, 1.0, retry_after_s=retry_after(
+        "Wed, 21 Oct 2015 07:28:00 GMT", now=now))
+    far = AttemptResult(429, 1.0, retry_after_s=retry_after(
+        "Sun, 15 Jun 2025 18:30:00 GMT", now=now))
+    garbage = AttemptResult(429, 1.0, retry_after_s=retry_after("tomorrow", now=now))
+    assert policy.delay_s(1, later) == 45.0
+    assert policy.delay_s(1, past) == 0.0
+    assert policy.delay_s(1, far) == RETRY_CAP_S
+    assert policy.delay_s(3, garbage) == 0.2  # the backoff decides
