@@ -322,7 +322,10 @@ class Rig:
 
     def start_server(self, name: str, command: list[str], port: int,
                      env: dict[str, str] | None = None) -> Server:
-        server = Server(name, command, port, env={**os.environ, **(env or {})})
+        """A process of the run; no CALLHUB_* setting of the caller's reaches it (API
+        keys, a prefix, cluster mode ...), only what the command line and ``env`` say."""
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("CALLHUB_")}
+        server = Server(name, command, port, env={**clean, **(env or {})})
         self.servers.append(server)
         return server
 
@@ -1052,6 +1055,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.configs = {name.strip() for name in args.configs.split(",") if name.strip()}
     if not args.configs <= set(CONFIG_NAMES):
         parser.error(f"unknown configurations: {sorted(args.configs - set(CONFIG_NAMES))}")
+    if args.py_spy and not (Path(sys.executable).parent / "py-spy").exists():
+        parser.error("--py-spy needs py-spy in the virtualenv (.venv/bin/pip install py-spy)")
     plan = QUICK if args.quick else FULL
     redis_server = shutil.which("redis-server")
     if redis_server is None:
