@@ -2,7 +2,7 @@
 
 The page is read once per process and served from memory; it talks to the same
 public API as any other client (EventSource on ``/v1/calls/events``, ``fetch``
-on ``/v1/calls``), so it needs no endpoint of its own.
+on ``/v1/calls`` and ``/v1/webhooks``), so it needs no endpoint of its own.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from msgspec import UNSET, Meta, UnsetType
 from callhub.events import DIALOG_NAME_PATTERN, EVENT_TYPES, SESSION_ID_PATTERN
 from callhub.tokens import MAX_TOKEN
 from callhub.webhooks import NAME_MAX, URL_MAX, DeadLetter, DeliveryAttempt, Subscription
+from hub.store.subscriptions import WebhookStatus
 
 # Empty means "no filter", as in the event stream's query.
 DialogFilter = Annotated[str, Meta(pattern=f"^({DIALOG_NAME_PATTERN.pattern})?$")]
@@ -63,7 +64,9 @@ class Webhook(msgspec.Struct, frozen=True, kw_only=True):
     """A subscription as the API shows it: everything but its secrets.
 
     ``scope`` is the dialogs of the key that created it (null: every dialog);
-    ``rotated_secrets_expire_ms`` says until when each rotated secret still signs.
+    ``rotated_secrets_expire_ms`` says until when each rotated secret still signs;
+    ``status`` is how delivery is going (lag, last delivery, last error), read
+    when the answer is made.
     """
 
     id: str
@@ -78,9 +81,10 @@ class Webhook(msgspec.Struct, frozen=True, kw_only=True):
     cloudevents: bool
     created_ms: int
     rotated_secrets_expire_ms: list[int]
+    status: WebhookStatus
 
     @classmethod
-    def of(cls, subscription: Subscription, now_ms: int) -> Webhook:
+    def of(cls, subscription: Subscription, now_ms: int, status: WebhookStatus) -> Webhook:
         return cls(
             id=subscription.id, name=subscription.name, url=subscription.url,
             event_types=subscription.event_types, dialog_name=subscription.dialog_name,
@@ -88,7 +92,8 @@ class Webhook(msgspec.Struct, frozen=True, kw_only=True):
             enabled=subscription.enabled, disabled_reason=subscription.disabled_reason,
             cloudevents=subscription.cloudevents, created_ms=subscription.created_ms,
             rotated_secrets_expire_ms=[s.expires_ms for s in subscription.secrets
-                                       if s.expires_ms > now_ms])
+                                       if s.expires_ms > now_ms],
+            status=status)
 
 
 class WebhookWithSecret(Webhook, frozen=True, kw_only=True):

@@ -85,7 +85,7 @@ async def create_webhook(request: Request) -> Response:
         event_types=_event_types(body.event_types), dialog_name=dialog_name,
         session_id=session_id, scope=scope, cloudevents=body.cloudevents, created_ms=now_ms)
     await replica.subscriptions.create(subscription, start)
-    return json_response(_with_secret(subscription, secret, now_ms), status_code=201)
+    return json_response(await _with_secret(replica, subscription, secret), status_code=201)
 
 
 async def list_webhooks(request: Request) -> Response:
@@ -96,16 +96,15 @@ async def list_webhooks(request: Request) -> Response:
     found = [s for s in await replica.subscriptions.visible_to(principal.scope)
              if after is None or (s.created_ms, s.id) > (after.created_ms, after.id)]
     page, rest = found[:page_size], found[page_size:]
-    now_ms = _now_ms()
     next_token = (seal(_PAGE_KIND, _PAGE_VERSION, _PagePosition(page[-1].created_ms, page[-1].id))
                   if rest else "")
-    return json_response(WebhookList([Webhook.of(s, now_ms) for s in page], next_token))
+    return json_response(WebhookList(await _views(replica, page), next_token))
 
 
 async def get_webhook(request: Request) -> Response:
     replica, principal, _ = _authorised(request)
     subscription = await replica.subscriptions.get(_id(request), principal.scope)
-    return json_response(Webhook.of(subscription, _now_ms()))
+    return json_response((await _views(replica, [subscription]))[0])
 
 
 async def update_webhook(request: Request) -> Response:
@@ -138,7 +137,7 @@ async def update_webhook(request: Request) -> Response:
         return changed
 
     updated = await replica.subscriptions.update(id_, principal.scope, change)
-    return json_response(Webhook.of(updated, _now_ms()))
+    return json_response((await _views(replica, [updated]))[0])
 
 
 async def delete_webhook(request: Request) -> Response:
@@ -149,10 +148,9 @@ async def delete_webhook(request: Request) -> Response:
 
 async def rotate_secret(request: Request) -> Response:
     replica, principal, _ = _authorised(request)
-    now_ms = _now_ms()
     subscription, secret = await replica.subscriptions.rotate_secret(
-        _id(request), principal.scope, now_ms, replica.settings.webhook_rotation_grace_ms)
-    return json_response(_with_secret(subscription, secret, now_ms))
+        _id(request), principal.scope, _now_ms(), replica.settings.webhook_rotation_grace_ms)
+    return json_response(await _with_secret(replica, subscription, secret))
 
 
 async def ping_webhook(request: Request) -> Response:
@@ -291,8 +289,18 @@ def _page_position(token: str) -> _PagePosition:
         raise BadParameter(f"page_token is not valid ({error})", param="page_token") from None
 
 
-def _with_secret(subscription: Subscription, secret: str, now_ms: int) -> WebhookWithSecret:
-    view = Webhook.of(subscription, now_ms)
+async def _views(replica: Replica, subscriptions: list[Subscription]) -> list[Webhook]:
+    """The API's view of each subscription, with its delivery status read now
+    (a bounded read per subscription and shard: callers pass at most a page)."""
+    now_ms = _now_ms()
+    statuses = await replica.subscriptions.statuses(subscriptions, now_ms)
+    return [Webhook.of(subscription, now_ms, status)
+            for subscription, status in zip(subscriptions, statuses, strict=True)]
+
+
+async def _with_secret(replica: Replica, subscription: Subscription,
+                       secret: str) -> WebhookWithSecret:
+    (view,) = await _views(replica, [subscription])
     return WebhookWithSecret(**msgspec.structs.asdict(view), secret=secret)
 
 

@@ -15,21 +15,26 @@ whole subscription or none:
 
 Scopes are enforced here, where a subscription is found: one outside the
 caller's dialogs is "not found", as a call outside them is.
+
+A subscription's delivery status (``statuses``) is read from what the
+forwarders leave: the cursors against the logs, and the newest delivery
+attempts. It costs two pipelined round trips for any number of subscriptions,
+and a bounded read for each (subscription, shard) and each subscription.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from typing import Annotated, TypeVar
 
 import msgspec
 
 from callhub.connections import RedisClient, server_time_ms
 from callhub.cursor import Cursor, format_stream_id, parse_stream_id
 from callhub.keyspace import Keyspace
-from callhub.positions import predecessor
+from callhub.positions import predecessor, successor
 from callhub.signing import new_secret
 from callhub.types import StreamId
 from callhub.webhooks import (
@@ -65,10 +70,37 @@ end
 return 0
 """
 
+# The status looks for the last delivery and the last error among so many of
+# the newest attempts (the deliveries stream keeps about DELIVERIES_KEPT).
+STATUS_LOOKBACK = 100
+
 _subscription = msgspec.json.Decoder(Subscription)
 _attempt = msgspec.json.Decoder(DeliveryAttempt)
 _dead_letter = msgspec.json.Decoder(DeadLetter)
 _encoder = msgspec.json.Encoder()
+
+
+class WebhookStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """How delivery of a subscription is going, as the forwarders left it."""
+
+    lag_ms: Annotated[int, msgspec.Meta(ge=0, description=(
+        "Age (ms, by the replica's clock) of the oldest log entry after the "
+        "subscription's cursor in any shard; 0 exactly when every shard is caught up "
+        "(an entry behind counts at least 1). It "
+        "counts entries whatever the subscription's filters (the cursor moves past "
+        "the ones that do not match as the forwarder reads them), and it grows while "
+        "the subscription is disabled or no forwarder runs. A forwarder stores its "
+        "cursor a few times a second, so a busy log shows a fraction of a second "
+        "even when delivery keeps up."))]
+    last_delivered_ms: Annotated[int, msgspec.Meta(ge=0, description=(
+        f"When the newest acknowledged delivery among the last {STATUS_LOOKBACK} "
+        "attempts was made (ms since the epoch); 0: none of them"))]
+    last_error: Annotated[str, msgspec.Meta(description=(
+        f"Why the newest failed attempt among the last {STATUS_LOOKBACK} failed "
+        '(e.g. "HTTP 503", "timed out: ..."); empty: none of them failed. It may be '
+        "older than last_delivered_ms: delivery recovered since"))]
+    last_error_ms: Annotated[int, msgspec.Meta(ge=0, description=(
+        "When that failed attempt was made (ms since the epoch); 0: none"))]
 
 
 class Conflict(RuntimeError):
@@ -248,6 +280,50 @@ class SubscriptionStore:
         assert rewind is not None
         return rewind
 
+    async def statuses(self, subscriptions: Sequence[Subscription],
+                       now_ms: int) -> list[WebhookStatus]:
+        """The delivery status of each of ``subscriptions``, in their order.
+
+        Two round trips, each one pipeline (non-transactional, so on a cluster
+        its commands go to the nodes of their slots): every (subscription,
+        shard) cursor and each deliveries stream's newest STATUS_LOOKBACK
+        attempts; then each shard log's first entry after its cursor (count 1).
+        The caller bounds the cost by the number of subscriptions it asks for.
+        """
+        if not subscriptions:
+            return []
+        shards = range(self._keys.shards)
+        pipe = self._redis.pipeline(transaction=False)
+        for subscription in subscriptions:
+            for shard in shards:
+                pipe.get(self._keys.webhook_cursor(shard, subscription.id))
+            pipe.xrevrange(self._keys.webhook_deliveries(subscription.id), "+", "-",
+                           count=STATUS_LOOKBACK)
+        replies = iter(await pipe.execute())
+        cursors: list[list[StreamId | None]] = []
+        attempts: list[list[tuple[bytes, dict[bytes, bytes]]]] = []
+        for subscription in subscriptions:
+            cursors.append([_delivered_up_to(subscription, next(replies)) for _ in shards])
+            attempts.append(next(replies))
+
+        pipe = self._redis.pipeline(transaction=False)
+        asked: list[tuple[int, int]] = []  # (subscription index, shard) of each XRANGE
+        for index, positions in enumerate(cursors):
+            for shard, position in enumerate(positions):
+                if position is not None:
+                    pipe.xrange(self._keys.log(shard), format_stream_id(successor(position)),
+                                "+", count=1)
+                    asked.append((index, shard))
+        oldest: list[int | None] = [None] * len(subscriptions)
+        for (index, _), entries in zip(asked, await pipe.execute() if asked else [],
+                                       strict=True):
+            if entries:
+                ms = parse_stream_id(entries[0][0])[0]
+                current = oldest[index]
+                oldest[index] = ms if current is None else min(current, ms)
+        return [_status(behind, entries, now_ms)
+                for behind, entries in zip(oldest, attempts, strict=True)]
+
     async def _read(self, id_: str, scope: Scope) -> tuple[Subscription, bytes]:
         raw: bytes | None = await self._redis.hget(self._hash, id_)  # type: ignore[assignment]
         subscription = _decoded(id_.encode(), raw) if raw is not None else None
@@ -275,6 +351,45 @@ class SubscriptionStore:
             except (KeyError, msgspec.DecodeError):
                 log.warning("skipping an unreadable record %s in %s", entry_id.decode(), key)
         return records
+
+
+def _delivered_up_to(subscription: Subscription, raw: bytes | None) -> StreamId | None:
+    """A shard's stored cursor; without one, where the forwarder will begin (just
+    before the creation time), or None where it begins at the log's end."""
+    if raw is not None:
+        try:
+            return parse_stream_id(raw)
+        except ValueError:
+            log.warning("webhook %s: an unreadable cursor %r", subscription.id, raw)
+            return None
+    return predecessor((subscription.created_ms, 0)) if subscription.created_ms else None
+
+
+def _status(oldest_ms: int | None, entries: list[tuple[bytes, dict[bytes, bytes]]],
+            now_ms: int) -> WebhookStatus:
+    """The status from the age of the oldest entry not yet done and the newest
+    attempts (newest first)."""
+    delivered: DeliveryAttempt | None = None
+    failed: DeliveryAttempt | None = None
+    for _, fields in entries:
+        try:
+            attempt = _attempt.decode(fields[RECORD_FIELD])
+        except (KeyError, msgspec.DecodeError):
+            continue
+        if attempt.outcome == "delivered":
+            delivered = delivered or attempt
+        else:
+            failed = failed or attempt
+        if delivered is not None and failed is not None:
+            break
+    error = ""
+    if failed is not None:
+        error = failed.error or (f"HTTP {failed.status_code}" if failed.status_code
+                                 else failed.outcome)
+    return WebhookStatus(
+        lag_ms=max(1, now_ms - oldest_ms) if oldest_ms is not None else 0,
+        last_delivered_ms=delivered.at_ms if delivered is not None else 0,
+        last_error=error, last_error_ms=failed.at_ms if failed is not None else 0)
 
 
 def _decoded(id_: bytes, raw: bytes) -> Subscription | None:

@@ -22,12 +22,14 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from callhub.cursor import Cursor, parse_stream_id
+from callhub.cursor import Cursor, format_stream_id, parse_stream_id
+from callhub.positions import MAX_SEQ, predecessor
 from callhub.settings import Settings
 from callhub.webhooks import RECORD_FIELD, DeadLetter, DeliveryAttempt, Subscription
 from hub.api.auth import hash_key
 from hub.api.openapi import openapi_document
 from hub.api.webhook_schemas import UpdateWebhook
+from hub.store.subscriptions import STATUS_LOOKBACK
 from tests.support.hubs import hub_client
 from tests.support.polling import wait_until
 from tests.support.processes import free_port
@@ -304,6 +306,107 @@ async def test_deliveries_and_dead_letters_read_back_newest_first(
         assert answer.status_code == 400
         assert answer.json()["error"]["param"] == "limit"
     assert (await webhooks_api.get("/v1/webhooks/wh_absent/deliveries")).status_code == 404
+
+
+def entry_ids(sync_redis: redis.Redis, key: str) -> list[tuple[int, int]]:
+    """Every entry id of a stream, oldest first."""
+    entries: list[tuple[bytes, object]] = sync_redis.xrange(key)  # type: ignore[assignment]
+    return [parse_stream_id(entry_id) for entry_id, _ in entries]
+
+
+@pytest.mark.both_engines
+async def test_the_status_shows_the_lag_of_cursors_behind_the_log(
+    settings: Settings, aredis: aioredis.Redis, sync_redis: redis.Redis,
+) -> None:
+    settings = loopback(settings, shards=3)
+    keys = settings.keyspace
+    async with hub_client(settings) as api:
+        id_ = str((await create(api))["id"])
+        caught_up = {"lag_ms": 0, "last_delivered_ms": 0, "last_error": "", "last_error_ms": 0}
+        assert (await api.get(f"/v1/webhooks/{id_}")).json()["status"] == caught_up
+
+        async def lag_is_the_age_of(entry_ms: int, path: str = f"/v1/webhooks/{id_}") -> None:
+            before = int(time.time() * 1000)
+            answer = (await api.get(path)).json()
+            after = int(time.time() * 1000)
+            view = answer["webhooks"][0] if "webhooks" in answer else answer
+            assert max(1, before - entry_ms) <= view["status"]["lag_ms"] \
+                <= max(1, after - entry_ms), (before, entry_ms, view)
+
+        # Events committed after the subscription, no forwarder running: every
+        # shard's cursor is behind its log, by the age of the log's first entry.
+        await CallPublisher(aredis, settings).commit_many(
+            [call_started(f"c-{n}") for n in range(12)])
+        logs = [entry_ids(sync_redis, keys.log(shard)) for shard in range(3)]
+        assert all(len(log) >= 2 for log in logs), logs
+        oldest = min(log[0][0] for log in logs)
+        wait_until(lambda: time.time() * 1000 > oldest + 20, what="the events to age")
+        await lag_is_the_age_of(oldest)
+        await lag_is_the_age_of(oldest, "/v1/webhooks")
+
+        # Two shards caught up, the third at its first entry: the lag is that
+        # shard's, counted from the entry after its cursor.
+        for shard in (0, 1):
+            sync_redis.set(keys.webhook_cursor(shard, id_), format_stream_id(logs[shard][-1]))
+        sync_redis.set(keys.webhook_cursor(2, id_), format_stream_id(logs[2][0]))
+        await lag_is_the_age_of(logs[2][1][0])
+
+        # Caught up everywhere (shard 0 as an idle forwarder leaves it: past the
+        # last entry, up to the clock): 0, in the list and in a PATCH answer too.
+        sync_redis.set(keys.webhook_cursor(2, id_), format_stream_id(logs[2][-1]))
+        assert (await api.get(f"/v1/webhooks/{id_}")).json()["status"] == caught_up
+        sync_redis.set(keys.webhook_cursor(0, id_), format_stream_id(
+            (int(time.time() * 1000), MAX_SEQ)))
+        assert (await api.get("/v1/webhooks")).json()["webhooks"][0]["status"] == caught_up
+        patched = await api.patch(f"/v1/webhooks/{id_}", json={"enabled": False})
+        assert patched.json()["status"] == caught_up
+
+        # Created at a cursor before shard 1's first entry: behind from its first answer.
+        before = int(time.time() * 1000)
+        at = await create(api, start=Cursor((None, predecessor(logs[1][0]), None)).encode())
+        assert at["status"]["lag_ms"] >= before - logs[1][0][0]  # type: ignore[index]
+        await lag_is_the_age_of(logs[1][0][0], f"/v1/webhooks/{at['id']}")
+
+
+async def test_the_status_shows_the_last_delivery_and_the_last_error(
+    settings: Settings, webhooks_api: httpx.AsyncClient, sync_redis: redis.Redis,
+) -> None:
+    created = await create(webhooks_api)
+    id_, secret = str(created["id"]), str(created["secret"])
+    key = settings.keyspace.webhook_deliveries(id_)
+
+    def attempt(outcome: str, at_ms: int, status_code: int = 200, error: str = "") -> None:
+        record = DeliveryAttempt(event_id="1-0", event_type="call_started", session_id="c-1",
+                                 attempt=1, status_code=status_code, latency_ms=3.0,
+                                 outcome=outcome, at_ms=at_ms, error=error)  # type: ignore[arg-type]
+        sync_redis.xadd(key, {RECORD_FIELD: msgspec.json.encode(record)})
+
+    async def status() -> dict[str, object]:
+        answer = await webhooks_api.get(f"/v1/webhooks/{id_}")
+        assert secret not in answer.text
+        listed = (await webhooks_api.get("/v1/webhooks")).json()["webhooks"]
+        assert [w["status"] for w in listed] == [answer.json()["status"]]
+        body: dict[str, object] = answer.json()["status"]
+        return body
+
+    attempt("delivered", 1_000)
+    attempt("retrying", 2_000, 503, "HTTP 503")
+    attempt("retrying", 3_000, 0, "timed out: ReadTimeout")
+    sync_redis.xadd(key, {b"other": b"x"})  # unreadable: skipped
+    assert await status() == {"lag_ms": 0, "last_delivered_ms": 1_000,
+                              "last_error": "timed out: ReadTimeout", "last_error_ms": 3_000}
+    # Delivery recovered: the last error stays, older than the last delivery.
+    attempt("delivered", 4_000)
+    assert await status() == {"lag_ms": 0, "last_delivered_ms": 4_000,
+                              "last_error": "timed out: ReadTimeout", "last_error_ms": 3_000}
+    # A 410 disables: its error is the answer's status.
+    attempt("disabled", 5_000, 410, "HTTP 410")
+    assert (await status())["last_error"] == "HTTP 410"
+    # The status looks back a bounded number of attempts: an error further back is not shown.
+    for n in range(STATUS_LOOKBACK):
+        attempt("delivered", 6_000 + n)
+    assert await status() == {"lag_ms": 0, "last_delivered_ms": 6_000 + STATUS_LOOKBACK - 1,
+                              "last_error": "", "last_error_ms": 0}
 
 
 async def test_listing_pages_through_every_subscription(
