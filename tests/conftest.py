@@ -19,6 +19,7 @@ import shutil
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
+import hypothesis
 import pytest
 import redis
 import redis.asyncio as aioredis
@@ -34,6 +35,11 @@ from tests.support.redis_servers import (
     start_redis_server,
     sync_client,
 )
+
+# Speed is measured in bench/, not asserted here: on a shared 2-core machine one
+# example may take 300 ms while the suite runs, which is no failure.
+hypothesis.settings.register_profile("callhub", deadline=None)
+hypothesis.settings.load_profile("callhub")
 
 ENGINES = ("single", "cluster")
 
