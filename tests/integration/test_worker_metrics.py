@@ -9,20 +9,10 @@ import subprocess
 import sys
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.metrics import samples
 from tests.support.polling import wait_until
 from tests.support.processes import free_port, stop_process
-
-
-def samples(text: str) -> dict[str, float]:
-    """``name{labels}`` -> value of every sample in a scrape."""
-    found: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
-            found[f"{sample.name}{{{labels}}}"] = sample.value
-    return found
 
 
 def test_a_running_worker_serves_its_metrics(
