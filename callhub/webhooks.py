@@ -48,6 +48,16 @@ DEAD_LETTERS_KEPT: Final = 10_000
 
 _ID = re.compile(ID_PATTERN)
 
+# Every change to a stored subscription, by a replica (PATCH, rotate, rewind)
+# or a forwarder (disable), is this compare-and-set of its one hash field, so
+# neither overwrites what the other wrote meanwhile. KEYS: the webhooks hash.
+# ARGV: id, the value read, the value to write. Answers 1 if it was written.
+COMPARE_AND_SET: Final = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"""
+
 SubscriptionId = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
 Address: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 

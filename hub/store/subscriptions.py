@@ -38,6 +38,7 @@ from callhub.positions import predecessor, successor
 from callhub.signing import new_secret
 from callhub.types import StreamId
 from callhub.webhooks import (
+    COMPARE_AND_SET,
     RECORD_FIELD,
     DeadLetter,
     DeliveryAttempt,
@@ -61,14 +62,6 @@ _ENTRY_ID = re.compile(r"[0-9]{1,19}-[0-9]{1,19}")
 # Changes racing on one subscription retry the compare-and-set at most so often.
 _CAS_ATTEMPTS = 16
 
-# KEYS[1] the hash; ARGV: field, the value read, the value to write.
-_COMPARE_AND_SET = """
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-  return 1
-end
-return 0
-"""
 
 # The status looks for the last delivery and the last error among so many of
 # the newest attempts (the deliveries stream keeps about DELIVERIES_KEPT).
@@ -130,7 +123,7 @@ class SubscriptionStore:
         self._redis = redis
         self._keys = keyspace
         self._hash = keyspace.webhooks()
-        self._compare_and_set = redis.register_script(_COMPARE_AND_SET)
+        self._compare_and_set = redis.register_script(COMPARE_AND_SET)
 
     async def log_ends(self) -> list[StreamId]:
         """Each shard log's "now": its last entry id, or for an empty log the

@@ -10,7 +10,6 @@ field, so an edit the API made meanwhile is never overwritten by an old copy.
 from __future__ import annotations
 
 import logging
-from typing import Final
 
 import msgspec
 from redis.exceptions import RedisError
@@ -18,6 +17,7 @@ from redis.exceptions import RedisError
 from callhub.connections import RedisClient
 from callhub.keyspace import Keyspace
 from callhub.webhooks import (
+    COMPARE_AND_SET,
     DEAD_LETTERS_KEPT,
     DELIVERIES_KEPT,
     RECORD_FIELD,
@@ -28,12 +28,6 @@ from callhub.webhooks import (
 
 log = logging.getLogger("callhub.forward")
 
-# KEYS: the webhooks hash. ARGV: id, the value read, the value to write.
-COMPARE_AND_SET: Final = """
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-return 1
-"""
 _decoder = msgspec.json.Decoder(Subscription)
 _encoder = msgspec.json.Encoder()
 
