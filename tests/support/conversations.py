@@ -94,9 +94,9 @@ class Conversation:
                  state_transitions=transitions, final_state=final_state)
 
 
-def helpdesk_call() -> Conversation:
+def helpdesk_call(session_id: str = "call-abc-123") -> Conversation:
     """A conversation whose every figure is known (times in ms from the start)."""
-    call = Conversation()
+    call = Conversation(session_id)
     call.transition(0, "greeting")
     call.agent(300, "Welcome to the helpdesk. How can I help?", played_ms=2500)
     call.caller(5000, "I need a password reset", 1800, confidence=0.94, partials=3)
