@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Final
+from typing import Annotated, Final
 
 import msgspec
 from starlette.requests import Request
@@ -83,14 +83,19 @@ class _StoredEventsPage(msgspec.Struct, frozen=True):
     ended: bool
 
 
+# An entry id's parts, as far as a token may carry them: a token is not a secret
+# (anyone can seal one), so what it holds is checked like any other input.
+_IdPart = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+
+
 class AfterPosition(msgspec.Struct, frozen=True, array_like=True):
     """What an ``after`` token holds: the call and filter it belongs to, and the entry."""
 
     session_id: str
     start_ms: int
     event_types: str  # sorted, comma-separated; "" for every type
-    ms: int
-    seq: int
+    ms: _IdPart
+    seq: _IdPart
 
 
 def encode_after(position: AfterPosition) -> str:

@@ -35,6 +35,7 @@ from tests.support.hubs import hub_client, serving
 from tests.support.processes import free_port
 from tests.support.spec_examples import publish_spec_examples
 from tests.support.sse import subscribe
+from tests.support.strategies import T0
 from workers.commit.publisher import CallPublisher, CommitOutcome
 
 pytestmark = pytest.mark.both_engines
@@ -383,6 +384,15 @@ async def test_an_after_token_is_bound_to_its_call_and_filter(
     refused = await api.get("/v1/calls/c-1/events", params={"after": old})
     assert refused.status_code == 400
     assert "earlier call" in refused.json()["error"]["message"]
+    # Anyone can seal a token: one naming an id Redis would refuse is a 400 too.
+    start_ms = int(T0.timestamp() * 1000)
+    for ms, seq in ((-1, 0), (0, 2**64 - 1), (2**64 - 1, 0)):
+        forged = encode_after(AfterPosition("c-1", start_ms, "", ms, seq))
+        answer = await api.get("/v1/calls/c-1/events", params={"after": forged})
+        assert answer.status_code == 400 and answer.json()["error"]["param"] == "after"
+    edge = encode_after(AfterPosition("c-1", start_ms, "", 2**63 - 1, 2**63 - 1))
+    late = (await api.get("/v1/calls/c-1/events", params={"after": edge})).json()
+    assert late["events"] == [] and not late["has_more"]
 
 
 async def test_lost_redis_is_a_503_on_every_record_path() -> None:

@@ -22,8 +22,10 @@ from callhub.settings import Settings
 from hub.api.call_records import AfterPosition, encode_after
 from tests.support.conversations import Conversation, conversations, helpdesk_call
 from tests.support.hubs import hub_client
+from tests.support.strategies import T0
 from workers.commit.publisher import CallPublisher
 
+T0_MS = int(T0.timestamp() * 1000)  # when the calls here start
 parameter_names = st.sampled_from(
     ["event_types", "after", "page_size", "format", "api_key", "x", "page_token"]
 ) | st.text(max_size=12)
@@ -33,7 +35,11 @@ parameter_values = (
     | st.sampled_from(["", "0", "1", "1000", "1001", "json", "text", "webvtt", "call_started",
                        "speech_final,,tts_started", "%00", "\u2603",
                        encode_after(AfterPosition("c-1", 0, "", 1, 0)),
-                       encode_after(AfterPosition("nope", 0, "", 1, 0))])
+                       encode_after(AfterPosition("nope", 0, "", 1, 0)),
+                       # sealed by anyone (a token is no secret), with ids Redis refuses
+                       encode_after(AfterPosition("c-1", T0_MS, "", -1, 0)),
+                       encode_after(AfterPosition("c-1", T0_MS, "", 5, 2**64 - 1)),
+                       encode_after(AfterPosition("c-1", T0_MS, "", 2**64 - 1, 2**63))])
 )
 accepts = st.sampled_from(["", "*/*", "text/plain", "text/vtt;q=0.9, application/json;q=0.1",
                            "text/plain;q=abc", "text/plain;q=nan", "\u2603/x"]) | st.text(
