@@ -13,8 +13,9 @@
 - ``GET /v1/calls/{id}/summary``: ``callhub.call_summary`` over them; Get Call
   of an ended call carries the same (``with_summary``).
 
-Computed on each read from the call's own stream (nothing is stored twice): a
-200-event call costs about what a Get Call costs (``bench/read_api.py``).
+Computed on each read from the call's own stream (nothing is stored twice, and
+nothing is cached): for a 200-event call about six Get Calls' time, most of it
+reading the stream (``bench/read_api.py``, section 3; the README has the table).
 """
 
 from __future__ import annotations
