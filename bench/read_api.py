@@ -17,6 +17,12 @@ private redis-server, one ``callhub serve`` process is measured with wrk:
    swapped for the bare one (``bench/bare_app.py``), one after the other with
    the same wrk load (target ratio >= 0.6). A third row, the route alone in a
    Starlette app with no middleware, shows what the stack itself costs.
+3. Transcript and summary of a 200-event call (ended; a realistic mix:
+   prompts, partials, finals, transitions, hooks), p50/p99 ms and requests/s
+   against Get Call in the same run: one connection (the service time) and
+   ``--connections`` (the rate); Get Call of the ended call carries the
+   summary. The decoding and computing alone is timed in process too: the
+   figure that says whether a cache would pay.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -38,10 +45,15 @@ import redis
 from bench.bare_app import BODY
 from bench.harness import BenchError, LocalRedis, Server, free_port
 from callhub import events as ev
+from callhub.call_summary import SUMMARY_EVENT_TYPES, summarize
 from callhub.cli.status_line import StatusLine
 from callhub.connections import connect
+from callhub.layout import ENTRY_DATA, ENTRY_TYPE
 from callhub.settings import Settings
+from callhub.transcript import build_transcript
+from callhub.types import Entry
 from hub.store.call_store import PagePosition, encode_page_token
+from hub.store.stored_events import decode_stored_event
 from workers.commit.publisher import CallPublisher
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -71,6 +83,88 @@ async def populate(url: str, calls: int) -> None:
         status.update(f"populating: {first + len(events):,}/{calls:,} calls")
     status.clear()
     await client.aclose()
+
+
+RECORD_CALL = "record-200"
+
+
+def record_call(session_id: str = RECORD_CALL, events: int = 200) -> list[ev.Event]:
+    """One ended call of ``events`` events: exchanges of a prompt, the caller's
+    partials and final, a transition and a hook, as the simulator makes them."""
+    made: list[ev.Event] = []
+    at = T0
+
+    def add(cls: type[ev.Event], seconds: float, **fields: object) -> None:
+        nonlocal at
+        at += timedelta(seconds=seconds)
+        made.append(cls(event_id=f"evt-{len(made) + 1}", session_id=session_id, timestamp=at,
+                        seq=len(made) + 1, **fields))
+
+    add(ev.CallStarted, 0, caller_id="+15551234567", called_number="+18001234567",
+        dialog_name="helpdesk")
+    words = ["I", "would", "like", "to", "reset", "the", "password", "of", "my", "account",
+             "please"]
+    turn = 0
+    while len(made) + 11 <= events - 1:
+        turn += 1
+        add(ev.TtsStarted, 0.7, utterance_id=f"utt-{turn}", text="How can I help you today?",
+            voice="en-US-1", state="menu")
+        add(ev.TtsCompleted, 2.1, utterance_id=f"utt-{turn}", duration_ms=2100,
+            interrupted=turn % 5 == 0)
+        for n in range(1, 6):
+            add(ev.SpeechPartial, 0.3, transcript=" ".join(words[:n * 2]), confidence=0.7,
+                language="en", duration_ms=n * 300)
+        add(ev.SpeechFinal, 0.5, transcript=" ".join(words), confidence=0.93, language="en",
+            duration_ms=2000, segments=[ev.Segment(w, i * 180, i * 180 + 150, 0.9)
+                                        for i, w in enumerate(words)])
+        add(ev.StateTransition, 0.05, from_state="menu", to_state="menu",
+            trigger_event="speech_final", dialog_name="helpdesk")
+        add(ev.ActionExecuted, 0.01, action="hook", state="menu", parameters={"hook": "crm"})
+        add(ev.HookResult, 0.2, hook_name="crm", state="menu", status_code=200,
+            duration_ms=200, variables={"intent": "password_reset"})
+    while len(made) < events - 1:
+        add(ev.DtmfReceived, 0.5, digit="1", duration_ms=120)
+    add(ev.CallTerminated, 1, reason="normal", duration_seconds=int((at - T0).total_seconds()),
+        state_transitions=turn, final_state="goodbye")
+    return made
+
+
+async def commit_record_call(url: str) -> None:
+    settings = Settings(redis_url=url)
+    client = connect(settings)
+    outcomes = await CallPublisher(client, settings).commit_many(record_call())
+    await client.aclose()
+    if any(o.status != "committed" for o in outcomes):
+        raise BenchError("the 200-event call did not commit")
+
+
+def compute_cost_us(url: str, repeats: int = 300) -> dict[str, float]:
+    """The parts of a summary, in process: reading the call's stream (redis-py's
+    XRANGE), decoding its events as the hub does (``stored_events``) and as a
+    validating reader would (``callhub.events``), and computing."""
+    client = redis.Redis.from_url(url)
+    key = Settings().keyspace.call_events(RECORD_CALL)
+    entries: list[Entry] = client.xrange(key)  # type: ignore[assignment]
+    wanted = {t.encode() for t in SUMMARY_EVENT_TYPES}
+
+    def decoded() -> list[ev.Event]:
+        return [decode_stored_event(f[ENTRY_DATA]) for _, f in entries
+                if f[ENTRY_TYPE] in wanted]
+
+    def validated() -> list[ev.Event]:
+        return [ev.decode_event(f[ENTRY_DATA]) for _, f in entries if f[ENTRY_TYPE] in wanted]
+
+    events = decoded()
+    costs = {}
+    for name, work in (("xrange", lambda: client.xrange(key, count=1000)), ("decode", decoded),
+                       ("validated", validated), ("summary", lambda: summarize(events)),
+                       ("transcript", lambda: build_transcript(events))):
+        started = time.perf_counter()
+        for _ in range(repeats):
+            work()
+        costs[name] = (time.perf_counter() - started) / repeats * 1e6
+    client.close()
+    return costs
 
 
 def deep_token(url: str, fraction: float) -> str:
@@ -130,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         local.start()
         asyncio.run(populate(local.url, args.calls))
+        asyncio.run(commit_record_call(local.url))
         token = deep_token(local.url, 0.9)
         # Both servers without access logs: a log line costs about as much as
         # the rest of a small request, and would hide the work compared here.
@@ -158,6 +253,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         deep_page = httpx.get(deep_url).json()
         if len(deep_page["calls"]) != 50 or deep_page["total_count"] != args.calls:
             raise BenchError(f"the deep page is not a full page: {str(deep_page)[:300]}")
+        record = f"{hub.url}/v1/calls/{RECORD_CALL}"
+        c = args.connections
+        record_runs = [
+            ("Get Call, active call (c=1)", f"{hub.url}/v1/calls/call-000042", 1),
+            ("summary, 200 events (c=1)", f"{record}/summary", 1),
+            ("transcript JSON, 200 events (c=1)", f"{record}/transcript", 1),
+            (f"Get Call, ended + summary (c={c})", record, c),
+            (f"summary, 200 events (c={c})", f"{record}/summary", c),
+            (f"transcript JSON (c={c})", f"{record}/transcript", c),
+            (f"transcript text (c={c})", f"{record}/transcript?format=text", c),
+            (f"transcript WebVTT (c={c})", f"{record}/transcript?format=webvtt", c),
+            (f"events, page of 100 (c={c})", f"{record}/events?page_size=100", c),
+        ]
+        check_record(record)
+        costs = compute_cost_us(local.url)
         runs = [
             ("List Calls, page 1 (c=1)", first_url, 1),
             ("List Calls, page at 90% (c=1)", deep_url, 1),
@@ -167,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"{bare.url}/v1/calls/call-000042", args.connections),
             (f"bare route, no middleware (c={args.connections})",
              f"{plain.url}/v1/calls/call-000042", args.connections),
+            *record_runs,
         ]
         # This VM's speed drifts: the runs alternate, round after round, and
         # each row reports its median round, so a slow spell hits every row.
@@ -194,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, result in rows:
         print(f"{name:<38} {result['rps']:>12,.0f} {result['p50_ms']:>9.2f} "
               f"{result['p99_ms']:>9.2f}")
-    first, deep, get, bare_result, plain_result = (r for _, r in rows)
+    first, deep, get, bare_result, plain_result = (r for _, r in rows[:5])
     print()
     print(f"deep page p50 / page 1 p50     {deep['p50_ms'] / first['p50_ms']:.2f}  "
           "(target <= 1.2)")
@@ -203,7 +314,41 @@ def main(argv: Sequence[str] | None = None) -> int:
           "(target >= 0.6; the peer: the hub's own set-up and stack)")
     print(f"Get Call / no-middleware app   {get['rps'] / plain_result['rps']:.2f}  "
           "(reference: what the hub's middleware stack costs is on the Get Call side)")
+    print_record_section(rows, get, costs)
     return 0
+
+
+def check_record(record_url: str) -> None:
+    """The 200-event call answers as it must before it is measured."""
+    summary = httpx.get(f"{record_url}/summary").json()
+    if not summary.get("ended") or httpx.get(record_url).json().get("summary") != summary:
+        raise BenchError(f"the 200-event call's summary is not right: {str(summary)[:300]}")
+    page = httpx.get(f"{record_url}/events?page_size=100").json()
+    if len(page["events"]) != 100 or not page["has_more"]:
+        raise BenchError("the 200-event call's first page is not 100 events")
+
+
+def print_record_section(rows: list[tuple[str, dict[str, float]]], get: dict[str, float],
+                         costs: dict[str, float]) -> None:
+    by_name = dict(rows)
+    single = by_name["Get Call, active call (c=1)"]
+    print("\nTranscript and summary of a 200-event call (ended), against Get Call in the "
+          "same run\n")
+    print(f"{'what':<38} {'requests/s':>12} {'p50 ms':>9} {'p99 ms':>9} "
+          f"{'vs Get Call':>12}")
+    for name, result in rows[5:]:
+        peer = single if name.endswith("(c=1)") else get
+        ratio = (result["p50_ms"] / peer["p50_ms"] if name.endswith("(c=1)")
+                 else result["rps"] / peer["rps"])
+        label = "p50 x" if name.endswith("(c=1)") else "req/s x"
+        print(f"{name:<38} {result['rps']:>12,.0f} {result['p50_ms']:>9.2f} "
+              f"{result['p99_ms']:>9.2f} {label:>7}{ratio:>5.2f}")
+    print("\n(vs Get Call: the rows at c=1 compare p50 with Get Call's at c=1; the others "
+          "requests/s with Get Call's above, an active call at the same connections)")
+    print(f"\nin process, per request: XRANGE of the 200 entries (redis-py) "
+          f"{costs['xrange']:.0f} us, decode the events a summary reads "
+          f"{costs['decode']:.0f} us (validating them again: {costs['validated']:.0f} us), "
+          f"summary {costs['summary']:.0f} us, transcript {costs['transcript']:.0f} us")
 
 
 if __name__ == "__main__":

@@ -32,11 +32,20 @@ from typing import Final
 import msgspec
 
 from callhub import events as ev
-from callhub.transcript import TRANSCRIPT_EVENT_TYPES, build_transcript, call_start, millis_between
+from callhub.transcript import (
+    TRANSCRIPT_EVENT_TYPES,
+    build_transcript,
+    call_start,
+    event_type,
+    millis_between,
+)
 
 SUMMARY_EVENT_TYPES: Final = TRANSCRIPT_EVENT_TYPES | {
     "state_transition", "hook_result", "hook_error",
 }
+
+
+_HOOK_TYPES: Final = frozenset({"hook_result", "hook_error"})
 
 
 class LatencyStats(msgspec.Struct, frozen=True):
@@ -102,8 +111,20 @@ def summarize(events: Iterable[ev.Event], *, now: datetime | None = None,
     ordered = list(events)
     transcript = build_transcript(ordered)
     start = call_start(ordered)
-    end = next((e for e in ordered if isinstance(e, ev.CallTerminated)), None)
-    hooks = [e for e in ordered if isinstance(e, ev.HookResult | ev.HookError)]
+    end: ev.CallTerminated | None = None
+    hooks: list[ev.HookResult | ev.HookError] = []
+    states: list[str] = []
+    for event in ordered:
+        kind = event_type(event)
+        if kind == "state_transition":
+            assert isinstance(event, ev.StateTransition)
+            states.append(event.to_state)
+        elif kind in _HOOK_TYPES:
+            assert isinstance(event, ev.HookResult | ev.HookError)
+            hooks.append(event)
+        elif kind == "call_terminated":
+            assert isinstance(event, ev.CallTerminated)
+            end = event
     if start is None:
         duration = 0
     elif end is not None:
@@ -129,7 +150,7 @@ def summarize(events: Iterable[ev.Event], *, now: datetime | None = None,
             failed=sum(isinstance(e, ev.HookError) for e in hooks),
             latency=latency_stats(e.duration_ms for e in hooks),
         ),
-        states=[e.to_state for e in ordered if isinstance(e, ev.StateTransition)],
+        states=states,
         final_state=end.final_state if end is not None else None,
         reason=end.reason if end is not None else None,
         truncated=truncated,

@@ -120,6 +120,19 @@ class _Draft:
         self.latency_ms: int | None = None
 
 
+_KINDS: dict[type, str] = {}
+
+
+def event_type(event: ev.Event) -> str:
+    """The event's ``type`` (its tag), for subclasses of the event classes too;
+    one dict look-up per event where a chain of ``isinstance`` would be several."""
+    cls = type(event)
+    kind = _KINDS.get(cls)
+    if kind is None:
+        kind = _KINDS[cls] = str(cls.__struct_config__.tag)
+    return kind
+
+
 def call_start(events: Sequence[ev.Event]) -> datetime | None:
     """When the call started: its ``call_started``, else its first event (None: no events)."""
     for event in events:
@@ -147,27 +160,31 @@ def build_transcript(events: Iterable[ev.Event], *, truncated: bool = False) -> 
     start = call_start(ordered)
     session_id = ordered[0].session_id if ordered else ""
     dialog = next((e.dialog_name for e in ordered if isinstance(e, ev.CallStarted)), "")
-    turns = _drafts(ordered, start) if start is not None else []
+    turns, ended = _drafts(ordered, start) if start is not None else ([], False)
     turns.sort(key=lambda t: (t.offset_ms, t.order))
     return Transcript(
         session_id=session_id,
         dialog_name=dialog,
         start_time=iso_time(start) if start is not None else None,
-        ended=any(isinstance(e, ev.CallTerminated) for e in ordered),
+        ended=ended,
         turns=[_turn(d) for d in turns],
         truncated=truncated,
     )
 
 
-def _drafts(events: list[ev.Event], start: datetime) -> list[_Draft]:
-    """The turns in commit order, with latency and barge-in filled in."""
+def _drafts(events: list[ev.Event], start: datetime) -> tuple[list[_Draft], bool]:
+    """The turns in commit order, with latency and barge-in filled in; whether
+    the call has ended."""
     drafts: list[_Draft] = []
     by_utterance: dict[str, _Draft] = {}
     completed: set[str] = set()
     unanswered: _Draft | None = None  # the caller turn the next agent turn answers
     playing: list[_Draft] = []  # agent turns with no tts_completed yet
+    ended = False
     for order, event in enumerate(events):
-        if isinstance(event, ev.SpeechFinal | ev.DtmfReceived):
+        kind = event_type(event)
+        if kind in _CALLER_TYPES:
+            assert isinstance(event, ev.SpeechFinal | ev.DtmfReceived)
             offset = millis_between(start, event.timestamp) - event.duration_ms
             offset = max(0, offset)
             if isinstance(event, ev.SpeechFinal):
@@ -181,7 +198,8 @@ def _drafts(events: list[ev.Event], start: datetime) -> list[_Draft]:
             for cut in playing:  # the caller went on while these had not finished
                 cut.interrupted = True
             playing.clear()
-        elif isinstance(event, ev.TtsStarted):
+        elif kind == "tts_started":
+            assert isinstance(event, ev.TtsStarted)
             draft = _Draft(event, order, millis_between(start, event.timestamp), None,
                            event.text, [])
             drafts.append(draft)
@@ -192,7 +210,8 @@ def _drafts(events: list[ev.Event], start: datetime) -> list[_Draft]:
             if event.utterance_id not in completed:
                 by_utterance[event.utterance_id] = draft
                 playing.append(draft)
-        elif isinstance(event, ev.TtsCompleted):
+        elif kind == "tts_completed":
+            assert isinstance(event, ev.TtsCompleted)
             prompt = by_utterance.pop(event.utterance_id, None)
             completed.add(event.utterance_id)
             if prompt is not None:
@@ -200,7 +219,12 @@ def _drafts(events: list[ev.Event], start: datetime) -> list[_Draft]:
                 prompt.interrupted = event.interrupted
                 if prompt in playing:
                     playing.remove(prompt)
-    return drafts
+        elif kind == "call_terminated":
+            ended = True
+    return drafts, ended
+
+
+_CALLER_TYPES: Final = frozenset({"speech_final", "dtmf_received"})
 
 
 def _turn(draft: _Draft) -> Turn:

@@ -29,6 +29,7 @@ from starlette.types import Receive, Scope, Send
 from callhub.connections import connect_client
 from callhub.settings import Settings, load_settings
 from hub.api.auth import ApiKeys
+from hub.api.call_records import call_events, call_summary, call_transcript
 from hub.api.calls import get_call, list_calls
 from hub.api.cors import CorsPolicy
 from hub.api.dashboard import dashboard
@@ -144,6 +145,9 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False,
         Route("/v1/calls", list_calls),
         Route(EVENTS_PATH, _events_route, methods=["GET"]),
         Route("/v1/calls/{id}", get_call),
+        Route("/v1/calls/{id}/events", call_events),
+        Route("/v1/calls/{id}/transcript", call_transcript),
+        Route("/v1/calls/{id}/summary", call_summary),
         Route("/v1/webhooks", WebhookCollection),
         Route("/v1/webhooks/{id}", WebhookResource),
         Route("/v1/webhooks/{id}/rotate-secret", rotate_secret, methods=["POST"]),

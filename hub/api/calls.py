@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from callhub.events import check_dialog_name, check_session_id
+from hub.api.call_records import with_summary
 from hub.api.query import Query
 from hub.api.replica import replica_of
 from hub.api.responses import json_response
@@ -30,7 +31,10 @@ async def get_call(request: Request) -> Response:
         check_session_id(session_id)
     except ValueError as error:
         raise BadParameter(str(error), param="id") from None
-    return json_response(await replica.store.get_call(session_id, principal.scope))
+    view = await replica.store.get_call(session_id, principal.scope)
+    if view.status == "terminated":
+        view = await with_summary(replica, view)
+    return json_response(view)
 
 
 async def list_calls(request: Request) -> Response:

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from callhub.events import DIALOG_NAME_PATTERN, EVENT_TYPES, SESSION_ID_PATTERN, AnyEvent
+from hub.api.call_records_openapi import RECORD_SCHEMAS, record_paths
 from hub.api.calls import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
 from hub.api.responses import json_response
 from hub.api.webhook_schemas import (
@@ -75,7 +76,7 @@ def openapi_document() -> dict[str, Any]:
         (CallView, ListCallsPage, ErrorBody, AnyEvent, StreamReset, CreateWebhook,
          UpdateWebhook, Webhook, WebhookWithSecret, WebhookList, DeliveryList, DeadLetterList,
          Redeliver, RedeliverResult,
-         PingResult), ref_template=_REF
+         PingResult, *RECORD_SCHEMAS), ref_template=_REF
     )
     components["CallEvent"] = {
         "oneOf": [_ref(cls.__name__) for cls in AnyEvent.__args__],
@@ -122,6 +123,7 @@ def openapi_document() -> dict[str, Any]:
                                   **_errors(400, 401, 404, 500, 503)},
                 }
             },
+            **record_paths(),
             **_webhook_paths(),
             "/healthz": {"get": {"operationId": "healthz", "security": [],
                                  "responses": {"200": {"description": "The process is up"}}}},

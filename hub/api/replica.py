@@ -6,13 +6,14 @@ import time, so every app and every test owns its own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
 from callhub.connections import RedisClient
 from callhub.settings import Settings
 from hub.api.auth import ApiKeys
+from hub.store.call_records import CallRecords
 from hub.store.call_store import CallStore
 from hub.store.subscriptions import SubscriptionStore
 from hub.stream.dispatcher import Dispatcher
@@ -28,6 +29,10 @@ class Replica:
     dispatcher: Dispatcher
     stream_options: StreamOptions
     subscriptions: SubscriptionStore
+    records: CallRecords = field(init=False)  # calls' own event streams
+
+    def __post_init__(self) -> None:
+        self.records = CallRecords(self.redis, self.settings.keyspace)
 
 
 def replica_of(request: Request) -> Replica:

@@ -17,6 +17,7 @@ from typing import Literal
 import msgspec
 from redis.asyncio.cluster import RedisCluster
 
+from callhub.call_summary import CallSummary
 from callhub.connections import RedisClient
 from callhub.cursor import Cursor, parse_stream_id
 from callhub.events import Scalar
@@ -52,7 +53,7 @@ class CallView(msgspec.Struct, frozen=True, omit_defaults=True):
     ``cursor`` is a stream position: subscribing to ``/v1/calls/events`` with
     it as ``last_event_id`` continues exactly after the last event this
     snapshot includes. ``end_time``, ``reason`` and ``final_state`` appear once
-    the call has ended.
+    the call has ended, and Get Call adds its ``summary`` then.
     """
 
     session_id: str
@@ -68,6 +69,7 @@ class CallView(msgspec.Struct, frozen=True, omit_defaults=True):
     end_time: str | None = None
     reason: str | None = None
     final_state: str | None = None
+    summary: CallSummary | None = None
 
 
 class ListCallsPage(msgspec.Struct, frozen=True):

@@ -21,8 +21,9 @@ class Conversation:
     """One call's events, in commit order, built step by step."""
 
     def __init__(self, session_id: str = "call-abc-123", start: datetime = T0,
-                 dialog: str = "helpdesk") -> None:
+                 dialog: str = "helpdesk", event_ids: str = "{session_id}-{seq}") -> None:
         self.session_id = session_id
+        self.event_ids = event_ids
         self.start = start
         self.dialog = dialog
         self.events: list[ev.Event] = []
@@ -35,7 +36,8 @@ class Conversation:
 
     def add(self, cls: type[ev.Event], ms: int, **fields: Any) -> ev.Event:
         seq = len(self.events) + 1
-        event = cls(event_id=f"{self.session_id}-{seq}", session_id=self.session_id,
+        event_id = self.event_ids.format(session_id=self.session_id, seq=seq)
+        event = cls(event_id=event_id, session_id=self.session_id,
                     timestamp=self.at(ms), seq=seq, **fields)
         self.events.append(event)
         return event
@@ -62,17 +64,18 @@ class Conversation:
                  interrupted=interrupted)
 
     def caller(self, ends_ms: int, text: str, duration_ms: int, confidence: float = 0.9,
-               partials: int = 0) -> None:
+               partials: int = 0, segments: list[ev.Segment] | None = None) -> None:
         """The caller speaking for ``duration_ms`` until ``ends_ms`` (word timings
-        spread over the words), after ``partials`` interim transcripts."""
+        spread over the words unless given), after ``partials`` interim transcripts."""
         words = text.split()
         for n in range(partials):
             self.add(ev.SpeechPartial, ends_ms - duration_ms + (n + 1) * duration_ms
                      // (partials + 1), transcript=" ".join(words[: n + 1]),
                      confidence=0.6, language="en", duration_ms=duration_ms // 2)
         step = duration_ms // max(1, len(words))
-        segments = [ev.Segment(word, n * step, n * step + step // 2, confidence)
-                    for n, word in enumerate(words)]
+        if segments is None:
+            segments = [ev.Segment(word, n * step, n * step + step // 2, confidence)
+                        for n, word in enumerate(words)]
         self.add(ev.SpeechFinal, ends_ms, transcript=text, confidence=confidence,
                  language="en", duration_ms=duration_ms, segments=segments)
 
@@ -94,9 +97,9 @@ class Conversation:
                  state_transitions=transitions, final_state=final_state)
 
 
-def helpdesk_call() -> Conversation:
+def helpdesk_call(session_id: str = "call-abc-123") -> Conversation:
     """A conversation whose every figure is known (times in ms from the start)."""
-    call = Conversation()
+    call = Conversation(session_id)
     call.transition(0, "greeting")
     call.agent(300, "Welcome to the helpdesk. How can I help?", played_ms=2500)
     call.caller(5000, "I need a password reset", 1800, confidence=0.94, partials=3)
