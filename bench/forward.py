@@ -991,7 +991,7 @@ async def run(plan: Plan, redis: LocalRedis, status: StatusLine, args: argparse.
     if logs is not None:
         logs.mkdir(parents=True, exist_ok=True)
     rig = Rig(plan, redis, status, profiler, logs)
-    started = time.monotonic()
+    started, load = time.monotonic(), os.getloadavg()[0]
     results: list[Result] = []
     notes: dict[str, str] = {}
     try:
@@ -1024,7 +1024,9 @@ async def run(plan: Plan, redis: LocalRedis, status: StatusLine, args: argparse.
     finally:
         profiler.stop()
         await rig.close()
-    notes["run"] = f"{time.monotonic() - started:.0f} s in all"
+    notes["run"] = (f"{time.monotonic() - started:.0f} s in all; load average "
+                    f"{load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (other "
+                    "processes on the machine share its cores)")
     report(plan, results, ceiling, costs, notes)
     for path in profiler.outputs:
         print(f"\npy-spy profile, {path.name} ({path}):")
