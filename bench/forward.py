@@ -648,7 +648,9 @@ class ForwardConfig(Config):
             port = free_port()
             self.senders.append(self.rig.start_server(f"callhub forward #{n + 1}", [
                 sys.executable, "-m", "callhub.cli", "forward", "--redis-url", self.rig.redis.url,
-                "--shards", str(SHARDS), "--metrics-port", str(port)], port))
+                "--shards", str(SHARDS), "--metrics-port", str(port)], port,
+                # The receiver listens on 127.0.0.1: allowed, as in the tests.
+                env={"CALLHUB_WEBHOOK_ALLOW_PRIVATE": "1"}))
         for server in self.senders:
             server.wait_ready("/metrics")
             self.holders.append(holder_of(server))
