@@ -204,9 +204,11 @@ class EventStream:
             await self._save(self.cursor)
 
     async def _moved(self, cursor: str) -> None:
-        """A cursor-only mark: nothing to handle, so a store that is up to date follows it."""
+        """A cursor-only mark (a ping, the end of history): nothing to handle, so the
+        store follows it if everything yielded is handled (with ``checkpoint_every``
+        it is: the consumer asked for more) or acked."""
         self.position = self.cursor = cursor
-        if self._acked_last and self._store is not None:
+        if self._store is not None and (self._every is not None or self._acked_last):
             await self._save(cursor)
 
     async def _save(self, cursor: str) -> None:
