@@ -22,9 +22,10 @@ events it already yielded (by call and ``seq``), so each still comes once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, Protocol, TypeAlias
 
@@ -154,17 +155,32 @@ class EventStream:
         self._acked_last = True
         self._history_seen: dict[str, int] = {}  # session -> highest seq yielded in history
         self._started = False
+        self._items: AsyncGenerator[Delivery, None] | None = None
 
     # -- iteration ----------------------------------------------------------------
 
-    def __aiter__(self) -> AsyncIterator[StreamItem]:
-        return self._items()
+    def __aiter__(self) -> EventStream:
+        return self
 
-    async def _items(self) -> AsyncIterator[StreamItem]:
-        async for delivery in self.deliveries():
-            yield delivery.item
+    async def __anext__(self) -> StreamItem:
+        if self._items is None:
+            self._items = self.deliveries()
+        delivery = await anext(self._items)
+        return delivery.item
 
-    async def deliveries(self) -> AsyncIterator[Delivery]:
+    async def aclose(self) -> None:
+        """Close the connection now (leaving ``async for`` early leaves that to the
+        garbage collector); ``async with stream:`` does it too."""
+        if self._items is not None:
+            await self._items.aclose()
+
+    async def __aenter__(self) -> EventStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def deliveries(self) -> AsyncGenerator[Delivery, None]:
         """Every item with its cursor and bytes, until a fatal error or ``max_retries``."""
         if self._started:
             raise RuntimeError("an EventStream is iterated once; call events() again")
@@ -174,11 +190,14 @@ class EventStream:
         limit = self.retry.max_retries
         while True:
             try:
-                async for delivery in self._connection():
-                    self.cursor = delivery.cursor or self.cursor
-                    self._acked_last = False
-                    yield delivery
-                    await self._handled_one()
+                # aclosing: closing this generator closes the connection's first, in
+                # order (left to the collector, the two could be finalized at once).
+                async with contextlib.aclosing(self._connection()) as connection:
+                    async for delivery in connection:
+                        self.cursor = delivery.cursor or self.cursor
+                        self._acked_last = False
+                        yield delivery
+                        await self._handled_one()
                 reason, at_least = "the hub ended the stream", 0.0
             except _Retry as retry:
                 reason, at_least = retry.reason, retry.at_least_s
@@ -220,7 +239,7 @@ class EventStream:
 
     # -- one connection -----------------------------------------------------------
 
-    async def _connection(self) -> AsyncIterator[Delivery]:
+    async def _connection(self) -> AsyncGenerator[Delivery, None]:
         """One connection's items: returns when the server ends the stream, raises otherwise."""
         headers = {"Last-Event-ID": self.position} if self.position else {}
         answered = False
