@@ -32,7 +32,7 @@ from callhub.cli.arguments import whole_number
 from callhub.cli.status_line import StatusLine
 
 if TYPE_CHECKING:
-    from callhub.client import Call, CallhubClient, ExportedCall
+    from callhub.client import CallhubClient
 
 HELP = "write a hub's calls as JSON Lines (one Get Call object per line)"
 DESCRIPTION = (
@@ -177,38 +177,14 @@ async def _write_file(hub: CallhubClient, args: argparse.Namespace,
 async def _write(hub: CallhubClient, args: argparse.Namespace, out: BinaryIO,
                  status: StatusLine) -> int:
     encoder = msgspec.json.Encoder()
-    limit = asyncio.Semaphore(CONCURRENCY)
     count = 0
-
-    async def record(call: Call) -> ExportedCall:
-        async with limit:
-            return await exported(hub, call, with_transcript=args.with_transcript)
-
-    async for page in hub.list_call_pages(
+    async for page in hub.export_pages(
+            with_transcript=args.with_transcript, concurrency=CONCURRENCY,
             dialog_name=args.dialog, status=args.status or "", ended_after=args.ended_after,
             ended_before=args.ended_before, caller_id=args.caller_id,
             page_size=args.page_size):
-        records = await asyncio.gather(*(record(call) for call in page.calls))
-        out.write(b"".join(encoder.encode(r) + b"\n" for r in records))
-        count += len(records)
-        status.update(f"callhub export: {count} of {max(page.total_count, count)} calls")
+        out.write(b"".join(encoder.encode(call) + b"\n" for call in page.calls))
+        count += len(page.calls)
+        status.update(f"callhub export: {count:,} of {max(page.total_count, count):,} calls")
     out.flush()
     return count
-
-
-async def exported(hub: CallhubClient, call: Call, *, with_transcript: bool) -> ExportedCall:
-    """A listed call as an export line: with its summary, and its transcript if asked.
-
-    A call that expired between the page and these reads is written as listed.
-    """
-    from callhub.client import ExportedCall, NotFound
-
-    fields = msgspec.structs.asdict(call)
-    try:
-        if fields["summary"] is None:
-            fields["summary"] = await hub.summary(call.session_id)
-        if with_transcript:
-            fields["transcript"] = await hub.transcript(call.session_id)
-    except NotFound:
-        pass
-    return ExportedCall(**fields)

@@ -46,6 +46,7 @@ from callhub.client.models import (
     CallEventsPage,
     CallPage,
     ExportedCall,
+    ExportPage,
     HistoryEnd,
     StreamReset,
     UnknownEvent,
@@ -53,7 +54,7 @@ from callhub.client.models import (
 
 __all__ = [
     "BadRequest", "Call", "CallEventsPage", "CallPage", "CallhubClient", "CallhubError",
-    "ClientConfigError", "CursorStore", "Delivery", "EventStream", "ExportedCall",
+    "ClientConfigError", "CursorStore", "Delivery", "EventStream", "ExportPage", "ExportedCall",
     "FileCursorStore", "Forbidden", "HistoryEnd", "HubError", "HubUnavailable",
     "HubUnreachable", "MemoryCursorStore", "NotAHub", "NotFound", "RedisCursorStore",
     "RetriesExhausted", "RetryPolicy", "StreamItem", "StreamReset", "Unauthorized",

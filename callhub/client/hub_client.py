@@ -37,6 +37,7 @@ from callhub.client.errors import (
     HubUnavailable,
     HubUnreachable,
     NotAHub,
+    NotFound,
     UntrustedCertificate,
 )
 from callhub.client.event_stream import (
@@ -50,7 +51,14 @@ from callhub.client.event_stream import (
     retry_after,
     untrusted_reason,
 )
-from callhub.client.models import Call, CallEventsPage, CallPage, StreamReset
+from callhub.client.models import (
+    Call,
+    CallEventsPage,
+    CallPage,
+    ExportedCall,
+    ExportPage,
+    StreamReset,
+)
 from callhub.events import AnyEvent
 from callhub.transcript import Transcript
 
@@ -201,6 +209,36 @@ class CallhubClient:
     async def list_calls(self, **filters: Any) -> AsyncIterator[Call]:
         """Every call List Calls has for these filters (see ``list_call_pages``)."""
         async for page in self.list_call_pages(**filters):
+            for call in page.calls:
+                yield call
+
+    async def export_pages(self, *, with_transcript: bool = False, concurrency: int = 8,
+                           **filters: Any) -> AsyncIterator[ExportPage]:
+        """List Calls page by page, each call with its summary (and transcript if
+        asked): ``concurrency`` reads in flight, the page's order kept. A call that
+        expired between its page and these reads comes as listed."""
+        limit = asyncio.Semaphore(concurrency)
+
+        async def exported(call: Call) -> ExportedCall:
+            async with limit:
+                fields = msgspec.structs.asdict(call)
+                try:
+                    if fields["summary"] is None:
+                        fields["summary"] = await self.summary(call.session_id)
+                    if with_transcript:
+                        fields["transcript"] = await self.transcript(call.session_id)
+                except NotFound:
+                    pass
+                return ExportedCall(**fields)
+
+        async for page in self.list_call_pages(**filters):
+            calls = await asyncio.gather(*(exported(call) for call in page.calls))
+            yield ExportPage(list(calls), page.total_count)
+
+    async def export(self, *, with_transcript: bool = False,
+                     **filters: Any) -> AsyncIterator[ExportedCall]:
+        """Every listed call as ``callhub export`` writes it (see ``export_pages``)."""
+        async for page in self.export_pages(with_transcript=with_transcript, **filters):
             for call in page.calls:
                 yield call
 

@@ -65,6 +65,13 @@ class ExportedCall(Call, frozen=True, omit_defaults=True):
     transcript: Transcript | None = None
 
 
+class ExportPage(msgspec.Struct, frozen=True):
+    """One List Calls page as export lines, and how many calls the listing has."""
+
+    calls: list[ExportedCall]
+    total_count: int
+
+
 class StreamReset(msgspec.Struct, frozen=True):
     """The hub's ``stream_reset`` notice: the cursor was older than the retention
     window, so the events between it and ``oldest_position`` are gone; the

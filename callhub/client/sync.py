@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from callhub.call_summary import CallSummary
 from callhub.client import hub_client
 from callhub.client.event_stream import EventStream, StreamItem
-from callhub.client.models import Call, CallPage
+from callhub.client.models import Call, CallPage, ExportedCall
 from callhub.events import AnyEvent
 from callhub.transcript import Transcript
 
@@ -116,6 +116,9 @@ class CallhubClient:
 
     def call_events(self, session_id: str, **options: Any) -> Iterator[AnyEvent]:
         return self._loop.iterate(self._client.call_events(session_id, **options))
+
+    def export(self, **options: Any) -> Iterator[ExportedCall]:
+        return self._loop.iterate(self._client.export(**options))
 
     def transcript(self, session_id: str) -> Transcript:
         return self._loop.run(self._client.transcript(session_id))
