@@ -161,6 +161,7 @@ class CallhubClient:
         on_reset: Callable[[StreamReset], object] | None = None,
         max_retries: int | None = None, idle_timeout_s: float | None = 60.0,
         retry: RetryPolicy | None = None, listener: StreamListener | None = None,
+        validate: bool = True,
     ) -> EventStream:
         """The matching events as they happen (and first the history, if asked).
 
@@ -168,7 +169,9 @@ class CallhubClient:
         ``cursor_store``, else from now. Yields the kernel's event Structs,
         ``UnknownEvent`` for one this client cannot decode, ``StreamReset``
         when the cursor was older than the hub's retention, ``HistoryEnd`` at
-        the seam between history and live events.
+        the seam between history and live events. ``validate=False`` skips the
+        Structs' Python-level checks, which the hub made at commit (decoding
+        costs a third; see ``event_stream.decode_item``).
         """
         params = {"event_types": _types(event_types), "session_id": session_id,
                   "dialog_name": dialog_name}
@@ -180,7 +183,8 @@ class CallhubClient:
             {name: value for name, value in params.items() if value},
             last_event_id=last_event_id.strip(), cursor_store=cursor_store,
             checkpoint_every=checkpoint_every, on_reset=on_reset, retry=policy,
-            listener=listener, hub_url=self.url, client_cert=self._client_cert)
+            listener=listener, hub_url=self.url, client_cert=self._client_cert,
+            validate=validate)
 
     # -- REST ---------------------------------------------------------------------
 

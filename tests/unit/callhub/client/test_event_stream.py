@@ -229,3 +229,18 @@ async def test_filters_go_to_the_hub_as_given_and_nothing_else(
                 "include_history": "true" if history_too else ""}
     assert dict(script.requests[0].url.params) == {k: v for k, v in expected.items() if v}
     assert script.requests[0].url.path == "/v1/calls/events"
+
+
+async def test_without_validation_events_are_still_their_classes_and_typed() -> None:
+    broken = b'{"type":"dtmf_received","event_id":"e","session_id":"a","timestamp":' \
+             b'"2025-06-14T18:30:00Z","seq":2,"digit":"Z","duration_ms":1}'
+    script = Script(stream(live("c1", "a", 2), sse.event_frame("c2", b"dtmf_received", broken)))
+    first, refused = await collect(script, validate=False)
+    assert isinstance(first, ev.DtmfReceived)
+    assert ev.encode_event(first) == ev.encode_event(dtmf("a", 2))
+    match first:
+        case ev.DtmfReceived(digit="5", session_id="a"):
+            pass
+        case _:
+            raise AssertionError(first)
+    assert isinstance(refused, UnknownEvent)  # a Literal is still checked
