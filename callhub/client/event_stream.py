@@ -22,7 +22,6 @@ events it already yielded (by call and ``seq``), so each still comes once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import ssl
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -57,7 +56,7 @@ RETRYABLE_STATUS: Final = frozenset({408, 425, 429, 500, 502, 503, 504})
 StreamItem: TypeAlias = AnyEvent | UnknownEvent | StreamReset | HistoryEnd
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs ~1 µs per event
 class Delivery:
     """One item of the stream with what came with it: the cursor after it ("" for a
     history event) and the bytes of its ``data:`` (the event JSON exactly as sent)."""
@@ -182,7 +181,12 @@ class EventStream:
         await self.aclose()
 
     async def deliveries(self) -> AsyncGenerator[Delivery, None]:
-        """Every item with its cursor and bytes, until a fatal error or ``max_retries``."""
+        """Every item with its cursor and bytes, until a fatal error or ``max_retries``.
+
+        One generator, the response opened and closed by hand: nested async
+        generators (or ``async with`` inside one) left to the collector when a
+        consumer stops early can be finalized all at once at shutdown, and fail.
+        """
         if self._started:
             raise RuntimeError("an EventStream is iterated once; call events() again")
         self._started = True
@@ -190,19 +194,56 @@ class EventStream:
             self.position = self.cursor = self._saved = (await self._store.load()) or ""
         limit = self.retry.max_retries
         while True:
+            response: httpx.Response | None = None
             try:
-                # aclosing: closing this generator closes the connection's first, in
-                # order (left to the collector, the two could be finalized at once).
-                async with contextlib.aclosing(self._connection()) as connection:
-                    async for delivery in connection:
+                response = await self._open()
+                parser = SseParser(self.position, marks=True)
+                in_history = self._history and not self.position
+                async for chunk in response.aiter_bytes():
+                    items = parser.feed(chunk)
+                    if parser.retry_ms is not None:
+                        self.retry_ms = parser.retry_ms
+                    last = len(items) - 1
+                    for index, item in enumerate(items):
+                        if isinstance(item, SseComment):
+                            continue
+                        if isinstance(item, SseMark):
+                            await self._moved(item.last_event_id)
+                            if not in_history:
+                                continue
+                            in_history = False
+                            self._history_seen.clear()
+                            delivery = Delivery(HistoryEnd(item.last_event_id),
+                                                item.last_event_id, b"", index == last)
+                        elif item.type == "stream_reset":
+                            reset = _decode_reset(item.data)
+                            self.position = item.last_event_id
+                            if self._on_reset is not None:
+                                self._on_reset(reset)
+                            delivery = Delivery(reset, item.last_event_id, item.data,
+                                                index == last)
+                        else:
+                            event = decode_item(item.data, validate=self._validate)
+                            if in_history and self._seen_in_history(event):
+                                continue
+                            self.position = item.last_event_id
+                            delivery = Delivery(event, item.last_event_id, item.data,
+                                                index == last)
                         self.cursor = delivery.cursor or self.cursor
                         self._acked_last = False
                         yield delivery
-                        await self._handled_one()
+                        if self._every is not None:
+                            await self._handled_one()
                 reason, at_least = "the hub ended the stream", 0.0
             except _Retry as retry:
                 reason, at_least = retry.reason, retry.at_least_s
                 self.failures += 1
+            except httpx.RequestError as error:
+                reason, at_least = self._failure(error, answered=response is not None), 0.0
+                self.failures += 1
+            finally:
+                if response is not None:
+                    await response.aclose()
             if limit is not None and self.failures > limit:
                 raise RetriesExhausted(reason, limit)
             delay = max(self.retry.backoff(self.retry_ms, max(self.failures, 1)), at_least)
@@ -240,58 +281,36 @@ class EventStream:
 
     # -- one connection -----------------------------------------------------------
 
-    async def _connection(self) -> AsyncGenerator[Delivery, None]:
-        """One connection's items: returns when the server ends the stream, raises otherwise."""
+    async def _open(self) -> httpx.Response:
+        """A connection's response, once it is known to be an event stream."""
         headers = {"Last-Event-ID": self.position} if self.position else {}
-        answered = False
+        timeout = httpx.Timeout(CONNECT_TIMEOUT_S, read=self.retry.idle_timeout_s)
+        request = self._http.build_request("GET", self.url, params=self._params,
+                                           headers=headers, timeout=timeout)
         try:
-            timeout = httpx.Timeout(CONNECT_TIMEOUT_S, read=self.retry.idle_timeout_s)
-            async with self._http.stream("GET", self.url, params=self._params, headers=headers,
-                                         timeout=timeout) as response:
-                answered = True
-                await self._check(response)
-                self.failures = 0
-                self._listener.connected(self.url, self.position, not self._connected_before)
-                self._connected_before = True
-                parser = SseParser(self.position, marks=True)
-                in_history = self._history and not self.position
-                async for chunk in response.aiter_bytes():
-                    items = parser.feed(chunk)
-                    if parser.retry_ms is not None:
-                        self.retry_ms = parser.retry_ms
-                    last = len(items) - 1
-                    for index, item in enumerate(items):
-                        if isinstance(item, SseComment):
-                            continue
-                        if isinstance(item, SseMark):
-                            await self._moved(item.last_event_id)
-                            if in_history:
-                                in_history = False
-                                self._history_seen.clear()
-                                yield Delivery(HistoryEnd(item.last_event_id),
-                                               item.last_event_id, b"", index == last)
-                            continue
-                        if item.type == "stream_reset":
-                            reset = _decode_reset(item.data)
-                            self.position = item.last_event_id
-                            if self._on_reset is not None:
-                                self._on_reset(reset)
-                            yield Delivery(reset, item.last_event_id, item.data, index == last)
-                            continue
-                        event = decode_item(item.data, validate=self._validate)
-                        if in_history and self._seen_in_history(event):
-                            continue
-                        self.position = item.last_event_id
-                        yield Delivery(event, item.last_event_id, item.data, index == last)
-        except httpx.ReadTimeout:
-            raise _Retry(f"nothing from the hub for {self.retry.idle_timeout_s:g}s") from None
-        except httpx.TooManyRedirects as error:
-            raise NotAHub(f"{self.url}: {error}") from None
+            response = await self._http.send(request, stream=True)
         except httpx.RequestError as error:
-            untrusted = untrusted_reason(error)
-            if untrusted is not None:
-                raise UntrustedCertificate(untrusted) from None
-            raise _Retry(self._describe(error, answered)) from None
+            raise _Retry(self._failure(error, answered=False)) from None
+        try:
+            await self._check(response)
+        except BaseException:
+            await response.aclose()
+            raise
+        self.failures = 0
+        self._listener.connected(self.url, self.position, not self._connected_before)
+        self._connected_before = True
+        return response
+
+    def _failure(self, error: httpx.RequestError, *, answered: bool) -> str:
+        """Why a connection failed, if a retry may fix it; raises if not."""
+        if isinstance(error, httpx.ReadTimeout):
+            return f"nothing from the hub for {self.retry.idle_timeout_s:g}s"
+        if isinstance(error, httpx.TooManyRedirects):
+            raise NotAHub(f"{self.url}: {error}") from None
+        untrusted = untrusted_reason(error)
+        if untrusted is not None:
+            raise UntrustedCertificate(untrusted) from None
+        return self._describe(error, answered)
 
     def _seen_in_history(self, event: StreamItem) -> bool:
         """History replayed after a reconnect: drop what was yielded before."""
