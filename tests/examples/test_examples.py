@@ -176,3 +176,11 @@ async def speech_finals_after(aredis: aioredis.Redis,
         if isinstance(event, ev.SpeechFinal) and fields[b"dialog"] == b"helpdesk":
             found.append((event.session_id, event.seq))
     return found
+
+
+def test_the_examples_type_check_strictly(tmp_path: Path) -> None:
+    from mypy import api as mypy_api
+
+    out, err, status = mypy_api.run(["--strict", "--no-incremental", "--cache-dir",
+                                     str(tmp_path), *map(str, sorted(EXAMPLES.glob("*.py")))])
+    assert status == 0, out + err

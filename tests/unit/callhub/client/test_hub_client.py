@@ -3,7 +3,7 @@ retryable answers retried (no sleeping), and the synchronous facade."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -17,10 +17,14 @@ from callhub.client import (
     ClientConfigError,
     HubUnavailable,
     HubUnreachable,
+    MemoryCursorStore,
     NotAHub,
     NotFound,
 )
 from callhub.client import sync as sync_client
+from callhub.events import decode_event, encode_event
+from hub.stream import frames as sse
+from tests.support.strategies import dtmf
 
 URL = "http://hub.test/prefix"
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -137,3 +141,24 @@ def test_the_sync_facade_returns_plain_values() -> None:
         assert [c.session_id for c in hub.list_calls()] == ["a", "b"]
         first = next(iter(hub.list_call_pages()))
         assert msgspec.structs.asdict(first.calls[0])["session_id"] == "a"
+
+
+def test_the_sync_facade_streams_and_acks() -> None:
+    data = encode_event(dtmf("a", 2))
+
+    async def body() -> AsyncIterator[bytes]:
+        yield sse.event_frame("c1", b"dtmf_received", data)
+        yield sse.event_frame("c2", b"dtmf_received", encode_event(dtmf("a", 3)))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"},
+                              content=body())
+
+    store = MemoryCursorStore()
+    with sync_client.CallhubClient(URL, transport=httpx.MockTransport(handler)) as hub:
+        stream = hub.events(cursor_store=store)
+        for item in stream:
+            assert item == decode_event(data)
+            stream.ack()
+            break
+    assert store.cursor == "c1" == stream.cursor
