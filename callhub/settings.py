@@ -80,17 +80,41 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return Keyspace(prefix=self.prefix, shards=self.shards)
 
 
+def redact_url(value: str) -> str:
+    """``value`` with its credentials masked (``user:***@``): safe to print.
+
+    Works on strings that are not valid URLs too: everything before the last
+    ``@`` after the scheme is credentials, so a mistyped URL (``redis:admin:pw@host``,
+    a password holding ``/``) never leaks one.
+    """
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        scheme, rest = "", value
+    credentials, at, address = rest.rpartition("@")
+    if not at:
+        return value
+    name, colon, _password = credentials.partition(":")
+    return f"{scheme}{sep}{name}:***@{address}" if colon else f"{scheme}{sep}***@{address}"
+
+
 def parse_redis_url(name: str, value: str) -> str:
+    """A Redis URL callhub can connect with; messages show it with its password masked.
+
+    ``redis://`` and ``rediss://`` need a host (``redis:admin:pw@host`` has none:
+    it would connect to localhost); ``unix://`` needs a path.
+    """
     parts = urlsplit(value)
-    if parts.scheme not in {"redis", "rediss", "unix"} or not (parts.hostname or parts.path):
+    shown = redact_url(value)
+    has_target = parts.hostname if parts.scheme in {"redis", "rediss"} else parts.path
+    if parts.scheme not in {"redis", "rediss", "unix"} or not has_target:
         raise SettingsError(
             f"{name} must be a Redis URL like redis://host:6379/0 (or rediss://, unix://), "
-            f"got {value!r}"
+            f"got {shown!r}"
         )
     try:
         parts.port  # noqa: B018 - raises on a non-numeric port
     except ValueError:
-        raise SettingsError(f"{name} has an invalid port: {value!r}") from None
+        raise SettingsError(f"{name} has an invalid port: {shown!r}") from None
     return value
 
 
