@@ -7,6 +7,7 @@ fails at start-up with a message naming the variable, never later.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -51,6 +52,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ping_interval_ms: int = 15_000
     write_timeout_ms: int = 10_000
     subscriber_buffer_bytes: int = 4 * 1024 * 1024
+    # Open event streams per replica: at most this many per API key and per
+    # client address (0: no cap). The client address is the connection's peer,
+    # or, when the peer is a trusted proxy (comma list of addresses or networks,
+    # "*" for any), the last address of its X-Forwarded-For.
+    max_streams_per_key: int = 1000
+    max_streams_per_client: int = 100
+    trusted_proxies: str = "127.0.0.1,::1"
     # Browser origins allowed to read the API (comma-separated, "*" for any,
     # empty for none): the spec's EventSource example runs on other origins.
     cors_origins: str = "*"
@@ -159,6 +167,25 @@ def parse_flag(name: str, value: str) -> bool:
     return choices[value.strip().lower()]
 
 
+def parse_limit(name: str, value: str) -> int:
+    if not value.strip().isdigit() or int(value) > 10_000_000:
+        raise SettingsError(f"{name} must be a whole number (0 for no limit), got {value!r}")
+    return int(value)
+
+
+def parse_networks(name: str, value: str) -> str:
+    """Comma-separated addresses or networks (``10.0.0.0/8``), or ``*``."""
+    for part in (p.strip() for p in value.split(",")):
+        if not part or part == "*":
+            continue
+        try:
+            ipaddress.ip_network(part, strict=False)
+        except ValueError:
+            raise SettingsError(f"{name}: {part[:64]!r} is not an address or network "
+                                "(like 10.0.0.0/8), nor *") from None
+    return value
+
+
 def parse_log_format(name: str, value: str) -> str:
     if value not in ("text", "json"):
         raise SettingsError(f"{name} must be text or json, got {value!r}")
@@ -190,6 +217,9 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CALLHUB_PING_INTERVAL": ("ping_interval_ms", parse_duration_ms),
     "CALLHUB_WRITE_TIMEOUT": ("write_timeout_ms", parse_duration_ms),
     "CALLHUB_SUBSCRIBER_BUFFER": ("subscriber_buffer_bytes", parse_bytes),
+    "CALLHUB_MAX_STREAMS_PER_KEY": ("max_streams_per_key", parse_limit),
+    "CALLHUB_MAX_STREAMS_PER_CLIENT": ("max_streams_per_client", parse_limit),
+    "CALLHUB_TRUSTED_PROXIES": ("trusted_proxies", parse_networks),
     "CALLHUB_CORS_ORIGINS": ("cors_origins", parse_text),
     "CALLHUB_API_KEYS": ("api_keys", parse_text),
     "CALLHUB_API_KEYS_FILE": ("api_keys_file", parse_text),

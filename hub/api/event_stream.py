@@ -69,6 +69,7 @@ class StreamRequest:
     stream_filter: EventFilter
     resume_from: Cursor | None
     include_history: bool
+    key_name: str | None = None  # the API key's name; None when the API is open
 
 
 def check_request(request: Request, replica: Replica) -> StreamRequest:
@@ -86,7 +87,8 @@ def check_request(request: Request, replica: Replica) -> StreamRequest:
         dialog_name=dialog_name,
         scope=principal.scope,
     )
-    return StreamRequest(stream_filter, resume_from, include_history)
+    key_name = principal.name if replica.keys.enabled else None
+    return StreamRequest(stream_filter, resume_from, include_history, key_name)
 
 
 async def serve_event_stream(replica: Replica, scope: Scope, receive: Receive, send: Send,
@@ -101,13 +103,17 @@ async def serve_event_stream(replica: Replica, scope: Scope, receive: Receive, s
             except TimeoutError:
                 raise ServiceUnavailable(
                     "the event stream is not connected to Redis yet") from None
+        release = replica.stream_quota.open(scope, asked.key_name)
     except Exception as error:  # every error is answered, as the app's handlers do
         response = await error_response(request, error)
         response.raw_headers += extra_headers
         await response(scope, receive, send)
         return
     del request  # nothing of the request is kept for the life of the stream
-    await _stream(replica, asked, scope, receive, send, extra_headers)
+    try:
+        await _stream(replica, asked, scope, receive, send, extra_headers)
+    finally:
+        release()
 
 
 async def _reach(replica: Replica, target: Cursor) -> bool:
