@@ -57,6 +57,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # or, when the peer is a trusted proxy (comma list of addresses or networks,
     # "*" for any), the last address of its X-Forwarded-For.
     max_streams_per_key: int = 1000
+    # Connections one replica process holds (0: no cap): beyond it a 503. A
+    # request's head must arrive within the header timeout.
+    max_connections: int = 10_000
+    header_timeout_ms: int = 10_000
     max_streams_per_client: int = 100
     trusted_proxies: str = "127.0.0.1,::1"
     # Browser origins allowed to read the API (comma-separated, "*" for any,
@@ -217,6 +221,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CALLHUB_PING_INTERVAL": ("ping_interval_ms", parse_duration_ms),
     "CALLHUB_WRITE_TIMEOUT": ("write_timeout_ms", parse_duration_ms),
     "CALLHUB_SUBSCRIBER_BUFFER": ("subscriber_buffer_bytes", parse_bytes),
+    "CALLHUB_MAX_CONNECTIONS": ("max_connections", parse_limit),
+    "CALLHUB_HEADER_TIMEOUT": ("header_timeout_ms", parse_duration_ms),
     "CALLHUB_MAX_STREAMS_PER_KEY": ("max_streams_per_key", parse_limit),
     "CALLHUB_MAX_STREAMS_PER_CLIENT": ("max_streams_per_client", parse_limit),
     "CALLHUB_TRUSTED_PROXIES": ("trusted_proxies", parse_networks),
@@ -255,6 +261,7 @@ def load_settings(environ: Mapping[str, str], **overrides: str | None) -> Settin
                             ("CALLHUB_DURABLE_TIMEOUT", settings.durable_timeout_ms),
                             ("CALLHUB_PING_INTERVAL", settings.ping_interval_ms),
                             ("CALLHUB_WRITE_TIMEOUT", settings.write_timeout_ms),
+                            ("CALLHUB_HEADER_TIMEOUT", settings.header_timeout_ms),
                             ("CALLHUB_WEBHOOK_RETRY_WINDOW", settings.webhook_retry_window_ms),
                             ("CALLHUB_WEBHOOK_TIMEOUT", settings.webhook_timeout_ms),
                             ("CALLHUB_FORWARD_LEASE", settings.forward_lease_ms)):
