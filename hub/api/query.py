@@ -8,6 +8,7 @@ and why, never a 500.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 
 from starlette.datastructures import QueryParams
 
@@ -15,6 +16,8 @@ from hub.api.auth import KEY_QUERY_PARAMETER
 from hub.errors import BadParameter
 
 MAX_VALUE = 4096
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
 class Query:
@@ -65,3 +68,21 @@ class Query:
         if value in ("false", "0", "no"):
             return False
         raise BadParameter(f"{name} must be true or false", param=name)
+
+    def time_ms(self, name: str) -> int | None:
+        """An ISO 8601 date and time with its zone (``2025-06-14T18:30:00Z``,
+        ``…+02:00``), as unix milliseconds; None when not given. A time without
+        a zone would mean a different instant on every client: refused."""
+        value = self.text(name)
+        if not value:
+            return None
+        try:
+            moment = datetime.fromisoformat(value) if len(value) <= 64 else None
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None or "T" not in value.upper():
+            hint = " (a + in a URL is sent as %2B)" if " " in value else ""
+            raise BadParameter(
+                f"{name} must be an ISO 8601 date and time with a zone, such as "
+                f"2025-06-14T18:30:00Z{hint}", param=name)
+        return (moment - _EPOCH) // _MS

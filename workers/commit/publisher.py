@@ -48,8 +48,8 @@ from callhub.keyspace import Keyspace
 from callhub.layout import (
     CALL_CALLER_ID,
     CALL_DIALOG_NAME,
-    REDIRECT_CALLER,
     COMMIT_NUMKEYS,
+    REDIRECT_CALLER,
     CommitArg,
     CommitArguments,
     CommitKey,
