@@ -58,9 +58,9 @@ async def list_calls(request: Request) -> Response:
 
 def _listing(query: Query) -> CallFilter:
     """The filters of a List Calls request, each checked against the others."""
-    status = _status(query.text("status", "active"))
+    status = _status(query.text("status", "active", empty_ok=False))
     dialog = query.text("dialog_name", check=check_dialog_name)
-    caller = query.text("caller_id", check=_caller_id)
+    caller = query.text("caller_id", check=_caller_id, empty_ok=False)
     after = query.time_ms("ended_after")
     before = query.time_ms("ended_before")
     if status == "active":

@@ -32,10 +32,15 @@ class Query:
                 )
         self._params = params
 
-    def text(self, name: str, default: str = "", check: Callable[[str], str] | None = None) -> str:
+    def text(self, name: str, default: str = "", check: Callable[[str], str] | None = None,
+             empty_ok: bool = True) -> str:
+        """The parameter's value; empty is "not given" unless ``empty_ok`` is false
+        (then an empty value is a 400: leave the parameter out instead)."""
         values = self._params.getlist(name)
         if len(values) > 1:
             raise BadParameter(f"{name} is given more than once", param=name)
+        if values and values[0] == "" and not empty_ok:
+            raise BadParameter(f"{name} is empty: leave it out, or give it a value", param=name)
         if not values or values[0] == "":  # empty is "not given" for text
             return default
         value = values[0]
@@ -73,7 +78,7 @@ class Query:
         """An ISO 8601 date and time with its zone (``2025-06-14T18:30:00Z``,
         ``…+02:00``), as unix milliseconds; None when not given. A time without
         a zone would mean a different instant on every client: refused."""
-        value = self.text(name)
+        value = self.text(name, empty_ok=False)
         if not value:
             return None
         try:

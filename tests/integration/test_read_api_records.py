@@ -203,7 +203,9 @@ async def test_a_call_whose_records_expired_is_skipped_not_an_error(
 @pytest.mark.parametrize(
     ("query", "param"),
     [
-        ("status=ended", "status"), ("status=TERMINATED", "status"),
+        ("status=ended", "status"), ("status=TERMINATED", "status"), ("status=", "status"),
+        ("status=terminated&caller_id=", "caller_id"),
+        ("status=terminated&ended_after=", "ended_after"),
         ("status=active&status=all", "status"),
         ("status=terminated&ended_after=yesterday", "ended_after"),
         ("status=terminated&ended_after=2025-06-14", "ended_after"),
