@@ -131,6 +131,24 @@ async def test_an_ended_call_is_indexed_by_end_time_and_trimmed_by_the_retention
     assert sync_redis.zrange(KEYS.ended_dialog(0, "helpdesk"), 0, -1) == [b"c-1", b"c-3"]
 
 
+async def test_an_ending_with_a_stale_caller_is_indexed_under_the_stored_one(
+    aredis: aioredis.Redis, settings: Settings, sync_redis: redis.Redis
+) -> None:
+    """The script redirects; the publisher sends it again with the stored
+    caller's keys (named up front, as a cluster wants them)."""
+    publisher = CallPublisher(aredis, msgspec.structs.replace(settings, shards=3))
+    keys = Keyspace(shards=3)
+    await publisher.commit_many([call_started("c-1"), call_started("c-2")])
+    sync_redis.hset(keys.call("c-1"), "caller_id", "+15550009999")
+    outcomes = await publisher.commit_many([terminated("c-1", 2), terminated("c-2", 2)])
+    assert [o.status for o in outcomes] == ["committed", "committed"]
+    shard = keys.shard_of("c-1")
+    assert sync_redis.zrange(keys.ended_caller(shard, "+15550009999"), 0, -1) == [b"c-1"]
+    assert b"c-1" not in sync_redis.zrange(keys.ended_caller(shard, "+15551234567"), 0, -1)
+    assert b"c-2" in sync_redis.zrange(
+        keys.ended_caller(keys.shard_of("c-2"), "+15551234567"), 0, -1)
+
+
 async def test_a_retried_commit_returns_the_original_entry_and_writes_nothing(
     publisher: CallPublisher, sync_redis: redis.Redis
 ) -> None:
