@@ -11,6 +11,10 @@ unchanged on a cluster (DESIGN section 2).
     <prefix>:{s}:active                 zset    active calls by start time (ms)
     <prefix>:{s}:active:<dialog>        zset    the same, per dialog
     <prefix>:{s}:leases                 zset    call -> lease expiry (ms)
+    <prefix>:{s}:ended                  zset    ended calls by end time (ms), for the retention
+    <prefix>:{s}:ended:dialog:<dialog>  zset    the same, per dialog
+    <prefix>:{s}:ended:caller:<caller>  zset    the same, per caller id
+    <prefix>:{s}:ended:dialog:<dialog>:caller:<caller>  zset  per dialog and caller id
     <prefix>:{s}:durable                string  a counter the publisher bumps before WAIT
 
 Webhooks: the subscriptions are one small hash every replica and forwarder
@@ -71,6 +75,19 @@ class Keyspace:
     def leases(self, shard: int) -> str:
         return f"{self._tags[shard]}:leases"
 
+    def ended(self, shard: int) -> str:
+        return f"{self._tags[shard]}:ended"
+
+    def ended_dialog(self, shard: int, dialog_name: str) -> str:
+        return f"{self._tags[shard]}:ended:dialog:{dialog_name}"
+
+    def ended_caller(self, shard: int, caller_id: str) -> str:
+        # A dialog name holds no ':', so no caller id makes this a dialog's key.
+        return f"{self._tags[shard]}:ended:caller:{caller_id}"
+
+    def ended_dialog_caller(self, shard: int, dialog_name: str, caller_id: str) -> str:
+        return f"{self._tags[shard]}:ended:dialog:{dialog_name}:caller:{caller_id}"
+
     def durable_mark(self, shard: int) -> str:
         return f"{self._tags[shard]}:durable"
 
@@ -80,8 +97,14 @@ class Keyspace:
     def call_events(self, session_id: str) -> str:
         return f"{self.call(session_id)}:events"
 
-    def commit_keys(self, session_id: str, dialog_name: str) -> tuple[str, ...]:
-        """The KEYS of the commit script, in its order (``layout.CommitKey``)."""
+    def commit_keys(
+        self, session_id: str, dialog_name: str, caller_id: str = ""
+    ) -> tuple[str, ...]:
+        """The KEYS of the commit script, in its order (``layout.CommitKey``).
+
+        ``caller_id`` names the ended-call indexes of the call's caller: only a
+        ``call_terminated`` writes them, and the script checks it against the
+        caller its ``call_started`` stored."""
         shard = self.shard_of(session_id)
         call = self.call(session_id)
         return (
@@ -91,6 +114,10 @@ class Keyspace:
             self.active(shard),
             self.active_dialog(shard, dialog_name),
             self.leases(shard),
+            self.ended(shard),
+            self.ended_dialog(shard, dialog_name),
+            self.ended_caller(shard, caller_id),
+            self.ended_dialog_caller(shard, dialog_name, caller_id),
         )
 
     # -- webhooks ----------------------------------------------------------------

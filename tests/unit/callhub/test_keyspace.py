@@ -13,9 +13,11 @@ from callhub.keyspace import Keyspace
 from tests.support.strategies import dialog_names, session_ids
 
 
-@given(session_ids, dialog_names, st.integers(1, 64))
-def test_every_commit_key_of_a_call_is_in_one_hash_slot(sid: str, dialog: str, shards: int) -> None:
-    keys = Keyspace(shards=shards).commit_keys(sid, dialog)
+@given(session_ids, dialog_names, st.text(max_size=64), st.integers(1, 64))
+def test_every_commit_key_of_a_call_is_in_one_hash_slot(
+    sid: str, dialog: str, caller: str, shards: int
+) -> None:
+    keys = Keyspace(shards=shards).commit_keys(sid, dialog, caller)  # braces in a caller too
     assert len({key_slot(key.encode()) for key in keys}) == 1
 
 
@@ -28,13 +30,17 @@ def test_shard_is_crc32_of_the_session_id_modulo_shards(sid: str, shards: int) -
 
 def test_key_names_are_the_designs() -> None:
     keys = Keyspace(prefix="callhub", shards=1)
-    assert keys.commit_keys("call-abc-123", "helpdesk") == (
+    assert keys.commit_keys("call-abc-123", "helpdesk", "+15551234567") == (
         "callhub:{0}:log",
         "callhub:{0}:call:call-abc-123",
         "callhub:{0}:call:call-abc-123:events",
         "callhub:{0}:active",
         "callhub:{0}:active:helpdesk",
         "callhub:{0}:leases",
+        "callhub:{0}:ended",
+        "callhub:{0}:ended:dialog:helpdesk",
+        "callhub:{0}:ended:caller:+15551234567",
+        "callhub:{0}:ended:dialog:helpdesk:caller:+15551234567",
     )
 
 
