@@ -39,6 +39,7 @@ from collections import deque
 from typing import Final
 
 import msgspec
+from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 from callhub.backoff import FULL_JITTER, Backoff
@@ -126,7 +127,12 @@ class ShardDelivery:
         self._halt = asyncio.Event()
         self._finished = asyncio.Event()  # halted and in-flight requests done: the lease goes
         self._lost = False  # the lease was lost: touch nothing of the successor's
+        self.deleted = False  # the lease went with the subscription (API delete)
         self._last_freshen = 0.0
+        # The metrics' children, looked up once (labels() takes a lock and a dict
+        # lookup each time, per attempt at thousands a second).
+        self._in_flight_gauge = metrics.in_flight.labels(destination.id)
+        self._outcomes: dict[str, Counter] = {}
         self.delivered = 0
         self.dead_letters = 0
 
@@ -143,6 +149,10 @@ class ShardDelivery:
         error instead, and the loop would go on."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for((until or self._halt).wait(), seconds)
+
+    @property
+    def stopping(self) -> bool:
+        return self._halt.is_set()
 
     @property
     def lost(self) -> bool:
@@ -409,20 +419,23 @@ class ShardDelivery:
         session_id = fields.get(ENTRY_SESSION_ID, b"").decode()
         body = fields.get(ENTRY_DATA, b"")
         cursor = Cursor.at(self._settings.shards, self.shard, parse_stream_id(entry_id)).encode()
+        message = message_id(sid, f"{self.shard}-{text_id}")
+        seq = fields.get(ENTRY_SEQ, b"").decode()
         first_ms = _now_ms()
         attempt = 0
         while not self._halt.is_set():
             attempt += 1
             subscription = self.destination.subscription
             event_time = _timestamp.decode(body).timestamp if subscription.cloudevents else ""
+            now_s = int(time.time())
             headers = delivery_headers(
-                subscription, message=message_id(sid, f"{self.shard}-{text_id}"), body=body,
-                event_type=event_type, session_id=session_id,
-                seq=fields.get(ENTRY_SEQ, b"").decode(), cursor=cursor, event_time=event_time)
+                subscription, message=message, body=body, event_type=event_type,
+                session_id=session_id, seq=seq, cursor=cursor, event_time=event_time,
+                now_s=now_s, keys=self.destination.signing_keys(now_s))
             async with self.destination.gate:
                 if self._halt.is_set():
                     return False
-                in_flight = self._metrics.in_flight.labels(sid)
+                in_flight = self._in_flight_gauge
                 in_flight.inc()
                 try:
                     result = await self._sender.send(subscription.url, body, headers)
@@ -433,7 +446,7 @@ class ShardDelivery:
 
             def record(outcome: str, next_retry_ms: int = 0, result: AttemptResult = result,
                        attempt: int = attempt, now: int = now) -> DeliveryAttempt:
-                self._metrics.deliveries.labels(sid, outcome).inc()
+                self._outcome(outcome).inc()
                 return DeliveryAttempt(
                     event_id=text_id, event_type=event_type, session_id=session_id,
                     attempt=attempt, status_code=result.status_code,
@@ -444,25 +457,32 @@ class ShardDelivery:
             if result.delivered:
                 self.destination.last_delivered_ms = now
                 self.delivered += 1
-                await self._journal.attempted(sid, record("delivered"))
+                self._journal.attempted(sid, record("delivered"))
                 return True
             if result.status_code == 410:
-                await self._journal.attempted(sid, record("disabled"))
+                self._journal.attempted(sid, record("disabled"))
                 await self._disable("gone", "the receiver answered 410 Gone")
                 return False
             delay_s = self._policy.delay_s(attempt, result)
             retry_at = now + int(delay_s * 1000)
             if self._policy.gives_up(first_ms, retry_at):
-                await self._journal.attempted(sid, record("dead_lettered"))
+                self._journal.attempted(sid, record("dead_lettered"))
                 await self._dead_letter(text_id, event_type, session_id, attempt, result)
                 if self.destination.last_delivered_ms < first_ms:
                     await self._disable("failing", "every delivery failed for the whole "
                                         "retry window (CALLHUB_WEBHOOK_RETRY_WINDOW)")
                 return True
-            await self._journal.attempted(sid, record("retrying", retry_at))
+            self._journal.attempted(sid, record("retrying", retry_at))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._halt.wait(), delay_s)
         return False
+
+    def _outcome(self, outcome: str) -> Counter:
+        counter = self._outcomes.get(outcome)
+        if counter is None:
+            counter = self._outcomes[outcome] = self._metrics.deliveries.labels(
+                self.destination.id, outcome)
+        return counter
 
     async def _dead_letter(self, event_id: str, event_type: str, session_id: str,
                            attempts: int, result: AttemptResult) -> None:
@@ -483,6 +503,15 @@ class ShardDelivery:
 
     # -- the lease and the cursor ------------------------------------------------
 
+    async def _still_subscribed(self) -> bool:
+        """Whether the subscription is still stored: the API deletes its leases with
+        it, so a lease gone may be a deletion rather than a successor."""
+        try:
+            return bool(await self._redis.hexists(self._settings.keyspace.webhooks(),
+                                                  self.destination.id))
+        except (RedisError, OSError):
+            return True
+
     async def _keep(self) -> None:
         """Renew the lease and store the cursor, a few times a second; a lease
         found taken halts this delivery at once (its successor owns the cursor)."""
@@ -498,9 +527,15 @@ class ShardDelivery:
                             self.destination.id, self.shard, error)
                 continue
             if not ours:
+                self._lost = True
+                if not await self._still_subscribed():
+                    self.deleted = True
+                    log.info("webhook %s, shard %d: the subscription was deleted; delivery "
+                             "stops", self.destination.id, self.shard)
+                    self._halt.set()
+                    return
                 log.warning("webhook %s, shard %d: lease lost; another forwarder delivers "
                             "it now", self.destination.id, self.shard)
-                self._lost = True
                 self._halt.set()
                 return
             oldest = next(iter(self._pending), None)
