@@ -23,6 +23,7 @@ class Destination:
         self.gate = asyncio.Semaphore(in_flight)
         self.last_delivered_ms = 0
         self.disabled = False
+        self.in_flight = 0  # POSTs awaiting an answer (the in-flight gauge reads it)
         self._keys: list[bytes] = []
         self._keys_for: tuple[Subscription, int] | None = None
 

@@ -95,6 +95,16 @@ class DeliveryJournal:
             return
         try:
             async with self._writing:
+                # A subscription deleted meanwhile (the forwarder sees it at its
+                # next refresh) gets no stream back.
+                sids = list(dict.fromkeys(sid for sid, _ in batch))
+                stored = await self._redis.hmget(self._keys.webhooks(), sids)
+                for sid, value in zip(sids, stored, strict=True):
+                    if value is None:
+                        self.forget(sid)
+                batch = [(sid, record) for sid, record in batch if sid not in self._forgotten]
+                if not batch:
+                    return
                 pipe = self._redis.pipeline(transaction=False)
                 for sid, record in batch:
                     pipe.xadd(self._keys.webhook_deliveries(sid), {RECORD_FIELD: record},

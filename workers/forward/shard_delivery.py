@@ -5,7 +5,7 @@ its call's queue: one task per call with events waiting sends them one at a
 time (an event waits until the previous one was acknowledged or
 dead-lettered), while different calls go concurrently, bounded by the
 destination's gate. At most ``max_held`` events are held; while that many
-wait, the log is not read.
+wait, the log is not read (and then not before a quarter of them is done).
 
 Entries are held in log order; the cursor stored is the position just before
 the oldest one not yet done (or the last read, when none waits), so a
@@ -124,14 +124,18 @@ class ShardDelivery:
         self._redelivering: set[bytes] = set()  # redelivery requests in the call queues
         self._call_tasks: set[asyncio.Task[None]] = set()
         self._space = asyncio.Event()
+        # Full, the log is read again once this much room is free, not at every
+        # event done: one XREAD per delivery was a fifth of a backlog's CPU.
+        self._read_at = max(1, min(READ_COUNT, max_held // 4))
         self._halt = asyncio.Event()
         self._finished = asyncio.Event()  # halted and in-flight requests done: the lease goes
         self._lost = False  # the lease was lost: touch nothing of the successor's
         self.deleted = False  # the lease went with the subscription (API delete)
         self._last_freshen = 0.0
         # The metrics' children, looked up once (labels() takes a lock and a dict
-        # lookup each time, per attempt at thousands a second).
-        self._in_flight_gauge = metrics.in_flight.labels(destination.id)
+        # lookup each time, per attempt at thousands a second); the in-flight
+        # gauge reads the destination's count when scraped.
+        metrics.in_flight.labels(destination.id).set_function(lambda: destination.in_flight)
         self._outcomes: dict[str, Counter] = {}
         self.delivered = 0
         self.dead_letters = 0
@@ -280,7 +284,7 @@ class ShardDelivery:
         retry = Backoff(0.1, 5.0, jitter=FULL_JITTER)
         while not self._halt.is_set():
             space = self._max_held - len(self._pending)
-            if space <= 0:
+            if space < self._read_at:
                 self._space.clear()
                 await self._space.wait()
                 continue
@@ -397,7 +401,8 @@ class ShardDelivery:
                 queue.popleft()
                 if request is None:
                     del self._pending[parse_stream_id(entry[0])]
-                    self._space.set()
+                    if self._max_held - len(self._pending) >= self._read_at:
+                        self._space.set()
                 else:
                     await self._redis.xdel(self._redeliveries_key, request)
                     self._redelivering.discard(request)
@@ -419,6 +424,7 @@ class ShardDelivery:
         session_id = fields.get(ENTRY_SESSION_ID, b"").decode()
         body = fields.get(ENTRY_DATA, b"")
         cursor = Cursor.at(self._settings.shards, self.shard, parse_stream_id(entry_id)).encode()
+        destination = self.destination
         message = message_id(sid, f"{self.shard}-{text_id}")
         seq = fields.get(ENTRY_SEQ, b"").decode()
         first_ms = _now_ms()
@@ -432,15 +438,14 @@ class ShardDelivery:
                 subscription, message=message, body=body, event_type=event_type,
                 session_id=session_id, seq=seq, cursor=cursor, event_time=event_time,
                 now_s=now_s, keys=self.destination.signing_keys(now_s))
-            async with self.destination.gate:
+            async with destination.gate:
                 if self._halt.is_set():
                     return False
-                in_flight = self._in_flight_gauge
-                in_flight.inc()
+                destination.in_flight += 1
                 try:
                     result = await self._sender.send(subscription.url, body, headers)
                 finally:
-                    in_flight.dec()
+                    destination.in_flight -= 1
             now = _now_ms()
             self._metrics.latency.observe(result.latency_ms / 1000)
 
