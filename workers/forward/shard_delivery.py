@@ -89,7 +89,7 @@ _redelivery = msgspec.json.Decoder(Redelivery)
 
 # An event in its call's queue: the log entry, and the redelivery request it
 # answers (None: read from the log after the cursor).
-_Queued = tuple[Entry, bytes | None]
+_Queued = tuple[Entry, bytes | None, StreamId]
 
 
 def _now_ms() -> int:
@@ -326,7 +326,7 @@ class ShardDelivery:
         self._position = position
         if self._matches(entry):
             self._pending[position] = None
-            self._enqueue(entry, None)
+            self._enqueue(entry, None, position)
 
     def _matches(self, entry: Entry) -> bool:
         subscription = self.destination.subscription
@@ -338,13 +338,13 @@ class ShardDelivery:
                                     fields.get(ENTRY_SESSION_ID, b""),
                                     fields.get(ENTRY_DIALOG, b""))
 
-    def _enqueue(self, entry: Entry, request: bytes | None) -> None:
+    def _enqueue(self, entry: Entry, request: bytes | None, position: StreamId) -> None:
         session = entry[1].get(ENTRY_SESSION_ID, b"")
         queue = self._calls.get(session)
         if queue is not None:
-            queue.append((entry, request))
+            queue.append((entry, request, position))
             return
-        self._calls[session] = deque([(entry, request)])
+        self._calls[session] = deque([(entry, request, position)])
         task = asyncio.create_task(self._deliver_call(session))
         self._call_tasks.add(task)
         task.add_done_callback(self._call_tasks.discard)
@@ -387,7 +387,7 @@ class ShardDelivery:
                 await self._redis.xdel(self._redeliveries_key, request_id)
                 continue
             self._redelivering.add(request_id)
-            self._enqueue(found[0], request_id)
+            self._enqueue(found[0], request_id, parse_stream_id(found[0][0]))
 
     # -- delivering --------------------------------------------------------------
 
@@ -395,12 +395,12 @@ class ShardDelivery:
         queue = self._calls[session]
         try:
             while queue:
-                entry, request = queue[0]
-                if not await self._deliver(entry):
+                entry, request, position = queue[0]
+                if not await self._deliver(entry, position):
                     return  # halted: the entry stays pending, below the cursor
                 queue.popleft()
                 if request is None:
-                    del self._pending[parse_stream_id(entry[0])]
+                    del self._pending[position]
                     if self._max_held - len(self._pending) >= self._read_at:
                         self._space.set()
                 else:
@@ -414,7 +414,7 @@ class ShardDelivery:
             if not queue:
                 self._calls.pop(session, None)
 
-    async def _deliver(self, entry: Entry) -> bool:
+    async def _deliver(self, entry: Entry, position: StreamId) -> bool:
         """Deliver one event until it is acknowledged (True) or dead-lettered (True),
         or delivery halts (False: the event stays undelivered)."""
         entry_id, fields = entry
@@ -423,7 +423,7 @@ class ShardDelivery:
         event_type = fields.get(ENTRY_TYPE, b"").decode()
         session_id = fields.get(ENTRY_SESSION_ID, b"").decode()
         body = fields.get(ENTRY_DATA, b"")
-        cursor = Cursor.at(self._settings.shards, self.shard, parse_stream_id(entry_id)).encode()
+        cursor = Cursor.at(self._settings.shards, self.shard, position).encode()
         destination = self.destination
         message = message_id(sid, f"{self.shard}-{text_id}")
         seq = fields.get(ENTRY_SEQ, b"").decode()
