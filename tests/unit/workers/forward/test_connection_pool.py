@@ -263,3 +263,20 @@ async def test_tls_by_default_trusts_only_the_system_store(ca: trustme.CA) -> No
         result = await sender.send(f"https://rebind.test:{server.port}/", b"{}", [])
         await sender.aclose()
     assert result.status_code == 0 and "certificate verify failed" in result.error
+
+
+@pytest.mark.parametrize("answer", ["127.0.0.1", "10.0.0.7", "169.254.169.254", "::1",
+                                    "::ffff:127.0.0.1"])
+async def test_a_host_resolving_to_a_private_address_is_never_connected_to(answer: str) -> None:
+    """The pool's connections go through the one address rule (checked_addresses):
+    a private answer is refused unless private destinations are allowed."""
+    async def resolve(host: str, port: int) -> Sequence[Address]:
+        return [ipaddress.ip_address(answer)]
+
+    async with scripted_server(lambda n: OK) as server:
+        sender = WebhookSender(5, allow_private=False, resolve=resolve)
+        result = await sender.send(f"http://rebind.test:{server.port}/", b"{}", [])
+        await sender.aclose()
+    assert result.status_code == 0 and result.error.startswith("ConnectError: ")
+    assert "private" in result.error
+    assert server.connections == 0
