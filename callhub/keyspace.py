@@ -125,6 +125,10 @@ class Keyspace:
     def webhooks(self) -> str:
         return f"{self.prefix}:webhooks"
 
+    def webhook_forwarders(self) -> str:
+        """The live ``callhub forward`` processes (a sorted set: holder id, expiry ms)."""
+        return f"{self.prefix}:webhook-forwarders"
+
     def webhook_cursor(self, shard: int, subscription_id: str) -> str:
         return f"{self._tags[shard]}:webhook:{subscription_id}:cursor"
 
