@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+import resource
 import shlex
 import shutil
 import subprocess
@@ -123,7 +124,7 @@ def test_compose_runs_the_topology_the_readme_describes() -> None:
     assert services["forward"]["deploy"]["replicas"] == 1
     for name in ("hub", "worker", "forward"):
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
-    assert "8080:8080" in services["lb"]["ports"]
+    assert "${CALLHUB_LB_PUBLISH:-8080}:8080" in services["lb"]["ports"]  # 8080 by default
     # Every callhub process reads the same Redis, shards and prefix (one anchor).
     environments = [environment_of(services[name]) for name in ("hub", "worker", "forward")]
     assert environments[0]["CALLHUB_REDIS_URL"] == "redis://redis:6379/0"
@@ -183,6 +184,37 @@ def test_every_callhub_command_line_parses(where: str, argv: list[str]) -> None:
             ) from exit_
 
 
+def test_the_rendered_file_limit_is_no_higher_than_the_hard_limit(tmp_path: Path) -> None:
+    config = load_balancer.write_config(tmp_path, 1, ["127.0.0.1:1"]).read_text()
+    found = re.search(r"^worker_rlimit_nofile (\d+);", config, re.M)
+    assert found, "worker_rlimit_nofile"
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert hard == resource.RLIM_INFINITY or int(found.group(1)) <= hard
+
+
+def stages() -> list[list[tuple[str, str]]]:
+    """The Dockerfile's instructions, one list per stage (FROM starts one)."""
+    found: list[list[tuple[str, str]]] = []
+    for word, arguments in dockerfile():
+        if word == "FROM":
+            found.append([])
+        found[-1].append((word, arguments))
+    return found
+
+
+def test_the_image_is_built_in_two_stages_and_ships_only_the_installed_package() -> None:
+    builder, runtime = stages()
+    assert builder[0] == ("FROM", "python:3.11-slim AS builder")
+    assert any(word == "RUN" and "pip wheel" in arguments for word, arguments in builder)
+    assert runtime[0][1] == "python:3.11-slim"
+    copies = [arguments for word, arguments in runtime if word in {"COPY", "ADD"}]
+    assert copies == ["--from=builder /opt/callhub /opt/callhub"]  # no source, no wheels
+    env = dockerfile_env()
+    assert env["PATH"].startswith("/opt/callhub/bin:")
+    user = dict(runtime)["RUN"]
+    assert "--create-home" in user and "--home-dir /home/callhub" in user  # a real HOME
+
+
 def test_the_image_serves_on_all_interfaces_and_checks_healthz() -> None:
     args = build_parser().parse_args(dockerfile_cmd()[1:])
     assert (args.command, args.host, args.port) == ("serve", "0.0.0.0", 8080)
@@ -218,7 +250,10 @@ def test_the_lb_service_fills_every_placeholder_of_deploy_nginx_conf() -> None:
     template = load_balancer.NGINX_CONF.read_text()
     assert load_balancer.placeholders(template) == {
         name for name in env if name.startswith("LB_")}
-    assert "hub:8080" in env["LB_UPSTREAM_SERVERS"]
+    # The replicas by name, resolved through Docker's DNS while nginx runs.
+    assert (env["LB_RESOLVER"], env["LB_UPSTREAM"], env["LB_UPSTREAMS"]) == (
+        "127.0.0.11", "hub:8080", "")
+    assert re.fullmatch(r"\$\{CALLHUB_LB_NOFILE:-\d+\}", env["LB_WORKER_RLIMIT_NOFILE"])
 
 
 def test_deploy_nginx_conf_is_valid_and_streams_sse_unbuffered(tmp_path: Path) -> None:
@@ -232,7 +267,9 @@ def test_deploy_nginx_conf_is_valid_and_streams_sse_unbuffered(tmp_path: Path) -
         "proxy_http_version 1.1;", 'proxy_set_header Connection "";', "proxy_buffering off;",
         "proxy_cache off;", "proxy_next_upstream error timeout;",
         "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
-        "upstream callhub_replicas { server 127.0.0.1:1; server 127.0.0.1:2;",
+        "upstream callhub_replicas { server 127.0.0.1:1; server 127.0.0.1:2; keepalive 32; }",
+        "set $callhub_upstream callhub_replicas; proxy_pass http://$callhub_upstream;",
+        "resolver 127.0.0.1 valid=2s ipv6=off;",
     ):
         assert directive in rendered, directive
     read_timeout = re.search(r"proxy_read_timeout (\d+)([smh]);", rendered)
