@@ -31,7 +31,7 @@ import signal
 import httpx
 import pytest
 
-from tests.support.compose_stack import ComposeStack, Steps
+from tests.support.compose_stack import ComposeStack, Steps, answers
 from tests.support.docker_engine import DockerEngine, say
 from tests.support.paths import ARTIFACTS, ROOT
 from tests.support.polling import async_wait_until
@@ -42,10 +42,6 @@ pytestmark = [pytest.mark.compose, pytest.mark.timeout(900)]
 
 CLIENTS = 10
 _UPSTREAM = re.compile(r"upstream=(\d+\.\d+\.\d+\.\d+):8080")
-
-
-def answers(url: str, path: str = "/healthz") -> bool:
-    return httpx.get(f"{url}{path}", timeout=3).status_code == 200
 
 
 def upstreams_in_log(stack: ComposeStack) -> set[str]:
@@ -144,10 +140,10 @@ async def test_compose_up_scales_survives_a_replica_kill_and_a_redis_restart(
                 result = await settle(url, clients)
                 figures["comparison"] = result
                 figures["reconnects"] = sum(c.connections for c in clients) - CLIENTS
-            say(f"calls compared {result.calls}, events {result.events}, lost {result.lost}, "
-                f"duplicated {result.duplicated}, unfinished {result.unfinished}")
+            say(result.describe())
             assert result.calls > 0 and result.events > 0
-            assert (result.lost, result.duplicated, result.unfinished) == (0, 0, 0), result
+            assert (result.lost, result.duplicated, result.unfinished, result.gaps) == (
+                0, 0, 0, 0), result
 
         lb_log = stack.logs("lb")
         assert "[alert]" not in lb_log and "[emerg]" not in lb_log, lb_log[-3000:]

@@ -14,6 +14,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from tests.support.docker_engine import DockerEngine, compose_command, say
 
 
@@ -88,3 +90,8 @@ class ComposeStack:
 
     def down(self) -> None:
         self.run("down", "-v", "--remove-orphans", "--timeout", "10", timeout=180)
+
+
+def answers(url: str, path: str = "/healthz") -> bool:
+    """The stack answers 200 on ``path`` (through its load balancer)."""
+    return httpx.get(f"{url}{path}", timeout=3).status_code == 200

@@ -130,6 +130,12 @@ class Comparison:
     lost: int = 0
     duplicated: int = 0
     unfinished: int = 0  # calls the comparison found not ended yet
+    gaps: int = 0  # stored calls whose seqs are not consecutive (an acknowledged commit lost)
+
+    def describe(self) -> str:
+        return (f"calls compared {self.calls} (over all clients), events {self.events}, "
+                f"lost {self.lost}, duplicated {self.duplicated}, unfinished {self.unfinished}, "
+                f"gaps {self.gaps}")
 
 
 async def compare(http: httpx.AsyncClient, url: str, client: ResumingStream,
@@ -147,6 +153,7 @@ async def compare(http: httpx.AsyncClient, url: str, client: ResumingStream,
             truth[session_id] = seqs
         seqs = truth[session_id]
         result.calls += 1
+        result.gaps += seqs != list(range(seqs[0], seqs[0] + len(seqs))) if seqs else 1
         result.events += len(seqs)
         result.lost += sum(1 for seq in seqs if counts[(session_id, seq)] == 0)
         result.duplicated += sum(counts[(session_id, seq)] - 1 for seq in seqs
@@ -168,7 +175,7 @@ async def settle(url: str, clients: list[ResumingStream], timeout: float = 60) -
             found = [await compare(http, url, client, truth) for client in clients]
             latest = Comparison(*(sum(getattr(f, name) for f in found)
                                   for name in ("calls", "events", "lost", "duplicated",
-                                               "unfinished")))
+                                               "unfinished", "gaps")))
             return latest.lost == 0 and latest.unfinished == 0
         with contextlib.suppress(AssertionError):  # the deadline: the figures say the rest
             await async_wait_until(complete, timeout=timeout, interval=1,
