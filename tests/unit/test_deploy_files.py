@@ -277,3 +277,45 @@ def test_deploy_nginx_conf_is_valid_and_streams_sse_unbuffered(tmp_path: Path) -
     seconds = int(read_timeout.group(1)) * {"s": 1, "m": 60, "h": 3600}[read_timeout.group(2)]
     assert seconds > 4 * 15, "far longer than the default ping interval (15 s)"
     assert not re.search(r"(^|[;{}] )(pid|daemon|user) ", rendered)  # from the command line
+
+
+CLUSTER_COMPOSE = ROOT / "docker-compose.cluster.yml"
+
+
+def cluster_compose() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(CLUSTER_COMPOSE.read_text())
+    return document
+
+
+def test_the_cluster_file_passes_docker_compose_config() -> None:
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.skip("docker-compose is not installed (`make setup` installs it)")
+    result = subprocess.run([binary, "-f", str(CLUSTER_COMPOSE), "config", "-q"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_cluster_file_runs_six_nodes_an_init_and_callhub_in_cluster_mode() -> None:
+    services = cluster_compose()["services"]
+    nodes = [name for name in services if re.fullmatch(r"redis-\d", name)]
+    assert len(nodes) == 6
+    for name in nodes:
+        command = as_argv(services[name]["command"])
+        assert command[:3] == ["redis-server", "--cluster-enabled", "yes"]
+        assert "--appendonly" in command
+    init = services["redis-init"]
+    assert "--cluster-replicas 1" in " ".join(as_argv(init["command"]))
+    assert set(init["depends_on"]) == set(nodes)
+    environments = [environment_of(services[name]) for name in ("hub", "worker", "forward")]
+    assert all(env == environments[0] for env in environments)
+    env = environments[0]
+    assert env["CALLHUB_REDIS_CLUSTER"] == "true" and env["CALLHUB_DURABLE_REPLICAS"] == "1"
+    assert int(env["CALLHUB_SHARDS"]) % 3 == 0  # an even spread over the 3 masters
+    for variable, value in env.items():
+        ENVIRONMENT[variable][1](variable, value)
+    for name in ("hub", "worker", "forward"):
+        condition = services[name]["depends_on"]["redis-init"]["condition"]
+        assert condition == "service_completed_successfully"
+    # The same load balancer as the single-node file.
+    assert services["lb"]["environment"] == compose()["services"]["lb"]["environment"]
