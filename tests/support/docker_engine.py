@@ -186,7 +186,8 @@ def ensure_base_images(engine: DockerEngine) -> None:
             engine.docker("pull", image, timeout=600)
         say(f"pulled {', '.join(missing)}")
         return
-    say(f"cannot pull {missing[0]} ({pulled.stderr.strip().splitlines()[-1:]}): building "
+    reason = (pulled.stderr.strip().splitlines() or ["no answer"])[-1]
+    say(f"cannot pull {missing[0]} ({reason}): building "
         "stand-ins from Debian packages (deploy/offline-images/build)")
     process = subprocess.Popen([str(OFFLINE_IMAGES)], env=engine.env(), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)

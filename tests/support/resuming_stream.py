@@ -125,33 +125,41 @@ async def stored_seqs(http: httpx.AsyncClient, url: str, session_id: str) -> tup
 
 @dataclass
 class Comparison:
-    calls: int = 0
+    calls: int = 0  # (client, call) pairs compared
     events: int = 0
     lost: int = 0
     duplicated: int = 0
-    unfinished: int = 0  # calls the comparison found not ended yet
     gaps: int = 0  # stored calls whose seqs are not consecutive (an acknowledged commit lost)
+    unfinished: set[str] = field(default_factory=set)  # calls stored without their end
+
+    def add(self, other: Comparison) -> None:
+        self.calls += other.calls
+        self.events += other.events
+        self.lost += other.lost
+        self.duplicated += other.duplicated
+        self.gaps += other.gaps
+        self.unfinished |= other.unfinished
 
     def describe(self) -> str:
         return (f"calls compared {self.calls} (over all clients), events {self.events}, "
-                f"lost {self.lost}, duplicated {self.duplicated}, unfinished {self.unfinished}, "
-                f"gaps {self.gaps}")
+                f"lost {self.lost}, duplicated {self.duplicated}, gaps {self.gaps}, "
+                f"calls not ended {len(self.unfinished)}")
 
 
 async def compare(http: httpx.AsyncClient, url: str, client: ResumingStream,
-                  truth: dict[str, list[int]]) -> Comparison:
-    """The client against what is stored, for every call it saw start (``truth``
-    caches the stored seqs of ended calls across clients)."""
+                  truth: dict[str, tuple[list[int], bool]]) -> Comparison:
+    """The client against what is stored, for every call it saw start. Called once
+    the workers stopped, when nothing changes any more: a call not ended then (one
+    a worker gave up) is compared as it is, and named in ``unfinished``. ``truth``
+    caches the stored records across clients."""
     result = Comparison()
     counts = Counter(client.received)
     for session_id in sorted(client.started):
         if session_id not in truth:
-            seqs, ended = await stored_seqs(http, url, session_id)
-            if not ended:
-                result.unfinished += 1
-                continue
-            truth[session_id] = seqs
-        seqs = truth[session_id]
+            truth[session_id] = await stored_seqs(http, url, session_id)
+        seqs, ended = truth[session_id]
+        if not ended:
+            result.unfinished.add(session_id)
         result.calls += 1
         result.gaps += seqs != list(range(seqs[0], seqs[0] + len(seqs))) if seqs else 1
         result.events += len(seqs)
@@ -167,16 +175,15 @@ async def settle(url: str, clients: list[ResumingStream], timeout: float = 60) -
     """Once the workers stopped: wait until every client holds every stored event
     of the calls it saw start (or the deadline), and return the figures over all
     clients then. Lost or duplicated events show in them; the caller asserts."""
-    truth: dict[str, list[int]] = {}
+    truth: dict[str, tuple[list[int], bool]] = {}
     latest = Comparison()
     async with httpx.AsyncClient(timeout=10) as http:
         async def complete() -> bool:
             nonlocal latest
-            found = [await compare(http, url, client, truth) for client in clients]
-            latest = Comparison(*(sum(getattr(f, name) for f in found)
-                                  for name in ("calls", "events", "lost", "duplicated",
-                                               "unfinished", "gaps")))
-            return latest.lost == 0 and latest.unfinished == 0
+            latest = Comparison()
+            for client in clients:
+                latest.add(await compare(http, url, client, truth))
+            return latest.lost == 0
         with contextlib.suppress(AssertionError):  # the deadline: the figures say the rest
             await async_wait_until(complete, timeout=timeout, interval=1,
                                    what="every client to hold every stored event")
