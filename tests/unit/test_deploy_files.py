@@ -128,6 +128,8 @@ def test_compose_runs_the_topology_the_readme_describes() -> None:
     # Every callhub process reads the same Redis, shards and prefix (one anchor).
     environments = [environment_of(services[name]) for name in ("hub", "worker", "forward")]
     assert environments[0]["CALLHUB_REDIS_URL"] == "redis://redis:6379/0"
+    # nginx is on the compose network, not loopback: its X-Forwarded-For is trusted.
+    assert "172.16.0.0/12" in environments[0]["CALLHUB_TRUSTED_PROXIES"]
     assert all(env == environments[0] for env in environments)
 
 
