@@ -33,12 +33,46 @@ atomic step on a cluster too.
 
 from __future__ import annotations
 
+import binascii
+import functools
 import re
 import zlib
 from dataclasses import dataclass, field
 
 MAX_SHARDS = 16384  # one per Redis Cluster hash slot at the most
 PREFIX_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+SLOTS = 16384  # Redis Cluster's hash slots: crc16(tag) % SLOTS
+SPREAD_SHARDS = 256  # up to this many shards, tags are chosen for an even spread
+
+
+@functools.lru_cache(maxsize=128)
+def shard_tags(shards: int) -> tuple[str, ...]:
+    """Each shard's hash tag, chosen so the shards spread evenly over the masters.
+
+    Shard ``s``'s tag hashes into the ``s``-th of ``shards`` equal slot ranges
+    (one slot kept clear at each end: redis-cli rounds its boundaries).
+    ``redis-cli --cluster create`` gives M masters M equal ranges, so with
+    ``shards`` a multiple of M every master holds ``shards / M`` shards (plain
+    ``{s}`` tags put 1, 3 and 2 of 6 shards on 3 masters). The tag is ``s``
+    itself when its slot already lies there (one shard keeps ``{0}``), else the
+    first of ``s.1``, ``s.2``, ... that does: about ``shards`` tries each, so
+    past SPREAD_SHARDS shards the tag is plain ``s`` (that many spread within a
+    few percent by chance). Keys written under other tags (the ``{s}`` of
+    earlier versions) are not read: README, "Redis Cluster", says how to move them.
+    """
+    if shards > SPREAD_SHARDS:
+        return tuple(str(shard) for shard in range(shards))
+    tags = []
+    for shard in range(shards):
+        low, high = shard * SLOTS / shards, (shard + 1) * SLOTS / shards
+        if high - low >= 4:
+            low, high = low + 1, high - 1
+        candidate, n = str(shard), 0
+        while not low <= binascii.crc_hqx(candidate.encode(), 0) % SLOTS < high:
+            n += 1
+            candidate = f"{shard}.{n}"
+        tags.append(candidate)
+    return tuple(tags)
 
 
 @dataclass(frozen=True)
@@ -56,7 +90,7 @@ class Keyspace:
             )
         if not 1 <= self.shards <= MAX_SHARDS:
             raise ValueError(f"shards must be from 1 to {MAX_SHARDS}, got {self.shards}")
-        tags = tuple(f"{self.prefix}:{{{s}}}" for s in range(self.shards))
+        tags = tuple(f"{self.prefix}:{{{tag}}}" for tag in shard_tags(self.shards))
         object.__setattr__(self, "_tags", tags)
 
     def shard_of(self, session_id: str) -> int:
