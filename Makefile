@@ -65,6 +65,10 @@ bench-worker: setup
 bench-forward: setup
 	$(VENV)/bin/python -m bench.forward $(BENCH_ARGS)
 
+.PHONY: bench-client
+bench-client: setup
+	$(VENV)/bin/python -m bench.client
+
 bench-read-api: setup
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk; }

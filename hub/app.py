@@ -34,6 +34,8 @@ from hub.api.call_records import call_events, call_summary, call_transcript
 from hub.api.calls import get_call, list_calls
 from hub.api.cors import CorsPolicy
 from hub.api.dashboard import dashboard
+from hub.api.event_schemas import PATH as EVENT_SCHEMAS_PATH
+from hub.api.event_schemas import event_schemas
 from hub.api.event_stream import PATH as EVENTS_PATH
 from hub.api.event_stream import serve_event_stream
 from hub.api.host_policy import HostPolicy
@@ -156,6 +158,7 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False,
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/openapi.json", openapi),
+        Route(EVENT_SCHEMAS_PATH, event_schemas),
         Route("/metrics", metrics),
         Route("/v1/calls", list_calls),
         Route(EVENTS_PATH, _events_route, methods=["GET"]),

@@ -94,6 +94,7 @@ COMMAND_MODULES = {
     "forward": "callhub.cli.forward",
     "demo": "callhub.cli.demo",
     "tail": "callhub.cli.tail",
+    "export": "callhub.cli.export",
 }
 
 

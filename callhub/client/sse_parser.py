@@ -41,7 +41,18 @@ class SseComment:
     text: bytes
 
 
-SseItem: TypeAlias = SseEvent | SseComment
+@dataclass(frozen=True)
+class SseMark:
+    """A block with an ``id:`` and no data (only with ``SseParser(marks=True)``).
+
+    callhub sends one after a history replay (the seam to live events) and
+    with every ping: the stream's position moved though no event came.
+    """
+
+    last_event_id: str
+
+
+SseItem: TypeAlias = SseEvent | SseComment | SseMark
 
 
 class SseParser:
@@ -51,8 +62,10 @@ class SseParser:
     the next connection's parser with ``SseParser(last_event_id=old.last_event_id)``.
     """
 
-    def __init__(self, last_event_id: str = "") -> None:
+    def __init__(self, last_event_id: str = "", *, marks: bool = False) -> None:
         self.last_event_id = last_event_id
+        self._marks = marks
+        self._block_id = False  # the block being read has an id: line
         self.retry_ms: int | None = None
         self._id_buffer = last_event_id
         self._event_type = ""
@@ -101,14 +114,16 @@ class SseParser:
             self._event_type = value.decode("utf-8", "replace")
         elif name == b"id" and b"\0" not in value:
             self._id_buffer = value.decode("utf-8", "replace")
+            self._block_id = True
         elif name == b"retry" and value.isdigit():  # bytes.isdigit: ASCII digits only
             self.retry_ms = int(value)
         return None
 
-    def _dispatch(self) -> SseEvent | None:
+    def _dispatch(self) -> SseEvent | SseMark | None:
         self.last_event_id = self._id_buffer
         data, self._data = self._data, []
         event_type, self._event_type = self._event_type, ""
+        had_id, self._block_id = self._block_id, False
         if not data:
-            return None
+            return SseMark(self.last_event_id) if had_id and self._marks else None
         return SseEvent(event_type or "message", b"\n".join(data), self.last_event_id)

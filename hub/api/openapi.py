@@ -22,6 +22,8 @@ from starlette.responses import Response
 from callhub.events import DIALOG_NAME_PATTERN, EVENT_TYPES, SESSION_ID_PATTERN, AnyEvent
 from hub.api.call_records_openapi import RECORD_SCHEMAS, record_paths
 from hub.api.calls import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, PHONE_NUMBER_MAX
+from hub.api.event_schemas import PATH as EVENT_SCHEMAS_PATH
+from hub.api.event_schemas import schema_paths
 from hub.api.responses import json_response
 from hub.api.webhook_schemas import (
     CreateWebhook,
@@ -88,6 +90,8 @@ def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "callhub: Call Event Stream API", "version": "1"},
+        "externalDocs": {"description": "The call events as JSON Schema (2020-12)",
+                         "url": EVENT_SCHEMAS_PATH},
         "components": {
             "schemas": components,
             "securitySchemes": {
@@ -111,6 +115,7 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             **record_paths(),
+            **schema_paths(),
             **_webhook_paths(),
             "/healthz": {"get": {"operationId": "healthz", "security": [],
                                  "responses": {"200": {"description": "The process is up"}}}},
