@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -54,6 +55,7 @@ from callhub.layout import (
     commit_arguments,
 )
 from callhub.settings import Settings
+from workers.commit.timestamps import SkewWarnings
 from workers.metrics import WorkerMetrics
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -156,6 +158,7 @@ class CallPublisher:
         self._max_dialog_cache = max_dialog_cache
         self.retries = 0
         self._metrics = metrics
+        self._skew = SkewWarnings(logging.getLogger("callhub.publisher"))
 
     async def commit(self, event: Event) -> CommitOutcome:
         """Commit one event (see ``commit_many``)."""
@@ -186,6 +189,10 @@ class CallPublisher:
         for (index, event, _), reply in zip(commits, replies, strict=True):
             outcomes[index] = self._outcome(event, reply)
         done = [outcome for outcome in outcomes if outcome is not None]
+        for outcome in done:
+            if isinstance(outcome.event, CallStarted) and outcome.status == "committed":
+                self._skew.check(outcome.event, timestamp_ms(outcome.event.timestamp),
+                                 outcome.entry_id)
         if self._metrics is not None:
             for outcome in done:
                 self._metrics.committed(outcome.event, outcome.status, outcome.code)
