@@ -27,8 +27,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # The demo needs only the virtualenv: its Redis is embedded (fakeredis).
+# `make demo PORT=9090` serves on another port.
 demo: $(VENV)/.installed
-	$(VENV)/bin/callhub demo
+	$(VENV)/bin/callhub demo $(if $(PORT),--port $(PORT))
 
 test: setup
 	$(VENV)/bin/pytest
