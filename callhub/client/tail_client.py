@@ -120,6 +120,9 @@ def _untrusted(error: BaseException) -> str | None:
         if isinstance(cause, ssl.SSLCertVerificationError):
             return (f"the hub's certificate is not trusted ({cause.verify_message}); "
                     "give --tls-ca")
+        if isinstance(cause, ssl.SSLError) and cause.reason == "WRONG_VERSION_NUMBER":
+            return ("the hub answers plain HTTP, not TLS: use an http:// URL "
+                    "(or serve the hub with --tls-cert)")
         cause = cause.__cause__ or cause.__context__
     return None
 
