@@ -81,6 +81,7 @@ class SkewWarnings:
                 if self._unreported else "")
         self._last, self._unreported = now, 0
         self._log.warning(
-            "call_started of %s is dated %s, %s Redis committed it%s: its age, for the "
-            "maximum call duration, counts from the commit instead", event.session_id,
-            event.timestamp.isoformat().replace("+00:00", "Z"), describe_skew(skew), more)
+            "call_started of %s is dated %s, %s Redis committed it (a backfill, or a wrong "
+            "clock?)%s: stored as given; the reaper counts its CALLHUB_MAX_CALL_DURATION from "
+            "the commit", event.session_id, event.timestamp.isoformat().replace("+00:00", "Z"),
+            describe_skew(skew), more)
