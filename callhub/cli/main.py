@@ -173,7 +173,7 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: 
         if value is not None
     }
     serve(args.host, args.port, args.workers, tls, overrides, access_log=not args.no_access_log,
-          log_format=settings.log_format)
+          max_connections=settings.max_connections, log_format=settings.log_format)
     return 0
 
 

@@ -17,6 +17,7 @@ import uvicorn
 from callhub.cli.listening import base_url
 from callhub.plurals import counted
 from hub.api.log_format import configure_logging
+from hub.http_protocol import IMPORT_PATH as HTTP_PROTOCOL
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,10 @@ class TlsOptions:
 
 def serve(
     host: str, port: int, workers: int, tls: TlsOptions, overrides: dict[str, str],
-    *, access_log: bool = True, log_format: str = "json",
+    *, access_log: bool = True, max_connections: int = 0, log_format: str = "json",
 ) -> None:
+    """``max_connections`` caps each worker process's connections (0: no cap);
+    heads are held to ``hub.http_protocol``'s limits."""
     os.environ.update(overrides)
     # The main process logs like the replicas (uvicorn's own lines included), and
     # says first where a person goes: the dashboard and the API reference.
@@ -63,6 +66,8 @@ def serve(
         ssl_ca_certs=tls.ca_certs,
         ssl_cert_reqs=ssl.CERT_REQUIRED if tls.require_client_cert else ssl.CERT_NONE,
         proxy_headers=False,
+        http=HTTP_PROTOCOL,
+        limit_concurrency=max_connections or None,
         server_header=False,
         timeout_graceful_shutdown=5,
         log_config=None,

@@ -110,8 +110,7 @@ def _asset(name: str) -> tuple[bytes, bytes | None, str] | None:
 async def api_docs(request: Request) -> Response:
     """``/docs``: the page (relative links, so a path prefix in front of the hub works)."""
     return Response(_page(), media_type="text/html; charset=utf-8", headers={
-        "Cache-Control": "no-cache", "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-        "X-Content-Type-Options": "nosniff"})
+        "Cache-Control": "no-cache", "Content-Security-Policy": CONTENT_SECURITY_POLICY})
 
 
 async def api_docs_asset(request: Request) -> Response:
@@ -121,7 +120,7 @@ async def api_docs_asset(request: Request) -> Response:
         raise NotFound(f"no such file of the API reference (Swagger UI {viewer_version()})")
     body, packed, media_type = found
     headers = {"Cache-Control": "public, max-age=31536000, immutable",
-               "X-Content-Type-Options": "nosniff", "Vary": "Accept-Encoding"}
+               "Vary": "Accept-Encoding"}
     if packed is not None and "gzip" in request.headers.get("accept-encoding", ""):
         headers["Content-Encoding"] = "gzip"
         body = packed

@@ -58,3 +58,12 @@ async def test_unknown_files_and_other_versions_are_json_404s(settings: Settings
             answer = await client.get(path)
             assert answer.status_code == 404, path
             assert answer.json()["error"]["code"] == "not_found"
+
+
+async def test_the_docs_answers_carry_each_security_header_once(settings: Settings) -> None:
+    async with serving(settings) as live, httpx.AsyncClient(base_url=live.url) as client:
+        page = await client.get("/docs")
+        bundle = next(link for link in re.findall(r'src="([^"]+)"', page.text)
+                      if link.endswith("swagger-ui-bundle.js"))
+        for answer in (page, await client.get(f"/{bundle}")):
+            assert answer.headers.get_list("x-content-type-options") == ["nosniff"]
