@@ -29,8 +29,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # The demo needs only the virtualenv: its Redis is embedded (fakeredis).
+# `make demo PORT=9090` serves on another port.
 demo: $(VENV)/.installed
-	$(VENV)/bin/callhub demo
+	$(VENV)/bin/callhub demo $(if $(PORT),--port $(PORT))
 
 # The whole suite: everything but compose in one pytest run, then compose (its
 # tests print their timings as they go).

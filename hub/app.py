@@ -29,6 +29,7 @@ from starlette.types import Receive, Scope, Send
 
 from callhub.connections import connect_client
 from callhub.settings import Settings, load_settings
+from hub.api.api_docs import api_docs, api_docs_asset
 from hub.api.auth import ApiKeys
 from hub.api.call_records import call_events, call_summary, call_transcript
 from hub.api.calls import get_call, list_calls
@@ -159,6 +160,7 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False,
         Route("/readyz", readyz),
         Route("/openapi.json", openapi),
         Route(EVENT_SCHEMAS_PATH, event_schemas),
+        Route("/docs", api_docs), Route("/docs/{version}/{name}", api_docs_asset),
         Route("/metrics", metrics),
         Route("/v1/calls", list_calls),
         Route(EVENTS_PATH, _events_route, methods=["GET"]),

@@ -12,16 +12,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import errno
 import logging
 import os
-import socket
 import sys
 import time
 
 import msgspec
 
 from callhub.cli.arguments import port, positive
+from callhub.cli.listening import base_url, port_problem
 from callhub.settings import Settings
 
 HELP = "run the hub with simulated calls on an embedded Redis (no server needed)"
@@ -47,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    problem = _port_problem(args.host, args.port)
+    problem = port_problem(args.host, args.port)
     if problem:
         print(f"callhub demo: {problem}", file=sys.stderr)
         return 2
@@ -109,30 +108,25 @@ async def _demo(args: argparse.Namespace, settings: Settings, *, embedded: bool)
 
 
 def _print_welcome(host: str, port: int, redis: str, *, embedded: bool) -> None:
-    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    from callhub.cli.own_command import own_command
+
+    base = base_url(host, port)
     store = f"an embedded in-memory Redis ({redis}; gone when the demo stops)" if embedded \
         else f"Redis at {redis}"
-    print(f"""callhub demo: simulated calls on {store}
-
-  dashboard    {base}/
-  live events  curl -N '{base}/v1/calls/events?include_history=true'
-  transcripts  curl -N '{base}/v1/calls/events?event_types=speech_final,call_terminated'
-  active calls curl '{base}/v1/calls?page_size=5'
-  one call     curl '{base}/v1/calls/<session_id>'
-  in a terminal  callhub tail --url {base}
-
-Ctrl-C stops.
-""", flush=True)
-
-
-def _port_problem(host: str, port: int) -> str | None:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as error:
-            if error.errno == errno.EADDRINUSE:
-                return f"port {port} on {host} is in use; choose another with --port"
-            return f"cannot listen on {host}:{port}: {error.strerror}"
-    return None
-
+    callhub = own_command()
+    tail = f"{callhub.command} tail --url {base}"
+    if callhub.activate:
+        tail += f"\n{'':17}(or `{callhub.activate}` first, then `callhub tail …`)"
+    lines = [
+        ("dashboard", f"{base}/"),
+        ("api reference", f"{base}/docs"),
+        ("live events", f"curl -N '{base}/v1/calls/events?include_history=true'"),
+        ("transcripts", f"curl -N '{base}/v1/calls/events?event_types=speech_final,"
+                        "call_terminated'"),
+        ("active calls", f"curl '{base}/v1/calls?page_size=5'"),
+        ("one call", f"curl '{base}/v1/calls/<session_id>'"),
+        ("in a terminal", tail),
+    ]
+    shown = "\n".join(f"  {label:<15}{value}" for label, value in lines)
+    print(f"callhub demo: simulated calls on {store}\n\n{shown}\n\nCtrl-C stops.\n",
+          flush=True)

@@ -18,6 +18,7 @@ import signal
 import sys
 
 from callhub.cli.arguments import port, positive
+from callhub.plurals import counted
 from callhub.settings import Settings
 
 HELP = "deliver webhooks: POST call events to the subscriptions' URLs"
@@ -89,7 +90,7 @@ async def _forward(args: argparse.Namespace, settings: Settings) -> int:
             await asyncio.wait({task}, timeout=0.2)
             stopping = " (stopping)" if forwarder.stopping else ""
             status.update(f"leases: {forwarder.held} · {forwarder.delivered} delivered · "
-                          f"{forwarder.dead_letters} dead letters{stopping}")
+                          f"{counted(forwarder.dead_letters, 'dead letter')}{stopping}")
         await task
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -97,5 +98,5 @@ async def _forward(args: argparse.Namespace, settings: Settings) -> int:
         await redis.aclose()
     status.clear()
     sys.stderr.write(f"callhub forward: stopped; {forwarder.delivered} delivered, "
-                     f"{forwarder.dead_letters} dead letters\n")
+                     f"{counted(forwarder.dead_letters, 'dead letter')}\n")
     return 0

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from callhub.cli.arguments import port, seconds, whole_number
+from callhub.cli.listening import port_problem
 from callhub.settings import Settings, SettingsError, load_settings
 
 
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="callhub", description="The call event hub of a voicetyped deployment."
     )
+    parser.add_argument("--version", action="version", version=f"callhub {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     publish = commands.add_parser(
@@ -66,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     hash_key = commands.add_parser(
         "hash-key",
         help="make an API key and its keys-file entry",
-        description="Print a new API key (or hash the one given) and the entry for "
-        "CALLHUB_API_KEYS_FILE.",
+        description="Make a new API key (or hash the one given): its entry for "
+        "CALLHUB_API_KEYS_FILE on stdout, so `callhub hash-key ... >> keys.toml` appends "
+        "it; the new key itself, shown only once, and what to do next on stderr.",
     )
     hash_key.add_argument("key", nargs="?", help="an existing key (default: make a new one)")
     hash_key.add_argument("--name", default="my-key", help="the key's name in the file")
@@ -158,6 +161,9 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: 
         ApiKeys.load(settings.api_keys, settings.api_keys_file)  # fail here, not per worker
     except SettingsError as error:
         parser.exit(2, f"callhub serve: {error}\n")
+    problem = port_problem(args.host, args.port)
+    if problem:
+        parser.exit(2, f"callhub serve: {problem}\n")
     overrides = {
         variable: value
         for variable, value in (
@@ -168,26 +174,45 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: 
         if value is not None
     }
     serve(args.host, args.port, args.workers, tls, overrides, access_log=not args.no_access_log,
-          max_connections=settings.max_connections)
+          max_connections=settings.max_connections, log_format=settings.log_format)
     return 0
 
 
 def _hash_key(args: argparse.Namespace) -> int:
+    """The keys-file entry on stdout (nothing else: ``>> keys.toml`` stays valid
+    TOML); the secret and the next steps on stderr, for the person."""
     from hub.api.auth import hash_key, new_key
 
     key = args.key or new_key()
-    if not args.key:
-        print(f"key: {key}")
     # TOML basic strings take JSON's escapes: a name with quotes stays one string.
-    print("[[keys]]")
-    print(f"name = {json.dumps(args.name)}")
-    print(f'sha256 = "{hash_key(key)}"')
+    entry = ["[[keys]]", f"name = {json.dumps(args.name)}", f'sha256 = "{hash_key(key)}"']
     dialogs = [d.strip() for d in args.dialogs.split(",") if d.strip()]
     if dialogs:
-        print("dialogs = [" + ", ".join(json.dumps(d) for d in dialogs) + "]")
+        entry.append("dialogs = [" + ", ".join(json.dumps(d) for d in dialogs) + "]")
     if args.webhooks:
-        print("webhooks = true")
+        entry.append("webhooks = true")
+    print("\n".join(entry) + "\n", flush=True)  # a blank line between appended entries
+    if not args.key:
+        print(f"callhub hash-key: the new key (shown only this once; the file keeps only "
+              f"its hash):\n\n    {key}\n", file=sys.stderr)
+    steps = ["start the hub with CALLHUB_API_KEYS_FILE=keys.toml (it reads keys at start-up)",
+             "clients send `Authorization: Bearer <key>` (callhub tail --api-key, or "
+             "CALLHUB_API_KEY)"]
+    if sys.stdout.isatty():
+        steps.insert(0, "add the entry above to the keys file, keys.toml (`callhub hash-key "
+                     "... >> keys.toml` appends it)")
+    print("next:\n" + "".join(f"  {n}. {step}\n" for n, step in enumerate(steps, 1)),
+          end="", file=sys.stderr)
     return 0
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("callhub")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 if __name__ == "__main__":

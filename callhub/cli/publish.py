@@ -13,6 +13,7 @@ from typing import BinaryIO, TextIO
 
 from callhub.cli.status_line import StatusLine
 from callhub.connections import connect_client, describe
+from callhub.plurals import counted
 from callhub.settings import Settings
 from workers.commit.event_lines import LineError, NumberedEvent, read_event_lines
 from workers.commit.publisher import CallPublisher, PublisherUnavailable
@@ -29,7 +30,7 @@ class PublishTally:
 
     def summary(self) -> str:
         return (
-            f"{self.lines} events: {self.committed} committed, "
+            f"{counted(self.lines, 'event')}: {self.committed} committed, "
             f"{self.duplicate} already stored, {self.failed} failed"
         )
 

@@ -7,12 +7,16 @@ handed down as ``CALLHUB_*`` variables before uvicorn starts.
 
 from __future__ import annotations
 
+import logging
 import os
 import ssl
 from dataclasses import dataclass
 
 import uvicorn
 
+from callhub.cli.listening import base_url
+from callhub.plurals import counted
+from hub.api.log_format import configure_logging
 from hub.http_protocol import IMPORT_PATH as HTTP_PROTOCOL
 
 
@@ -39,11 +43,18 @@ class TlsOptions:
 
 def serve(
     host: str, port: int, workers: int, tls: TlsOptions, overrides: dict[str, str],
-    *, access_log: bool = True, max_connections: int = 0,
+    *, access_log: bool = True, max_connections: int = 0, log_format: str = "json",
 ) -> None:
     """``max_connections`` caps each worker process's connections (0: no cap);
     heads are held to ``hub.http_protocol``'s limits."""
     os.environ.update(overrides)
+    # The main process logs like the replicas (uvicorn's own lines included), and
+    # says first where a person goes: the dashboard and the API reference.
+    configure_logging(log_format)
+    base = base_url(host, port, tls=tls.certfile is not None)
+    logging.getLogger("callhub.serve").info(
+        "serving on %s with %s: the dashboard is at %s/, the API reference at %s/docs",
+        base, counted(workers, "worker process", "worker processes"), base, base)
     uvicorn.run(
         "hub.app:create_app_from_environment",
         factory=True,

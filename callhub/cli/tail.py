@@ -27,7 +27,8 @@ DESCRIPTION = (
     "--json the event JSON exactly as received, one per line. Reconnects with the last "
     "cursor when the connection drops, so no event is missed or repeated. Notices go to "
     "stderr. Exit status: 0 on Ctrl-C, 1 when --max-retries is exhausted, 2 when the hub "
-    "refuses the request (bad key, bad filter) or its certificate is not trusted."
+    "refuses the request (bad key, bad filter), its certificate is not trusted or it "
+    "answers plain HTTP to https://."
 )
 REDIS_OPTIONS = False
 DEFAULT_URL = "http://127.0.0.1:8080"

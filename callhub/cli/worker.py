@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from callhub.cli.arguments import port, positive
+from callhub.plurals import counted
 from callhub.settings import Settings
 
 if TYPE_CHECKING:
@@ -178,8 +179,8 @@ async def _simulate(args: argparse.Namespace, settings: Settings, dialogs: list[
         await redis.aclose()
     status.clear()
     reasons = ", ".join(f"{n} {r}" for r, n in sorted(stats.reasons.items())) or "none"
-    _write(sys.stdout, f"{stats.done} calls, {stats.events} events, {stats.errors} errors; "
-                       f"ended: {reasons}\n")
+    _write(sys.stdout, f"{counted(stats.done, 'call')}, {counted(stats.events, 'event')}, "
+                       f"{stats.describe_errors()}; ended: {reasons}\n")
     return 1 if stats.errors else 0
 
 
@@ -197,7 +198,7 @@ async def _show_progress(
             last_events, last_time = stats.events, now
         stopping = " (stopping)" if worker.stopping else ""
         status.update(f"calls: {stats.active} active, {stats.done} done · "
-                      f"{rate:,.0f} events/s · {stats.errors} errors{stopping}")
+                      f"{rate:,.0f} events/s · {stats.describe_errors()}{stopping}")
 
 
 def _write(stream: TextIO, text: str) -> None:

@@ -436,7 +436,8 @@ def retry_after(response: httpx.Response) -> float:
 
 
 def untrusted_reason(error: BaseException) -> str | None:
-    """Why the hub's certificate failed verification, if that is what ``error`` is.
+    """Why TLS with the hub cannot work, if that is what ``error`` is: its
+    certificate failed verification, or it answers plain HTTP.
 
     Retrying cannot fix it. (A hub refusing *our* certificate is not as clear:
     under TLS 1.3 it just closes the connection, which is retried with a hint.)
@@ -446,6 +447,9 @@ def untrusted_reason(error: BaseException) -> str | None:
         if isinstance(cause, ssl.SSLCertVerificationError):
             return (f"the hub's certificate is not trusted ({cause.verify_message}); "
                     "give --tls-ca")
+        if isinstance(cause, ssl.SSLError) and cause.reason == "WRONG_VERSION_NUMBER":
+            return ("the hub answers plain HTTP, not TLS: use an http:// URL "
+                    "(or serve the hub with --tls-cert)")
         cause = cause.__cause__ or cause.__context__
     return None
 

@@ -36,7 +36,7 @@ from hub.errors import REDIS_ERRORS, BadParameter, ServiceUnavailable, error_res
 from hub.store.log_tails import beyond_logs
 from hub.stream.catch_up import replay_history, replay_log, retention_check
 from hub.stream.direct_write import PendingSend
-from hub.stream.frames import RETRY, cursor_mark, ping, stream_reset_frame
+from hub.stream.frames import RETRY, WIRE_NAMES, cursor_mark, ping, stream_reset_frame
 from hub.stream.subscriber import CLOSED_STALLED, NOT_WRITING, PING_DUE, Subscriber
 
 log = logging.getLogger("callhub.stream")
@@ -56,8 +56,12 @@ PARAMETERS: Final = ("event_types", "session_id", "dialog_name", "include_histor
 def parse_event_types(text: str) -> str:
     unknown = [t for t in text.split(",") if t.strip() and t.strip() not in EVENT_TYPES]
     if unknown:
+        first = unknown[0].strip()
+        alias = [t.decode() for t, name in WIRE_NAMES.items() if name.decode() == first]
+        hint = f" (the stream sends {alias[0]} events as {first}; filter on {alias[0]})" \
+            if alias else ""
         raise ValueError(
-            f"unknown event type {unknown[0][:64]!r}; valid types: {', '.join(EVENT_TYPES)}"
+            f"unknown event type {first[:64]!r}{hint}; valid types: {', '.join(EVENT_TYPES)}"
         )
     return text
 

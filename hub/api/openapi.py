@@ -42,7 +42,7 @@ from hub.api.webhooks import PAGE_SIZE_MAX as WEBHOOKS_PAGE_MAX
 from hub.api.webhooks import RECORDS_DEFAULT, RECORDS_MAX
 from hub.errors import ErrorBody
 from hub.store.call_store import LIST_STATUSES, CallView, ListCallsPage
-from hub.stream.frames import RETRY_MS, StreamReset
+from hub.stream.frames import RETRY_MS, StreamReset, wire_name
 
 _REF = "#/components/schemas/{name}"
 
@@ -175,7 +175,12 @@ def _event_stream(dialog: dict[str, Any]) -> dict[str, Any]:
         "properties": {
             "id": {"type": "string", "description": "Cursor: resume after this event "
                    "with Last-Event-ID or last_event_id"},
-            "event": {"type": "string", "enum": [*EVENT_TYPES, "stream_reset"]},
+            "event": {"type": "string", "description": "The event's type, except that "
+                      "`error` events are sent as `call_error` (an EventSource hands an event "
+                      "named `error` to its connection-error handlers); `data.type` and "
+                      "`event_types` say `error`",
+                      "enum": [*(wire_name(t.encode()).decode() for t in EVENT_TYPES),
+                               "stream_reset"]},
             "data": {"type": "string", "contentMediaType": "application/json",
                      "contentSchema": {"oneOf": [_ref("CallEvent"), _ref("StreamReset")]}},
             "retry": {"type": "integer", "minimum": 0},

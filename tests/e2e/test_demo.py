@@ -8,12 +8,13 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import redis
 
 from tests.support.polling import wait_until
-from tests.support.processes import free_port, start_demo
+from tests.support.processes import free_port, start_demo, stop_process
 from tests.support.sse import parse_frame
 
 SPEC_STREAMS = (  # the spec's SSE curl examples (the session one gets a real id)
@@ -46,7 +47,7 @@ def test_the_demo_serves_live_calls_at_once_and_the_spec_curl_examples() -> None
         first_call_s = time.monotonic() - started
         base = demo.url.replace("127.0.0.1", "localhost")
         print(f"demo: first live call after {first_call_s:.1f} s")
-        assert "dashboard    " + demo.url + "/" in demo.output()
+        assert "dashboard      " + demo.url + "/\n" in demo.output()
         assert "<title>" in curl(f"{base}/").decode()
 
         page = json.loads(curl(f"{base}/v1/calls?page_size=50"))
@@ -110,3 +111,32 @@ def test_a_busy_port_is_a_clear_error() -> None:
     assert result.returncode == 2
     assert f"port {port} on 127.0.0.1 is in use" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_tail_command_the_demo_prints_works_in_a_new_shell(tmp_path: Path) -> None:
+    """A second shell, without the virtualenv on its PATH, types what the demo
+    printed (either form) and sees events."""
+    demo = start_demo("--speed", "4", "--rate", "3")
+    try:
+        printed = demo.output()
+        command = printed.split("in a terminal", 1)[1].split("\n", 1)[0].strip()
+        assert command.endswith(f"callhub tail --url {demo.url}")
+        activate = printed.split("(or `", 1)[1].split("`", 1)[0]
+        assert activate.startswith(". ") and activate.endswith("/bin/activate")
+        new_shell = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path)}
+        # exec: the PID stopped is the tail itself, not a shell that would leave it running
+        for n, line in enumerate([f"exec {command}",
+                                  f"{activate} && exec callhub tail --url {demo.url}"]):
+            out = tmp_path / f"tail-{n}.jsonl"
+            with out.open("wb") as sink:
+                shell = subprocess.Popen(["bash", "--norc", "--noprofile", "-c",
+                                          f"{line} --json"],
+                                         stdout=sink, stderr=subprocess.PIPE, env=new_shell)
+            try:
+                wait_until(lambda out=out: out.read_bytes().count(b"\n") >= 2, timeout=20,
+                           what=f"events from `{line}` in a new shell")
+                assert json.loads(out.read_bytes().splitlines()[0])["session_id"]
+            finally:
+                stop_process(shell)  # type: ignore[arg-type]
+    finally:
+        demo.stop()

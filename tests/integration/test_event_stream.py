@@ -7,6 +7,7 @@ import random
 import signal
 import socket
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -185,6 +186,34 @@ async def test_history_then_live_misses_and_repeats_nothing_while_commits_race(
     first_id = next(i for i, f in enumerate(stream.frames) if f.id is not None)
     assert stream.frames[first_id].event is None
     assert all(f.id is None for f in stream.frames[:first_id])
+
+
+async def test_error_events_go_out_as_call_error_live_and_in_history_and_filter_as_error(
+    settings: Settings, aredis: aioredis.Redis
+) -> None:
+    """The one event renamed on the wire (hub/stream/frames.py): an EventSource
+    would take ``event: error`` for a failed connection."""
+    settings = fast(settings)
+    publisher = CallPublisher(aredis, settings)
+    error = ev.Error(event_id="e-2", session_id="e-1", timestamp=datetime.now(UTC), seq=2,
+                     code="asr_timeout", message="no transcript", component="asr")
+    async with serving(settings) as live:
+        url = f"{live.url}/v1/calls/events"
+        async with subscribe(url) as everything, \
+                subscribe(url, params={"event_types": "error"}) as errors:
+            await publisher.commit_many([call_started("e-1"), error])
+            await async_wait_until(lambda: len(everything.events) == 2 and errors.events)
+            async with subscribe(url, params={"include_history": "true"}) as history:
+                await async_wait_until(lambda: len(history.events) == 2)
+        async with httpx.AsyncClient() as client:
+            wrong = await client.get(url, params={"event_types": "call_error"})
+    for reader in (everything, errors, history):
+        named = [(f.event, msgspec.json.decode(f.data or b"")["type"]) for f in reader.events]
+        assert named[-1] == ("call_error", "error"), named
+        assert reader.events[-1].data == ev.encode_event(error)
+    assert len(errors.events) == 1
+    assert wrong.status_code == 400
+    assert "filter on error" in wrong.json()["error"]["message"]
 
 
 async def test_a_client_resumed_on_either_replica_gets_exactly_what_a_steady_one_got(

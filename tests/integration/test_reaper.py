@@ -7,6 +7,7 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 import redis
 import redis.asyncio as aioredis
@@ -150,26 +151,63 @@ async def test_renewal_never_gives_an_ended_call_a_lease_again(
     assert sync_redis.zscore(settings.keyspace.leases(0), "short") is None
 
 
+def started(session_id: str, at: datetime) -> ev.CallStarted:
+    return ev.CallStarted(event_id=f"{session_id}-1", session_id=session_id, timestamp=at,
+                          seq=1, caller_id="+1555", called_number="+1800",
+                          dialog_name="helpdesk")
+
+
 async def test_calls_past_the_maximum_duration_end_with_reason_timeout(
     aredis: aioredis.Redis, sync_redis: redis.Redis, redis_url: str
 ) -> None:
-    settings = Settings(redis_url=redis_url, max_call_ms=3_600_000)
+    settings = Settings(redis_url=redis_url, max_call_ms=60_000)
     publisher = CallPublisher(aredis, settings)
     now = datetime.now(UTC)
-    old = ev.CallStarted(event_id="o", session_id="marathon", timestamp=now - timedelta(hours=2),
-                         seq=1, caller_id="+1555", called_number="+1800", dialog_name="helpdesk")
-    new = ev.CallStarted(event_id="n", session_id="sprint", timestamp=now, seq=1,
-                         caller_id="+1555", called_number="+1800", dialog_name="helpdesk")
-    await publisher.commit_many([old, new])
+    # 70 s old by its timestamp: a plausible clock (well within MAX_CLOCK_SKEW_MS).
+    await publisher.commit_many([started("marathon", now - timedelta(seconds=70)),
+                                 started("sprint", now)])
 
     reaper = Reaper(aredis, publisher, settings)
     tally = await reaper.sweep()
     assert (tally.timed_out, tally.expired) == (1, 0)
     (end,) = ends_of(sync_redis, settings, "marathon")
     assert end["reason"] == "timeout"
-    assert 7_190 <= int(str(end["duration_seconds"])) <= 7_300
+    assert 70 <= int(str(end["duration_seconds"])) <= 80
     assert ends_of(sync_redis, settings, "sprint") == []
     assert (await reaper.sweep()).timed_out == 0
+
+
+@pytest.mark.both_engines
+@pytest.mark.parametrize("skew", [timedelta(days=-400), timedelta(days=2)],
+                         ids=["dated-long-ago", "dated-ahead"])
+async def test_an_implausible_timestamp_times_out_by_when_the_call_was_committed(
+    aredis: aioredis.Redis, sync_redis: redis.Redis, settings: Settings, skew: timedelta,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A call dated a year back (the spec's examples) is not ended at once, nor one
+    dated days ahead never: both last the maximum duration from their commit."""
+    settings = msgspec.structs.replace(settings, max_call_ms=1_500, lease_ms=60_000)
+    publisher = CallPublisher(aredis, settings)
+    # Enough calls dated that way to fill several of the reaper's batches, all
+    # passed over, so one plausible overlong call behind them is still found.
+    skewed = [f"skewed-{n}" for n in range(7)]
+    with caplog.at_level("WARNING", logger="callhub.publisher"):
+        await publisher.commit_many([started(sid, datetime.now(UTC) + skew) for sid in skewed])
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "callhub.publisher"]
+    assert "skewed-0" in warning and ("before" if skew < timedelta(0) else "after") in warning
+    assert "6 more calls" not in warning  # the rest are counted, not each reported
+    await publisher.commit(started("plain", datetime.now(UTC) - timedelta(seconds=2)))
+
+    reaper = Reaper(aredis, publisher, settings, batch=3)
+    tally = await reaper.sweep()
+    assert (tally.timed_out, tally.expired) == (1, 0)  # "plain", behind 7 passed over
+    assert all(ends_of(sync_redis, settings, sid) == [] for sid in skewed)
+
+    await sweep_until(reaper, len(skewed), timeout=10)
+    for sid in skewed:
+        (end,) = ends_of(sync_redis, settings, sid)
+        assert end["reason"] == "timeout"
+        assert 1 <= int(str(end["duration_seconds"])) <= 10, end  # from the commit
 
 
 @pytest.mark.parametrize("status", ["terminated", "expired"])

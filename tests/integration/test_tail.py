@@ -304,6 +304,17 @@ def test_keys_and_bad_requests_exit_2_with_a_clear_message(
         assert "Traceback" not in tail.stderr
 
 
+def test_https_to_a_plain_http_hub_says_so_and_exits_2(
+    redis_url: str, hubs: list[HubProcess], run_tail: TailFactory,
+) -> None:
+    """Not a bare ``WRONG_VERSION_NUMBER`` retried for ever: a retry cannot fix it."""
+    hub = serve_on(redis_url, free_port(), hubs)
+    tail = run_tail(hub.url.replace("http://", "https://"))
+    assert tail.exit_status() == 2
+    assert tail.stderr == ("callhub tail: the hub answers plain HTTP, not TLS: use an http:// "
+                           "URL (or serve the hub with --tls-cert)")
+
+
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A CA, the hub's certificate for 127.0.0.1, and a client certificate from the CA."""

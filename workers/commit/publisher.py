@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -56,6 +57,7 @@ from callhub.layout import (
     commit_arguments,
 )
 from callhub.settings import Settings
+from workers.commit.timestamps import SkewWarnings
 from workers.metrics import WorkerMetrics
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -191,6 +193,7 @@ class CallPublisher:
         self._max_dialog_cache = max_dialog_cache
         self.retries = 0
         self._metrics = metrics
+        self._skew = SkewWarnings(logging.getLogger("callhub.publisher"))
 
     async def commit(self, event: Event) -> CommitOutcome:
         """Commit one event (see ``commit_many``)."""
@@ -237,6 +240,10 @@ class CallPublisher:
             outcomes[index] = CommitOutcome(event, "rejected", code="caller_changed",
                                             reason="the call's caller changed while it ended")
         done = [outcome for outcome in outcomes if outcome is not None]
+        for outcome in done:
+            if isinstance(outcome.event, CallStarted) and outcome.status == "committed":
+                self._skew.check(outcome.event, timestamp_ms(outcome.event.timestamp),
+                                 outcome.entry_id)
         if self._metrics is not None:
             for outcome in done:
                 self._metrics.committed(outcome.event, outcome.status, outcome.code)

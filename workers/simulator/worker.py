@@ -47,6 +47,7 @@ import httpx
 import msgspec
 
 from callhub.connections import RedisClient
+from callhub.plurals import counted
 from callhub.settings import Settings
 from workers.commit.commit_queue import CommitQueue
 from workers.commit.publisher import COMMIT_SCRIPT, CallPublisher, PublisherUnavailable
@@ -86,7 +87,18 @@ class WorkerStats(msgspec.Struct):
     done: int = 0  # calls over (cleanly or not)
     events: int = 0  # events stored
     errors: int = 0  # calls this worker could not end (no call_terminated of its own)
+    error_reasons: dict[str, int] = {}  # why, in a few words each
     reasons: dict[str, int] = {}  # call_terminated reasons
+
+    def describe_errors(self) -> str:
+        """``0 errors``, or ``3 errors (most: redis unreachable, 2)``: the count and
+        its most common reason, so a status line says what is going wrong."""
+        text = counted(self.errors, "error")
+        if self.error_reasons:
+            reason, times = max(self.error_reasons.items(), key=lambda item: item[1])
+            text += f" (most: {reason}, {times})" if len(self.error_reasons) > 1 \
+                else f" ({reason})"
+        return text
     event_types: dict[str, int] = {}  # events stored, by type
 
 
@@ -143,6 +155,7 @@ class SimulatedWorker:
         self._queue: CommitQueue | None = None
         self._stats = WorkerStats()
         self._reasons: Counter[str] = Counter()
+        self._error_reasons: Counter[str] = Counter()
 
     @property
     def stats(self) -> WorkerStats:
@@ -151,14 +164,15 @@ class SimulatedWorker:
             stats.events = self._queue.stored_total
             stats.event_types = dict(self._queue.stored)
         stats.reasons = dict(self._reasons)
+        stats.error_reasons = dict(self._error_reasons)
         return stats
 
     def describe(self) -> str:
         """One line for a status display: calls, events, errors."""
         stats = self.stats
         stopping = " (stopping)" if self.stopping else ""
-        return (f"calls: {stats.active} active, {stats.done} done · {stats.events} events · "
-                f"{stats.errors} errors{stopping}")
+        return (f"calls: {stats.active} active, {stats.done} done · "
+                f"{counted(stats.events, 'event')} · {stats.describe_errors()}{stopping}")
 
     @property
     def held_calls(self) -> frozenset[str]:
@@ -258,11 +272,14 @@ class SimulatedWorker:
         session_id = call.context.session_id
         self._stats.active += 1
         summary: CallSummary | None = None
+        failure = "ended without its call_terminated"
         try:
             summary = await call.run()
         except PublisherUnavailable as error:
+            failure = "redis unreachable"
             log.warning("call %s abandoned, Redis is unreachable: %s", session_id, error)
-        except Exception:
+        except Exception as error:
+            failure = f"{type(error).__name__} (see the log)"
             log.exception("call %s failed", session_id)
         finally:
             self._stats.active -= 1
@@ -271,7 +288,10 @@ class SimulatedWorker:
             if self._leases is not None:
                 self._leases.release(session_id)
         if summary is None or summary.reason is None:
+            if summary is not None and summary.problem:
+                failure = summary.problem.partition(":")[0]  # e.g. "call_terminated refused"
             self._stats.errors += 1
+            self._error_reasons[failure] += 1
         else:
             self._reasons[summary.reason] += 1
 

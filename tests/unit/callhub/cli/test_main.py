@@ -59,6 +59,31 @@ def test_hash_key_prints_a_keys_file_entry_the_hub_reads(
                      "dialogs": ["helpdesk", "billing"], "webhooks": True}
 
 
+def test_a_new_keys_entry_appended_to_a_file_keeps_it_valid_and_the_secret_goes_to_stderr(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``callhub hash-key ... >> keys.toml``, twice: stdout is only TOML."""
+    outputs = [run(["hash-key", "--name", name, "--dialogs", "helpdesk"], monkeypatch, capsys, {})
+               for name in ("ops", "night")]
+    assert all(status == 0 for status, _, _ in outputs)
+    keys_file = "".join(out for _, out, _ in outputs)
+    entries = tomllib.loads(keys_file)["keys"]
+    assert [e["name"] for e in entries] == ["ops", "night"]
+    for entry, (_, out, err) in zip(entries, outputs, strict=True):
+        secret = next(word for word in err.split() if word.startswith("chk_"))
+        assert entry["sha256"] == hash_key(secret) and secret not in out
+        assert "CALLHUB_API_KEYS_FILE" in err and "Bearer" in err  # what to do next
+
+
+def test_version_names_the_installed_package(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from importlib.metadata import version
+
+    status, out, _ = run(["--version"], monkeypatch, capsys, {})
+    assert (status, out) == (0, f"callhub {version('callhub')}\n")
+
+
 @pytest.mark.parametrize("argv", [
     ["tail", "--help"],
     ["tail", "--max-retries", "many"],  # refused by the parser
