@@ -25,7 +25,6 @@ import redis
 import redis.asyncio as aioredis
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 
 from callhub.events import (
     ActionExecuted,
@@ -43,7 +42,7 @@ from callhub.events import (
     decode_event,
 )
 from callhub.settings import Settings
-from tests.support.browser import script_errors
+from tests.support.browser import screenshot, script_errors, set_viewport, wait_for
 from tests.support.paths import ARTIFACTS
 from tests.support.processes import HubProcess, free_port, start_demo, start_hub
 from workers.commit.publisher import CallPublisher
@@ -274,9 +273,8 @@ def serve_on(redis_url: str, port: int, env: dict[str, str] | None = None) -> Hu
 
 
 def wait(driver: WebDriver, condition: Callable[[WebDriver], Any], what: str,
-         timeout: float = 15) -> Any:
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(
-        condition, f"timed out after {timeout}s waiting for {what}")
+         timeout: float = 30) -> Any:
+    return wait_for(driver, condition, what, timeout)
 
 
 def js(driver: WebDriver, script: str, *args: Any) -> Any:
@@ -291,7 +289,9 @@ def rows(driver: WebDriver) -> list[dict[str, str]]:
     result: list[dict[str, str]] = js(driver, """
         return [...document.querySelectorAll('#calls-body tr')].map(r => ({
           session_id: r.dataset.sessionId, dialog: r.dataset.dialog, status: r.dataset.status,
-          state: r.cells[2].textContent, duration: r.cells[4].textContent}));""")
+          caller: r.querySelector('.caller').textContent, hidden: r.hidden,
+          state: r.querySelector('.state .name').textContent,
+          duration: r.querySelector('.duration').textContent}));""")
     return result
 
 
@@ -381,7 +381,8 @@ def save_screenshot(driver: WebDriver, name: str = "dashboard.png") -> Path:
 # ---------------------------------------------------------------------------
 
 
-def test_dashboard_follows_live_calls(browser: WebDriver, redis_url: str) -> None:
+def test_dashboard_follows_live_calls(browser: WebDriver, redis_url: str,
+                                      tmp_path: Path) -> None:
     port = free_port()
     hub = serve_on(redis_url, port)
     try:
@@ -468,14 +469,25 @@ def test_dashboard_follows_live_calls(browser: WebDriver, redis_url: str) -> Non
             hub.stop()
             with unavailable(port) as asked:
                 wait(browser, lambda d: connection_state(d) == "reconnecting", "reconnecting")
+                # A banner says the page is not live, and durations stand still meanwhile.
+                banner = browser.find_element(By.ID, "stream-banner")
+                assert banner.is_displayed() and "Not live" in banner.text, banner.text
+                assert js(browser, "return document.body.dataset.live") == "false"
+                frozen = {r["session_id"]: r["duration"] for r in rows(browser)}
+                screenshot(browser, tmp_path, "dashboard-not-live.png")
                 wait(browser, lambda d: any(
                     "/v1/calls/events?" in path and "last_event_id=" in path
                     and "include_history" not in path for path in asked),
                     "a recreated EventSource resuming with last_event_id")
                 wait(browser, lambda d: source.is_ended(chosen), f"{chosen} to end", 20)
                 assert connection_state(browser) == "reconnecting"
+                assert banner.is_displayed()
+                still = {r["session_id"]: r["duration"] for r in rows(browser)
+                         if r["session_id"] in frozen}  # (ended rows leave as they would)
+                assert still and still == {s: frozen[s] for s in still}
             hub = serve_on(redis_url, port)
             wait(browser, lambda d: connection_state(d) == "live", "live again", 20)
+            assert not browser.find_element(By.ID, "stream-banner").is_displayed()
             follow_to_the_end(browser, source, chosen)
             wait(browser, lambda d: js(d, "return document.getElementById('feed-state')"
                                           ".dataset.state") == "live", "the feed live again")
@@ -485,6 +497,7 @@ def test_dashboard_follows_live_calls(browser: WebDriver, redis_url: str) -> Non
             wait(browser, lambda d: float(d.find_element(By.ID, "event-rate").text) > 0,
                  "events/s above 0")
             save_screenshot(browser)
+            screenshot(browser, tmp_path, "dashboard-live.png")
         assert script_errors(browser) == []
     finally:
         hub.stop()
