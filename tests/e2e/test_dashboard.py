@@ -783,6 +783,9 @@ def test_dashboard_on_a_laptop_and_at_400_px(browser: WebDriver, redis_url: str,
     try:
         with traffic(redis_url) as source:
             wait(browser, lambda d: len(source.active()) >= 3, "the first calls")
+            # Only the page's own script may run (by its hash): no injected handler could.
+            policy = httpx.get(f"{hub.url}/", timeout=10).headers["Content-Security-Policy"]
+            assert "script-src 'sha256-" in policy and "unsafe" not in policy.split(";")[1]
             set_viewport(browser, 1366, 768)
             browser.get(f"{hub.url}/")
             wait(browser, lambda d: connection_state(d) == "live", "the stream to be live")
