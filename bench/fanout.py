@@ -739,7 +739,10 @@ class CallhubPeer(Peer):
             sys.executable, "-m", "callhub.cli", "serve", "--host", HOST, "--port", str(self.port),
             "--redis-url", self.redis_url, "--shards", str(settings.shards),
             "--no-access-log"], self.port,
-            env={**os.environ, "CALLHUB_REDIS_CLUSTER": "1" if settings.redis_cluster else "0"})
+            # Every subscriber comes from this one load client: the per-client
+            # stream cap (a safety default) would refuse all but the first 100.
+            env={**os.environ, "CALLHUB_REDIS_CLUSTER": "1" if settings.redis_cluster else "0",
+                 "CALLHUB_MAX_STREAMS_PER_CLIENT": "0", "CALLHUB_MAX_STREAMS_PER_KEY": "0"})
         self.server.wait_ready("/healthz")
 
     def path(self, session: str | None) -> str:

@@ -15,6 +15,7 @@ from callhub.types import StreamId
 
 _KIND = b"callhub-cursor"
 _VERSION = 1
+_MAX_PART = 2**64 - 1  # a Redis stream id is two unsigned 64-bit numbers
 
 
 class InvalidCursor(ValueError):
@@ -47,6 +48,11 @@ class Cursor(msgspec.Struct, frozen=True, array_like=True):
             raise InvalidCursor(
                 f"the cursor is for {len(cursor.positions)} shards; this deployment has {shards}"
             )
+        for position in cursor.positions:
+            # A token anyone can seal may carry any numbers: one Redis would
+            # refuse must be a 400 here, never an error from Redis later.
+            if position is not None and not all(0 <= part <= _MAX_PART for part in position):
+                raise InvalidCursor("the cursor names a position no stream can have")
         return cursor
 
     @classmethod

@@ -7,6 +7,7 @@ fails at start-up with a message naming the variable, never later.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -51,6 +52,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ping_interval_ms: int = 15_000
     write_timeout_ms: int = 10_000
     subscriber_buffer_bytes: int = 4 * 1024 * 1024
+    # Open event streams per replica: at most this many per API key and per
+    # client address (0: no cap). The client address is the connection's peer,
+    # or, when the peer is a trusted proxy (comma list of addresses or networks,
+    # "*" for any), the last address of its X-Forwarded-For.
+    max_streams_per_key: int = 1000
+    # Connections one replica process holds (0: no cap): beyond it a 503. A
+    # request's head must arrive within the header timeout.
+    max_connections: int = 10_000
+    header_timeout_ms: int = 10_000
+    max_streams_per_client: int = 100
+    trusted_proxies: str = "127.0.0.1,::1"
     # Browser origins allowed to read the API (comma-separated, "*" for any,
     # empty for none): the spec's EventSource example runs on other origins.
     cors_origins: str = "*"
@@ -80,17 +92,41 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return Keyspace(prefix=self.prefix, shards=self.shards)
 
 
+def redact_url(value: str) -> str:
+    """``value`` with its credentials masked (``user:***@``): safe to print.
+
+    Works on strings that are not valid URLs too: everything before the last
+    ``@`` after the scheme is credentials, so a mistyped URL (``redis:admin:pw@host``,
+    a password holding ``/``) never leaks one.
+    """
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        scheme, rest = "", value
+    credentials, at, address = rest.rpartition("@")
+    if not at:
+        return value
+    name, colon, _password = credentials.partition(":")
+    return f"{scheme}{sep}{name}:***@{address}" if colon else f"{scheme}{sep}***@{address}"
+
+
 def parse_redis_url(name: str, value: str) -> str:
+    """A Redis URL callhub can connect with; messages show it with its password masked.
+
+    ``redis://`` and ``rediss://`` need a host (``redis:admin:pw@host`` has none:
+    it would connect to localhost); ``unix://`` needs a path.
+    """
     parts = urlsplit(value)
-    if parts.scheme not in {"redis", "rediss", "unix"} or not (parts.hostname or parts.path):
+    shown = redact_url(value)
+    has_target = parts.hostname if parts.scheme in {"redis", "rediss"} else parts.path
+    if parts.scheme not in {"redis", "rediss", "unix"} or not has_target:
         raise SettingsError(
             f"{name} must be a Redis URL like redis://host:6379/0 (or rediss://, unix://), "
-            f"got {value!r}"
+            f"got {shown!r}"
         )
     try:
         parts.port  # noqa: B018 - raises on a non-numeric port
     except ValueError:
-        raise SettingsError(f"{name} has an invalid port: {value!r}") from None
+        raise SettingsError(f"{name} has an invalid port: {shown!r}") from None
     return value
 
 
@@ -135,6 +171,25 @@ def parse_flag(name: str, value: str) -> bool:
     return choices[value.strip().lower()]
 
 
+def parse_limit(name: str, value: str) -> int:
+    if not value.strip().isdigit() or int(value) > 10_000_000:
+        raise SettingsError(f"{name} must be a whole number (0 for no limit), got {value!r}")
+    return int(value)
+
+
+def parse_networks(name: str, value: str) -> str:
+    """Comma-separated addresses or networks (``10.0.0.0/8``), or ``*``."""
+    for part in (p.strip() for p in value.split(",")):
+        if not part or part == "*":
+            continue
+        try:
+            ipaddress.ip_network(part, strict=False)
+        except ValueError:
+            raise SettingsError(f"{name}: {part[:64]!r} is not an address or network "
+                                "(like 10.0.0.0/8), nor *") from None
+    return value
+
+
 def parse_log_format(name: str, value: str) -> str:
     if value not in ("text", "json"):
         raise SettingsError(f"{name} must be text or json, got {value!r}")
@@ -166,6 +221,11 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CALLHUB_PING_INTERVAL": ("ping_interval_ms", parse_duration_ms),
     "CALLHUB_WRITE_TIMEOUT": ("write_timeout_ms", parse_duration_ms),
     "CALLHUB_SUBSCRIBER_BUFFER": ("subscriber_buffer_bytes", parse_bytes),
+    "CALLHUB_MAX_CONNECTIONS": ("max_connections", parse_limit),
+    "CALLHUB_HEADER_TIMEOUT": ("header_timeout_ms", parse_duration_ms),
+    "CALLHUB_MAX_STREAMS_PER_KEY": ("max_streams_per_key", parse_limit),
+    "CALLHUB_MAX_STREAMS_PER_CLIENT": ("max_streams_per_client", parse_limit),
+    "CALLHUB_TRUSTED_PROXIES": ("trusted_proxies", parse_networks),
     "CALLHUB_CORS_ORIGINS": ("cors_origins", parse_text),
     "CALLHUB_API_KEYS": ("api_keys", parse_text),
     "CALLHUB_API_KEYS_FILE": ("api_keys_file", parse_text),
@@ -201,6 +261,7 @@ def load_settings(environ: Mapping[str, str], **overrides: str | None) -> Settin
                             ("CALLHUB_DURABLE_TIMEOUT", settings.durable_timeout_ms),
                             ("CALLHUB_PING_INTERVAL", settings.ping_interval_ms),
                             ("CALLHUB_WRITE_TIMEOUT", settings.write_timeout_ms),
+                            ("CALLHUB_HEADER_TIMEOUT", settings.header_timeout_ms),
                             ("CALLHUB_WEBHOOK_RETRY_WINDOW", settings.webhook_retry_window_ms),
                             ("CALLHUB_WEBHOOK_TIMEOUT", settings.webhook_timeout_ms),
                             ("CALLHUB_FORWARD_LEASE", settings.forward_lease_ms)):

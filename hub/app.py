@@ -40,6 +40,7 @@ from hub.api.openapi import openapi
 from hub.api.operations import healthz, metrics, readyz
 from hub.api.replica import Replica
 from hub.api.request_observer import RequestObserver
+from hub.api.security_headers import EVERY_ANSWER
 from hub.api.webhooks import (
     WebhookCollection,
     WebhookResource,
@@ -83,7 +84,7 @@ class HubApp(Starlette):
             rid = request_id_from(header_of(scope, b"x-request-id"))
             request_id.set(rid)  # this task serves only this stream
             await serve_event_stream(self.state.replica, scope, receive, send,
-                                     [*self.cors.simple_headers(scope),
+                                     [*self.cors.simple_headers(scope), *EVERY_ANSWER,
                                       (b"x-request-id", rid.encode())])
             return
         await super().__call__(scope, receive, send)
@@ -117,6 +118,8 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False,
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if not keys.enabled:
             log.warning("no API keys are configured: the API is open to anyone who can reach it")
+        else:
+            log.info("API keys: %s", keys.sources)
         client = connect_client(settings)
         try:
             async with StreamEngine(settings, client, hub_metrics) as engine:

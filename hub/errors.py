@@ -70,6 +70,14 @@ class NotFound(ApiError):
     code = "not_found"
 
 
+class TooManyStreams(ApiError):
+    """Over a cap on open event streams (per key, per client address)."""
+
+    status = 429
+    code = "too_many_streams"
+    headers = {"Retry-After": "5"}  # noqa: RUF012
+
+
 class ServiceUnavailable(ApiError):
     status = 503
     code = "unavailable"

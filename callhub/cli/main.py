@@ -166,7 +166,8 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: 
         )
         if value is not None
     }
-    serve(args.host, args.port, args.workers, tls, overrides, access_log=not args.no_access_log)
+    serve(args.host, args.port, args.workers, tls, overrides, access_log=not args.no_access_log,
+          max_connections=settings.max_connections)
     return 0
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import uvicorn
 
+from hub.http_protocol import IMPORT_PATH as HTTP_PROTOCOL
+
 
 @dataclass(frozen=True)
 class TlsOptions:
@@ -37,8 +39,10 @@ class TlsOptions:
 
 def serve(
     host: str, port: int, workers: int, tls: TlsOptions, overrides: dict[str, str],
-    *, access_log: bool = True,
+    *, access_log: bool = True, max_connections: int = 0,
 ) -> None:
+    """``max_connections`` caps each worker process's connections (0: no cap);
+    heads are held to ``hub.http_protocol``'s limits."""
     os.environ.update(overrides)
     uvicorn.run(
         "hub.app:create_app_from_environment",
@@ -51,6 +55,8 @@ def serve(
         ssl_ca_certs=tls.ca_certs,
         ssl_cert_reqs=ssl.CERT_REQUIRED if tls.require_client_cert else ssl.CERT_NONE,
         proxy_headers=False,
+        http=HTTP_PROTOCOL,
+        limit_concurrency=max_connections or None,
         server_header=False,
         timeout_graceful_shutdown=5,
         log_config=None,

@@ -39,6 +39,7 @@ from hub.errors import Unauthorized
 from hub.store.call_store import Scope
 
 KEY_QUERY_PARAMETER = "api_key"
+_PLAIN = "CALLHUB_API_KEYS"
 
 
 class StoredKey(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -75,7 +76,8 @@ def new_key() -> str:
 class ApiKeys:
     """The configured keys, by hash."""
 
-    def __init__(self, keys: list[StoredKey]) -> None:
+    def __init__(self, keys: list[StoredKey], *, sources: str = "") -> None:
+        self.sources = sources  # where the keys came from, in counts (safe to log)
         self._keys = [
             (bytes.fromhex(k.sha256),
              Principal(k.name, frozenset(k.dialogs or ()) or None, k.webhooks))
@@ -88,15 +90,27 @@ class ApiKeys:
 
     @classmethod
     def load(cls, plain: str | None, keys_file: str | None) -> ApiKeys:
-        """Keys from the settings; a bad keys file fails start-up, naming the file."""
-        keys = [
-            StoredKey(name=f"key-{n}", sha256=hash_key(key.strip()), webhooks=True)
-            for n, key in enumerate((plain or "").split(","), start=1)
-            if key.strip()
-        ]
-        if keys_file:
-            keys += _read_keys_file(Path(keys_file))
-        return cls(keys)
+        """Keys from the settings; a setting that cannot be used fails start-up, naming it.
+
+        A setting that is present but yields no key (``" "``, ``",,"``, an empty
+        keys file) is a mistake, not a wish for an open API: it fails. (An empty
+        ``CALLHUB_API_KEYS=`` counts as unset: it is how compose files pass an
+        unset variable through.) A key given twice, in one source or in both, is a
+        mistake too: which scope would it have?
+        """
+        plain_keys = _plain_keys(plain) if plain else []
+        file_keys = _read_keys_file(Path(keys_file)) if keys_file else []
+        labelled = [(f"{_PLAIN} key {n}", key) for n, key in enumerate(plain_keys, start=1)]
+        labelled += [(f"CALLHUB_API_KEYS_FILE key {n} ({key.name})", key)
+                     for n, key in enumerate(file_keys, start=1)]
+        _refuse_duplicates(labelled)
+        sources = [f"{len(plain_keys)} from {_PLAIN}"] if plain_keys else []
+        if file_keys:
+            sources.append(
+                f"{len(file_keys)} from CALLHUB_API_KEYS_FILE ({keys_file}: "
+                f"{sum(1 for k in file_keys if k.dialogs)} scoped to dialogs, "
+                f"{sum(1 for k in file_keys if k.webhooks)} may manage webhooks)")
+        return cls(plain_keys + file_keys, sources=", ".join(sources))
 
     def authenticate(self, connection: HTTPConnection) -> Principal:
         if not self._keys:
@@ -133,15 +147,32 @@ def presented_key(connection: HTTPConnection) -> str | None:
     return values[0] if values and values[0] else None
 
 
+def _plain_keys(plain: str) -> list[StoredKey]:
+    keys = [
+        StoredKey(name=f"key-{n}", sha256=hash_key(key.strip()), webhooks=True)
+        for n, key in enumerate((k for k in plain.split(",") if k.strip()), start=1)
+    ]
+    if not keys:
+        raise SettingsError(f"{_PLAIN} is set but holds no key (only commas or spaces): "
+                            "give keys separated by commas, or unset it")
+    return keys
+
+
 def _read_keys_file(path: Path) -> list[StoredKey]:
     where = f"CALLHUB_API_KEYS_FILE ({path})"
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_bytes().decode("utf-8"))
         parsed = msgspec.convert(raw, KeysFile)
     except OSError as error:
         raise SettingsError(f"{where} cannot be read: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise SettingsError(f"{where} is not UTF-8 text (byte {error.start} cannot be "
+                            "decoded)") from None
     except (tomllib.TOMLDecodeError, msgspec.ValidationError) as error:
         raise SettingsError(f"{where} is not a valid keys file: {error}") from None
+    if not parsed.keys:
+        raise SettingsError(f"{where} holds no key: add [[keys]] entries "
+                            "(callhub hash-key prints one), or unset it")
     for n, key in enumerate(parsed.keys, start=1):
         for dialog in key.dialogs or []:
             try:
@@ -151,3 +182,12 @@ def _read_keys_file(path: Path) -> list[StoredKey]:
         if key.dialogs == []:
             raise SettingsError(f"{where}: key {n} ({key.name}): dialogs must not be empty")
     return parsed.keys
+
+
+def _refuse_duplicates(labelled: list[tuple[str, StoredKey]]) -> None:
+    first: dict[str, str] = {}
+    for label, key in labelled:
+        if key.sha256 in first:
+            raise SettingsError(f"the same key is configured twice: {first[key.sha256]} and "
+                                f"{label}; keep one")
+        first[key.sha256] = label

@@ -18,6 +18,7 @@ here: the CORS headers (handed in) and errors as JSON answers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from callhub.events import EVENT_TYPES, check_dialog_name, check_session_id
 from hub.api.query import Query
 from hub.api.replica import Replica
 from hub.errors import REDIS_ERRORS, BadParameter, ServiceUnavailable, error_response, json_error
+from hub.store.log_tails import beyond_logs
 from hub.stream.catch_up import replay_history, replay_log, retention_check
 from hub.stream.direct_write import PendingSend
 from hub.stream.frames import RETRY, cursor_mark, ping, stream_reset_frame
@@ -67,6 +69,7 @@ class StreamRequest:
     stream_filter: EventFilter
     resume_from: Cursor | None
     include_history: bool
+    key_name: str | None = None  # the API key's name; None when the API is open
 
 
 def check_request(request: Request, replica: Replica) -> StreamRequest:
@@ -84,7 +87,8 @@ def check_request(request: Request, replica: Replica) -> StreamRequest:
         dialog_name=dialog_name,
         scope=principal.scope,
     )
-    return StreamRequest(stream_filter, resume_from, include_history)
+    key_name = principal.name if replica.keys.enabled else None
+    return StreamRequest(stream_filter, resume_from, include_history, key_name)
 
 
 async def serve_event_stream(replica: Replica, scope: Scope, receive: Receive, send: Send,
@@ -99,23 +103,40 @@ async def serve_event_stream(replica: Replica, scope: Scope, receive: Receive, s
             except TimeoutError:
                 raise ServiceUnavailable(
                     "the event stream is not connected to Redis yet") from None
+        release = replica.stream_quota.open(scope, asked.key_name)
     except Exception as error:  # every error is answered, as the app's handlers do
         response = await error_response(request, error)
         response.raw_headers += extra_headers
         await response(scope, receive, send)
         return
     del request  # nothing of the request is kept for the life of the stream
-    await _stream(replica, asked, scope, receive, send, extra_headers)
+    try:
+        await _stream(replica, asked, scope, receive, send, extra_headers)
+    finally:
+        release()
+
+
+async def _reach(replica: Replica, target: Cursor) -> bool:
+    """Wait (briefly) for this replica's readers to pass ``target``; False at
+    once for a cursor past what the logs ever held (``hub.store.log_tails``)."""
+    dispatcher = replica.dispatcher
+    if dispatcher.has_reached(target):
+        return True
+    with contextlib.suppress(*REDIS_ERRORS):  # cannot tell: wait as for any cursor
+        if await beyond_logs(replica.redis, replica.settings.keyspace, target,
+                             dispatcher.positions):
+            return False
+    return await dispatcher.reach(target, READY_TIMEOUT_S)
 
 
 async def _stream(replica: Replica, asked: StreamRequest, scope: Scope, receive: Receive,
                   send: Send, extra_headers: list[tuple[bytes, bytes]]) -> None:
     dispatcher = replica.dispatcher
-    if asked.resume_from is not None and not await dispatcher.reach(asked.resume_from,
-                                                                    READY_TIMEOUT_S):
+    if asked.resume_from is not None and not await _reach(replica, asked.resume_from):
         # The cursor is ahead of anything this replica's readers find: entries
-        # lost by the Redis it names (a failover). Go on from here; the client
-        # may see again what it saw beyond what this Redis still holds.
+        # lost by the Redis it names (a failover), or a cursor Redis never
+        # issued. Go on from here; the client may see again what it saw beyond
+        # what this Redis still holds.
         log.warning("a resume cursor is ahead of this replica's readers; going on from them")
     subscriber = Subscriber(asked.stream_filter, max_bytes=replica.stream_options.buffer_bytes)
     task = subscriber.task = asyncio.current_task()

@@ -56,6 +56,7 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 def _errors(*statuses: int) -> dict[str, Any]:
     text = {400: "Invalid parameter", 401: "Missing or invalid API key",
             403: "The API key may not do this", 404: "Not found", 500: "Server error",
+            429: "Too many open event streams for this key or client (Retry-After)",
             503: "Event store unreachable"}
     return {str(s): _json(_ref("ErrorBody"), text[s]) for s in statuses}
 
@@ -177,7 +178,7 @@ def _event_stream(dialog: dict[str, Any]) -> dict[str, Any]:
         "responses": {
             "200": {"description": "The event stream",
                     "content": {"text/event-stream": {"schema": event}}},
-            **_errors(400, 401, 500, 503),
+            **_errors(400, 401, 429, 500, 503),
         },
     }
 

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from callhub.connections import RedisClient
 from callhub.settings import Settings
 from hub.api.auth import ApiKeys
+from hub.api.stream_quota import StreamQuota
 from hub.store.call_records import CallRecords
 from hub.store.call_store import CallStore
 from hub.store.subscriptions import SubscriptionStore
@@ -30,9 +31,13 @@ class Replica:
     stream_options: StreamOptions
     subscriptions: SubscriptionStore
     records: CallRecords = field(init=False)  # calls' own event streams
+    stream_quota: StreamQuota = field(init=False)  # open streams per key and client
 
     def __post_init__(self) -> None:
         self.records = CallRecords(self.redis, self.settings.keyspace)
+        self.stream_quota = StreamQuota(self.settings.max_streams_per_key,
+                                        self.settings.max_streams_per_client,
+                                        self.settings.trusted_proxies)
 
 
 def replica_of(request: Request) -> Replica:

@@ -11,7 +11,8 @@ dispatcher at (everything after it is already in its buffer, I4):
   frames carry no ``id:`` (the stream sends the seam's cursor when history
   ends): a client cut off during history starts it over.
 
-Both hold at most one chunk per source in memory, however long the history.
+Both hold at most one chunk per source in memory, however long the history, and
+history's chunks together about one log chunk, however many calls it covers.
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ from hub.stream.frames import StreamReset, event_frame, history_frame
 
 LOG_CHUNK = 256
 FRAMES_PER_WRITE = 256
+# History merges one chunk per active call: together they hold about one log
+# chunk (LOG_CHUNK entries), whatever the number of calls, so a client that does
+# not read costs a Redis page, not a page per call (with 200 calls, 4096 entries
+# in memory per stream held ~9 MB each). Two entries at least, or a big history
+# becomes a round trip per event.
+MIN_HISTORY_CHUNK = 4
 
 
 @dataclass
@@ -188,7 +195,7 @@ async def replay_history(
 ) -> AsyncIterator[bytes]:
     """The stored events of the matching active calls up to ``stop``, in entry order."""
     calls = await active_calls(redis, keys, stream_filter)
-    chunk = max(4, min(64, 4096 // max(1, len(calls))))
+    chunk = max(MIN_HISTORY_CHUNK, min(64, 2 * LOG_CHUNK // max(1, len(calls))))
     sources = []
     for session_id in calls:
         shard = keys.shard_of(session_id)

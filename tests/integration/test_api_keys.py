@@ -149,3 +149,83 @@ def test_a_key_in_the_query_never_reaches_the_access_log(redis_url: str) -> None
     output = hub.output()
     assert "GET /v1/calls?api_key=***" in output
     assert "s3cret" not in output
+
+
+@pytest.mark.parametrize("plain", [" ", ",,", " , ,"])
+def test_keys_that_are_set_but_hold_no_key_stop_the_replica(plain: str) -> None:
+    with pytest.raises(SettingsError, match="CALLHUB_API_KEYS is set but holds no key"):
+        ApiKeys.load(plain, None)
+
+
+@pytest.mark.parametrize("content", ["", "# nothing yet\n", "keys = []\n"])
+def test_a_keys_file_without_keys_stops_the_replica(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "keys.toml"
+    path.write_text(content)
+    with pytest.raises(SettingsError, match=r"CALLHUB_API_KEYS_FILE .* holds no key"):
+        ApiKeys.load(None, str(path))
+
+
+def test_an_empty_keys_variable_counts_as_unset() -> None:
+    """Compose files pass an unset variable through as ``VAR=``: that is no keys, not an error."""
+    assert not ApiKeys.load("", None).enabled
+    assert not ApiKeys.load(None, "").enabled
+
+
+def test_a_key_configured_twice_is_an_error_naming_both(tmp_path: Path, keys_file: Path) -> None:
+    with pytest.raises(SettingsError) as twice:
+        ApiKeys.load("one-key,other-key,one-key", None)
+    assert "CALLHUB_API_KEYS key 1 and CALLHUB_API_KEYS key 3" in str(twice.value)
+
+    with pytest.raises(SettingsError) as both:
+        ApiKeys.load("x-key,helpdesk-key", str(keys_file))
+    assert ("CALLHUB_API_KEYS key 2 and CALLHUB_API_KEYS_FILE key 2 (helpdesk-dashboard)"
+            in str(both.value))
+    assert "helpdesk-key" not in str(both.value) and hash_key("helpdesk-key") not in str(both.value)
+
+    path = tmp_path / "twice.toml"
+    path.write_text(keys_file.read_text() + f"""
+[[keys]]
+name = "ops-again"
+sha256 = "{hash_key('ops-key')}"
+dialogs = ["billing"]
+""")
+    with pytest.raises(SettingsError, match=r"CALLHUB_API_KEYS_FILE key 1 \(ops\) and "
+                                            r"CALLHUB_API_KEYS_FILE key 3 \(ops-again\)"):
+        ApiKeys.load(None, str(path))
+
+
+def test_a_keys_file_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "keys.toml"
+    path.write_bytes(b"[[keys]]\nname = '\xff\xfe'\nsha256 = '" + b"0" * 64 + b"'\n")
+    with pytest.raises(SettingsError, match=r"CALLHUB_API_KEYS_FILE .* is not UTF-8"):
+        ApiKeys.load(None, str(path))
+
+
+def test_start_up_says_where_the_keys_came_from_without_a_key(
+        redis_url: str, keys_file: Path) -> None:
+    hub = start_hub(redis_url, env={"CALLHUB_API_KEYS": "s3cret-one,s3cret-two",
+                                    "CALLHUB_API_KEYS_FILE": str(keys_file)})
+    try:
+        assert httpx.get(f"{hub.url}/v1/calls", headers={"X-API-Key": "s3cret-one"}
+                         ).status_code == 200
+    finally:
+        hub.stop()
+    output = hub.output()
+    assert ("API keys: 2 from CALLHUB_API_KEYS, 2 from CALLHUB_API_KEYS_FILE "
+            f"({keys_file}: 1 scoped to dialogs, 0 may manage webhooks)") in output
+    assert "s3cret" not in output and hash_key("s3cret-one") not in output
+
+
+def test_a_key_in_any_spelling_of_the_parameter_never_reaches_the_access_log(
+        redis_url: str) -> None:
+    hub = start_hub(redis_url, env={"CALLHUB_API_KEYS": "s3cret-key-value"})
+    try:
+        for name in ("api%5Fkey", "%61pi_key"):  # the server decodes these: they authenticate
+            answer = httpx.get(f"{hub.url}/v1/calls?{name}=s3cret-key-value")
+            assert answer.status_code == 200, name
+        httpx.get(f"{hub.url}/v1/calls?API_KEY=s3cret-key-value")
+        httpx.get(f"{hub.url}/v1/calls/events?token=s3cret-token&api_key=s3cret-key-value",
+                  timeout=5)
+    finally:
+        hub.stop()
+    assert "s3cret" not in hub.output()

@@ -142,3 +142,18 @@ def test_a_large_file_shows_progress(
     assert len(progress) >= 2
     assert "events/s" in progress[-1]
     assert sync_redis.zcard(KEYS.active(0)) == 3000
+
+
+def test_a_line_nested_too_deeply_is_a_line_error_and_the_valid_lines_commit(
+    redis_url: str, sync_redis: redis.Redis, callhub_env: dict[str, str], tmp_path: Path
+) -> None:
+    started = json.dumps({"type": "call_started", "session_id": "c-1", "caller_id": "+1",
+                          "called_number": "+2", "dialog_name": "helpdesk"})
+    deep = '{"type": "dtmf_received", "session_id": "c-1", "x": ' + "[" * 1000 + "]" * 1000 + "}"
+    file = tmp_path / "events.jsonl"
+    file.write_text(f"{started}\n{deep}\n")
+    done = publish(callhub_env, "--redis-url", redis_url, str(file))
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == ["line 2: invalid JSON: nested too deeply"]
+    assert "Traceback" not in done.stderr
+    assert sync_redis.xlen(KEYS.call_events("c-1")) == 1

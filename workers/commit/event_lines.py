@@ -52,6 +52,9 @@ def read_event_lines(lines: Iterable[bytes]) -> Iterator[NumberedEvent | LineErr
         except msgspec.DecodeError as error:
             yield LineError(number, f"invalid JSON: {error}")
             continue
+        except RecursionError:  # msgspec's decoder recurses per nesting level
+            yield LineError(number, "invalid JSON: nested too deeply")
+            continue
         session_id = fields.get("session_id")
         if isinstance(session_id, str):
             positions[session_id] += 1

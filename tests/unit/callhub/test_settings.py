@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from callhub.settings import Settings, SettingsError, load_settings
+from callhub.settings import Settings, SettingsError, load_settings, redact_url
 
 
 def test_defaults_without_environment() -> None:
@@ -72,3 +72,31 @@ def test_the_webhook_retry_window_fits_inside_the_log_retention() -> None:
     with pytest.raises(SettingsError, match="CALLHUB_WEBHOOK_RETRY_WINDOW"):
         load_settings({"CALLHUB_LOG_RETENTION": "1h", "CALLHUB_WEBHOOK_RETRY_WINDOW": "2h"})
     assert load_settings({"CALLHUB_WEBHOOK_RETRY_WINDOW": "10m"}).webhook_retry_window_ms == 600_000
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["http://admin:PW-s3cret@redis:6379/0", "redis:admin:PW-s3cret@redis:6379",
+     "redis://admin:PW-s3cret@redis:notaport/0", "redis://:PW-s3cret@/0",
+     "rediss://u:PW-s3cret/with/slash@@:6379"],
+)
+def test_a_bad_redis_url_is_named_without_its_password(value: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings({"CALLHUB_REDIS_URL": value})
+    assert "CALLHUB_REDIS_URL" in str(error.value)
+    assert "PW-s3cret" not in str(error.value)
+    assert "***" in str(error.value)
+
+
+def test_a_redis_url_without_a_host_is_refused() -> None:
+    """``redis:admin:pw@host`` parses with no host: redis-py would connect to localhost."""
+    for value in ("redis:admin:pw@host:6379", "redis:///0", "rediss://"):
+        with pytest.raises(SettingsError, match="CALLHUB_REDIS_URL"):
+            load_settings({"CALLHUB_REDIS_URL": value})
+    assert load_settings({"CALLHUB_REDIS_URL": "unix:///run/redis.sock"}).redis_url
+
+
+@given(password=st.text(min_size=1, max_size=30).filter(lambda p: "@" not in p))
+def test_redact_url_masks_any_password(password: str) -> None:
+    shown = redact_url(f"redis://user:{password}@cache.internal:6379/0")
+    assert shown == "redis://user:***@cache.internal:6379/0"

@@ -57,3 +57,12 @@ def test_complete_events_read_back_unchanged(events: list[ev.Event]) -> None:
     lines = [ev.encode_event(event) + b"\n" for event in events]
     items = list(read_event_lines(lines))
     assert [item.event for item in items if isinstance(item, NumberedEvent)] == events
+
+
+def test_json_nested_too_deeply_is_a_line_error_and_the_next_line_is_read() -> None:
+    deep = b'{"type": "call_started", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    good = json.dumps({"type": "dtmf_received", "session_id": "c-1", "digit": "5",
+                       "duration_ms": 80}).encode()
+    got = list(read_event_lines([deep, good]))
+    assert got[0] == LineError(1, "invalid JSON: nested too deeply")
+    assert isinstance(got[1], NumberedEvent) and got[1].line == 2

@@ -1,0 +1,124 @@
+"""GuardedHttpProtocol: uvicorn's httptools protocol with limits on a request's head.
+
+uvicorn (with httptools) keeps reading a request's headers for as long as the
+client sends them and holds them all: 10 connections sending 16 MiB of headers
+each took a replica from 72 to 298 MB, and a connection that sends its head a
+byte at a time (slowloris), or nothing at all, is held for ever. A replica must
+not be that cheap to tie up, so this protocol
+
+- answers ``431`` and closes once a head is over ``MAX_HEAD_BYTES`` (nginx's
+  default ``large_client_header_buffers`` is 4 × 8 KiB: 64 KiB is generous);
+- closes a connection whose head is not complete ``CALLHUB_HEADER_TIMEOUT``
+  (10 s) after the connection opened or its previous response ended (the
+  keep-alive timeout still closes an idle kept-alive connection sooner);
+- answers ``503`` with the JSON error body and ``Retry-After`` beyond the
+  configured connection cap (``limit_concurrency``), where uvicorn would answer
+  plain text.
+
+It changes nothing else: it subclasses uvicorn's own protocol and is named to
+uvicorn by import path (``callhub serve``), so every worker process loads it,
+and reads its setting from the environment once per process, as the app
+factory does (``callhub serve`` has checked the settings before uvicorn starts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+from typing import Any
+
+import msgspec
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from callhub.settings import load_settings
+from hub.errors import ErrorBody, ErrorDetail
+
+MAX_HEAD_BYTES = 64 * 1024
+IMPORT_PATH = "hub.http_protocol:GuardedHttpProtocol"
+
+_encoder = msgspec.json.Encoder()
+
+
+def _answer(status: bytes, code: str, message: str, extra: bytes = b"") -> bytes:
+    body = _encoder.encode(ErrorBody(ErrorDetail(code=code, message=message)))
+    return (b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n" + extra +
+            b"connection: close\r\n\r\n" + body)
+
+
+_TOO_LARGE = _answer(b"431 Request Header Fields Too Large", "headers_too_large",
+                     f"the request's head is over {MAX_HEAD_BYTES // 1024} KiB")
+_FULL = _answer(b"503 Service Unavailable", "unavailable",
+                "this replica has all the connections it takes; retry, or another replica",
+                b"retry-after: 2\r\n")
+
+
+@functools.cache
+def _head_timeout_s() -> float:
+    return load_settings(os.environ).header_timeout_ms / 1000
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    _head_bytes = 0
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The cap is checked here (JSON answer, exactly the number configured);
+        # uvicorn's own check would answer plain text, one connection early.
+        self._max_connections, self.limit_concurrency = self.limit_concurrency, None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._await_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._head_done()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        reading_head = self._head_timer is not None
+        if reading_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if (reading_head and self._head_timer is not None
+                and self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing()):
+            self._refuse(_TOO_LARGE)
+
+    def on_headers_complete(self) -> None:
+        self._head_done()
+        cap = self._max_connections
+        if cap is not None and (len(self.connections) > cap or len(self.tasks) >= cap):
+            self._refuse(_FULL)
+            return
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        if self.cycle is not None:  # None when the head was refused
+            super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._await_head()  # the next request on a kept-alive connection
+
+    def _await_head(self) -> None:
+        self._head_done()
+        self._head_bytes = 0
+        self._head_timer = self.loop.call_later(_head_timeout_s(), self._head_timed_out)
+
+    def _head_done(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def _refuse(self, answer: bytes) -> None:
+        self._head_done()
+        self.transport.write(answer)
+        self.transport.close()
