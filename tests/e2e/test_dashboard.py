@@ -321,7 +321,12 @@ def feed_rows(driver: WebDriver) -> list[dict[str, str]]:
 
 
 def click(driver: WebDriver, css: str) -> None:
-    driver.find_element(By.CSS_SELECTOR, css).click()
+    """Click ``css`` once it is on the page (a row may be a moment behind its event)."""
+    def clicked(d: WebDriver) -> bool:
+        d.find_element(By.CSS_SELECTOR, css).click()
+        return True
+
+    wait(driver, clicked, f"{css} to click")
 
 
 def expected_transcript(events: list[Event]) -> list[tuple[str, str]]:

@@ -168,7 +168,8 @@ def test_a_call_error_event_under_either_wire_name_is_a_call_event(
 
         # The call and its transcript have both errors; the page never left "live".
         row = f'#calls-body tr[data-session-id="{SESSION}"]'
-        browser.find_element(By.CSS_SELECTOR, row).click()
+        wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, row),
+                 "the call's row")[0].click()
         lines = wait_for(browser, lambda d: [t for k, t in d.execute_script(
             "return [...document.querySelectorAll('#transcript .line')]"
             ".map(l => [l.dataset.kind, l.querySelector('.text').textContent])") if k == "error"],
