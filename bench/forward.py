@@ -12,7 +12,8 @@ time and the commit time the event carries); and per configuration:
 
 - ``forward x1``: one ``callhub forward`` process, the subscription's
   (subscription, shard) leases all its own;
-- ``forward x2``: two ``callhub forward`` processes, one lease each;
+- ``forward x2``: two ``callhub forward`` processes, one lease each (as they
+  share them out themselves);
 - ``naive``: ``bench/naive_forward.py``, what a user writes first: httpx
   reads ``GET /v1/calls/events`` (SSE) from the replica and POSTs each event,
   signed with ``callhub.signing`` the same way, awaiting each POST;
@@ -20,12 +21,10 @@ time and the commit time the event carries); and per configuration:
   event: no order within a call any more).
 
 Shards: ``CALLHUB_SHARDS=2`` everywhere, so that two forwarders have two
-(subscription, shard) leases to split. ``callhub forward`` takes every free
-lease it finds (the first to refresh after the subscription appears takes
-both), so for ``forward x2`` the bench moves one: it pauses the holder
-(SIGSTOP), deletes that lease, waits until the other forwarder has taken it,
-and resumes the first, which finds the lease gone and stops that shard. The
-leases as they were first taken are printed too.
+(subscription, shard) leases to split. Each ``callhub forward`` takes at most
+ceil(shards / live forwarders) of a subscription's leases, so for
+``forward x2`` the bench waits until each holds one; the leases as they were
+first taken and as they were shared out are printed.
 
 Events: 250 concurrent calls (per-call order means one call's events go one
 at a time), speech_partial events of about 300 bytes of JSON, round-robin
@@ -57,8 +56,9 @@ forwarders; recv: the receiver; redis), and the sender's CPU per delivery;
 RSS: each sender's VmRSS after the phase. Before all that, the receiver's own
 ceiling is measured (64 connections of signed POSTs from the bench process),
 so the report can show it is not what bounds a rate; and what one signed POST
-costs with the forwarder's own ``WebhookSender`` (httpx) at 1, 8 and 64 in
-flight, beside bare asyncio streams. The issue's targets are printed at the
+costs with the forwarder's own ``WebhookSender`` (its HTTP client is
+workers/forward/connection_pool.py) at 1, 8 and 64 in flight, beside bare
+asyncio streams. The issue's targets are printed at the
 end: >= 5,000 signed deliveries/s per forwarder process, p99 <= 50 ms at 500
 events/s, >= 5x the naive peer. The run also reports what it saw that a
 deployment would care about: duplicates, order within a call, bad
@@ -123,8 +123,6 @@ PUBLISH_BATCH: Final = 256
 NAIVE_CONCURRENCY: Final = 64
 CEILING_CONNECTIONS: Final = 64
 POLL_S: Final = 0.02
-HTTPX_LINE: Final = "httpx: HTTP Request:"
-LEASE_LOST: Final = "webhook {}, shard {}: lease lost"  # what callhub forward logs then
 
 TARGET_PER_PROCESS: Final = 5000.0
 TARGET_P99_MS: Final = 50.0
@@ -501,7 +499,7 @@ class Rig:
 
     async def client_costs(self) -> list[ClientCost]:
         """The CPU one signed POST to the receiver costs, in this process: the
-        forwarder's own ``WebhookSender`` (httpx, as ``callhub forward`` builds it)
+        forwarder's own ``WebhookSender`` (as ``callhub forward`` builds it)
         at 1, 8 and 64 in flight, a bare asyncio-streams client at 64, and the
         headers alone. Every request is built the forwarder's way: a ``Cursor``
         and ``delivery_headers`` (which signs) per event."""
@@ -552,7 +550,7 @@ class Rig:
                                      f"{result.error}")
 
             try:
-                costs.append(await measure(f"WebhookSender (httpx), {in_flight} in flight",
+                costs.append(await measure(f"WebhookSender, {in_flight} in flight",
                                            count // (4 if in_flight == 64 else 1), in_flight,
                                            with_sender))
             finally:
@@ -667,13 +665,13 @@ class ForwardConfig(Config):
         if not self.notes:
             self.notes.append(f"leases as the forwarders took them: {self._names(taken)}")
         if self.processes > 1:
-            for shard, holder in enumerate(taken):
-                wanted = self.holders[shard % self.processes]
-                if holder != wanted:
-                    await self._move(shard, holder, wanted)
+            # Each forwarder takes at most ceil(shards / live forwarders): the
+            # first to see the subscription takes its share, the others the rest.
+            spread = min(self.processes, SHARDS)
+            held = await self._wait_leases(lambda held: all(held) and len(set(held)) == spread,
+                                           15.0)
             if len(self.notes) < 2:
-                held = await rig.holders(self.subscription_id)
-                self.notes.append(f"after the bench moved them: {self._names(held)}")
+                self.notes.append(f"shared out: {self._names(held)}")
 
     async def _wait_leases(self, done: Callable[[list[str | None]], bool], within_s: float
                            ) -> list[str | None]:
@@ -687,29 +685,6 @@ class ForwardConfig(Config):
                                  f"{within_s:g} s: {self._names(held)}")
             self.check_alive()
             await asyncio.sleep(0.05)
-
-    async def _move(self, shard: int, holder: str | None, wanted: str) -> None:
-        """Hand one lease from the forwarder holding it to ``wanted``: the holder is
-        paused, the lease deleted, and the holder resumed once ``wanted`` has it;
-        its next renewal (every 0.25 s) fails, and it stops delivering that shard."""
-        key = self.rig.settings.keyspace.webhook_lease(shard, self.subscription_id)
-        owner = self.senders[self.holders.index(holder)] if holder in self.holders else None
-        with paused([owner.pid] if owner is not None else []):
-            await self.rig.feed.client.delete(key)
-            await self._wait_leases(lambda held: held[shard] == wanted, 10.0)
-        deadline = time.monotonic() + 5
-        lost = LEASE_LOST.format(self.subscription_id, shard)
-        while owner is not None and lost not in owner.log_tail(200_000):
-            if time.monotonic() > deadline:
-                raise BenchError(f"{owner.name} did not let shard {shard} go")
-            await asyncio.sleep(0.02)
-
-    async def teardown(self) -> None:
-        lines = sum(server.log_tail(50_000_000).count(HTTPX_LINE) for server in self.senders)
-        if lines:
-            self.notes.append(f"the forwarders logged {lines:,} lines '{HTTPX_LINE} POST <the "
-                              "subscription's URL> ...', one per delivery (httpx at INFO)")
-        await super().teardown()
 
     async def end(self) -> None:
         """The subscription deleted: the forwarders let it go at their next refresh,

@@ -387,7 +387,8 @@ def benchmark_arguments(settings: Settings, template: ev.CallStarted) -> list[st
     data = ev.encode_event(template)
     a, b = hash_attributes(template)
     values = commit_arguments(
-        settings.keyspace.commit_keys(template.session_id, template.dialog_name),
+        settings.keyspace.commit_keys(template.session_id, template.dialog_name,
+                                      template.caller_id),
         event_type="call_started",
         session_id=template.session_id,
         seq=template.seq,
@@ -399,6 +400,7 @@ def benchmark_arguments(settings: Settings, template: ev.CallStarted) -> list[st
         lease_ms=settings.lease_ms,
         attribute_a=a,
         attribute_b=b,
+        caller_id=template.caller_id,
     )
     return [
         (value.decode() if isinstance(value, bytes) else str(value)).replace(TEMPLATE_SID, RAND)

@@ -23,6 +23,14 @@ private redis-server, one ``callhub serve`` process is measured with wrk:
    ``--connections`` (the rate); Get Call of the ended call carries the
    summary. The decoding and computing alone is timed in process too: the
    figure that says whether a cache would pay.
+4. List Calls of ended calls (``status=terminated``, newest first) with
+   ``--ended`` ended calls (default 101,000) in the same Redis, one
+   connection: page 1 against the page at depth 100,000, reached by its page
+   token (target ratio deep/first <= 1.2). And what the ended-call indexes
+   cost in Redis memory per ended call: MEMORY USAGE of every index key, and
+   the INFO used_memory drop when they are deleted, for these calls (one
+   caller) and for ``--memory-calls`` calls of distinct callers (the most keys
+   an ended call can make).
 """
 
 from __future__ import annotations
@@ -86,6 +94,65 @@ async def populate(url: str, calls: int) -> None:
 
 
 RECORD_CALL = "record-200"
+ENDED_DEPTH = 100_000
+
+
+async def populate_ended(url: str, calls: int, prefix: str = "callhub",
+                         distinct_callers: bool = False) -> None:
+    """N ended calls, four ending in each 50 ms (within the default call
+    retention, so the commit script's trim keeps them all)."""
+    settings = Settings(redis_url=url, prefix=prefix)
+    client = connect(settings)
+    publisher = CallPublisher(client, settings)
+    status = StatusLine(sys.stderr)
+    batch = 1000
+    for first in range(0, calls, batch):
+        numbers = range(first, min(first + batch, calls))
+        starts: list[ev.Event] = [
+            ev.CallStarted(
+                event_id=f"evt-s{n}", session_id=f"ended-{n:06}", timestamp=T0, seq=1,
+                caller_id=f"+1555{n:07}" if distinct_callers else "+15551234567",
+                called_number="+18001234567", dialog_name=("helpdesk", "billing")[n % 2])
+            for n in numbers]
+        ends: list[ev.Event] = [
+            ev.CallTerminated(
+                event_id=f"evt-t{n}", session_id=f"ended-{n:06}",
+                timestamp=T0 + timedelta(milliseconds=50 * (n // 4)), seq=2, reason="normal",
+                duration_seconds=n // 80, state_transitions=0, final_state="goodbye")
+            for n in numbers]
+        for events in (starts, ends):
+            outcomes = await publisher.commit_many(events)
+            if any(o.status != "committed" for o in outcomes):
+                raise BenchError(f"a commit failed: {next(o for o in outcomes if not o.stored)}")
+        status.update(f"populating: {first + len(numbers):,}/{calls:,} ended calls")
+    status.clear()
+    await client.aclose()
+
+
+def ended_token(url: str, depth: int) -> tuple[str, str]:
+    """The page token of a terminated listing after its first ``depth`` calls,
+    and the session id its page must start with."""
+    keys = Settings().keyspace
+    with redis.Redis.from_url(url) as client:
+        [(member, score), (after, _)] = client.zrange(keys.ended(0), depth - 1, depth,
+                                                      desc=True, withscores=True)
+    token = encode_page_token(PagePosition("", int(score), member.decode(), "terminated",
+                                           ended=True))
+    return token, after.decode()
+
+
+def index_bytes(url: str, prefix: str, calls: int) -> dict[str, float]:
+    """Bytes per ended call of a prefix's ended-call indexes: the sum of MEMORY
+    USAGE (every entry counted: SAMPLES 0) of its index keys, and the drop of
+    INFO used_memory when they are deleted (the allocator's view)."""
+    with redis.Redis.from_url(url) as client:
+        keys = list(client.scan_iter(match=f"{prefix}:{{*}}:ended*", count=10_000))
+        usage = sum(client.memory_usage(key, samples=0) or 0 for key in keys)
+        before = client.info("memory")["used_memory"]
+        for first in range(0, len(keys), 1000):
+            client.delete(*keys[first:first + 1000])
+        after = client.info("memory")["used_memory"]
+    return {"keys": len(keys), "usage": usage / calls, "info": (before - after) / calls}
 
 
 def record_call(session_id: str = RECORD_CALL, events: int = 200) -> list[ev.Event]:
@@ -210,7 +277,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="wrk duration per run")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections, rate runs")
+    parser.add_argument("--ended", type=int, default=ENDED_DEPTH + 1000,
+                        help=f"ended calls listed (the deep page is at {ENDED_DEPTH:,}, or 90%%)")
+    parser.add_argument("--memory-calls", type=int, default=20_000,
+                        help="ended calls of distinct callers, for the memory figure")
     args = parser.parse_args(argv)
+    depth = ENDED_DEPTH if args.ended > ENDED_DEPTH + 50 else max(1, int(args.ended * 0.9))
     for tool in ("wrk", "redis-server"):
         if shutil.which(tool) is None:
             print(f"read_api: {tool} is not installed (make bench-read-api installs it)",
@@ -226,6 +298,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(populate(local.url, args.calls))
         asyncio.run(commit_record_call(local.url))
         token = deep_token(local.url, 0.9)
+        asyncio.run(populate_ended(local.url, args.ended))
+        ended_deep, deep_first = ended_token(local.url, depth)
+        asyncio.run(populate_ended(local.url, args.memory_calls, prefix="memory",
+                                   distinct_callers=True))
         # Both servers without access logs: a log line costs about as much as
         # the rest of a small request, and would hide the work compared here.
         hub = Server("callhub serve", [sys.executable, "-m", "callhub.cli", "serve", "--port",
@@ -253,6 +329,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         deep_page = httpx.get(deep_url).json()
         if len(deep_page["calls"]) != 50 or deep_page["total_count"] != args.calls:
             raise BenchError(f"the deep page is not a full page: {str(deep_page)[:300]}")
+        ended_first_url = f"{hub.url}/v1/calls?status=terminated&page_size=50"
+        ended_deep_url = f"{ended_first_url}&page_token={ended_deep}"
+        check_ended(ended_first_url, ended_deep_url, args.ended + 1, deep_first)
         record = f"{hub.url}/v1/calls/{RECORD_CALL}"
         c = args.connections
         record_runs = [
@@ -278,6 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             (f"bare route, no middleware (c={args.connections})",
              f"{plain.url}/v1/calls/call-000042", args.connections),
             *record_runs,
+            ("ended calls, page 1 (c=1)", ended_first_url, 1),
+            (f"ended calls, page at depth {depth:,} (c=1)", ended_deep_url, 1),
         ]
         # This VM's speed drifts: the runs alternate, round after round, and
         # each row reports its median round, so a slow spell hits every row.
@@ -290,6 +371,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = [(name, {key: statistics.median(r[key] for r in results[name])
                         for key in results[name][0]}) for name, _, _ in runs]
         status.clear()
+        # Last: deleting the indexes to weigh them ends what could be listed.
+        memory = {f"{args.ended:,} calls, one caller": index_bytes(local.url, "callhub",
+                                                                   args.ended),
+                  f"{args.memory_calls:,} calls, distinct callers": index_bytes(
+                      local.url, "memory", args.memory_calls)}
     except BenchError as error:
         print(f"read_api: {error}", file=sys.stderr)
         return 1
@@ -314,8 +400,39 @@ def main(argv: Sequence[str] | None = None) -> int:
           "(target >= 0.6; the peer: the hub's own set-up and stack)")
     print(f"Get Call / no-middleware app   {get['rps'] / plain_result['rps']:.2f}  "
           "(reference: what the hub's middleware stack costs is on the Get Call side)")
-    print_record_section(rows, get, costs)
+    print_record_section(rows[:-2], get, costs)
+    print_ended_section(rows[-2:], memory)
     return 0
+
+
+def check_ended(first_url: str, deep_url: str, ended: int, deep_first: str) -> None:
+    """Both ended pages are full pages (of all ``ended`` calls, the 200-event
+    call's too), the deep one where its token says."""
+    first = httpx.get(first_url).json()
+    deep = httpx.get(deep_url).json()
+    for page in (first, deep):
+        if len(page["calls"]) != 50 or page["total_count"] != ended:
+            raise BenchError(f"an ended page is not a full page: {str(page)[:300]}")
+    if deep["calls"][0]["session_id"] != deep_first:
+        raise BenchError(f"the deep page starts at {deep['calls'][0]['session_id']}")
+
+
+def print_ended_section(rows: list[tuple[str, dict[str, float]]],
+                        memory: dict[str, dict[str, float]]) -> None:
+    print("\nList Calls of ended calls (status=terminated, newest first), page_size=50\n")
+    print(f"{'what':<38} {'requests/s':>12} {'p50 ms':>9} {'p99 ms':>9}")
+    for name, result in rows:
+        print(f"{name:<38} {result['rps']:>12,.0f} {result['p50_ms']:>9.2f} "
+              f"{result['p99_ms']:>9.2f}")
+    (_, first), (_, deep) = rows
+    print(f"\ndeep ended page p50 / page 1 p50   {deep['p50_ms'] / first['p50_ms']:.2f}  "
+          "(target <= 1.2)")
+    print(f"deep ended page p99 / page 1 p99   {deep['p99_ms'] / first['p99_ms']:.2f}")
+    print("\nThe ended-call indexes in Redis memory, per ended call\n")
+    print(f"{'calls':<38} {'index keys':>12} {'MEMORY USAGE':>13} {'INFO delta':>11}")
+    for name, figures in memory.items():
+        print(f"{name:<38} {figures['keys']:>12,.0f} {figures['usage']:>11,.0f} B "
+              f"{figures['info']:>9,.0f} B")
 
 
 def check_record(record_url: str) -> None:

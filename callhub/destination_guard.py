@@ -5,11 +5,13 @@ the test ping checks again), but an HTTP client resolves the host name anew
 when it connects: a host that answered a public address to the check may
 answer 127.0.0.1 or 169.254.169.254 a moment later (DNS rebinding), and the
 POST would reach the network the hub runs in. So both senders of webhooks
-(``workers.forward.sender`` and ``hub.api.webhook_ping``) connect through
-``GuardedBackend``, an httpcore network backend that resolves the host itself,
-applies ``callhub.webhooks.is_allowed_address`` (the rule check_destination
-applies) to every address the host has, and connects to a checked address,
-never to the name, which would be resolved once more. Every new connection is
+resolve the host themselves through ``checked_addresses``, which applies
+``callhub.webhooks.is_allowed_address`` (the rule check_destination applies)
+to every address the host has, and connect to a checked address, never to the
+name, which would be resolved once more: the forwarder's own HTTP client
+(``workers.forward.connection_pool``) calls it directly, and the replica's test
+ping (``hub.api.webhook_ping``, over httpx) through ``GuardedBackend``, an
+httpcore network backend. Every new connection is
 checked; a kept-alive one is reused as it is (its address was checked when it
 was made).
 
@@ -58,6 +60,28 @@ class DestinationRefused(httpcore.ConnectError):
     ``httpx.ConnectError`` with the same message, this as its ``__cause__``."""
 
 
+class DestinationUnresolved(httpcore.ConnectError):
+    """The destination's host name has no address (at connect time)."""
+
+
+async def checked_addresses(host: str, port: int, *, allow_private: bool,
+                            resolve: Resolver = resolve_addresses) -> list[Address]:
+    """The addresses to connect to for ``host``, each one allowed by the webhook
+    address rule: the one resolver path and the one rule of every webhook
+    connection (this module's httpx backend and the forwarder's own client).
+    Every address the host has must be allowed, as ``check_destination`` wants;
+    ``DestinationRefused`` or ``DestinationUnresolved`` otherwise."""
+    try:
+        addresses = list(await resolve(host, port))
+    except InvalidDestination:
+        addresses = []
+    if not addresses:
+        raise DestinationUnresolved("the destination's host name does not resolve")
+    if not all(is_allowed_address(a, allow_private=allow_private) for a in addresses):
+        raise DestinationRefused(REFUSED)
+    return addresses
+
+
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     """Connects only to addresses ``is_allowed_address`` allows, and to the
     address it checked. ``resolve`` and ``backend`` are the host name lookup
@@ -78,16 +102,11 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         deadline = None if timeout is None else loop.time() + timeout
         try:
             async with asyncio.timeout_at(deadline):
-                addresses = list(await self._resolve(host, port))
+                addresses = await checked_addresses(host, port, allow_private=self._allow_private,
+                                                    resolve=self._resolve)
         except TimeoutError:
             raise httpcore.ConnectTimeout("resolving the destination's host name timed out") \
                 from None
-        except InvalidDestination:
-            addresses = []
-        if not addresses:
-            raise httpcore.ConnectError("the destination's host name does not resolve")
-        if not all(is_allowed_address(a, allow_private=self._allow_private) for a in addresses):
-            raise DestinationRefused(REFUSED)
         failure: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
         for address in addresses:  # the resolver's order; the next one if one fails
             left = None if deadline is None else max(deadline - loop.time(), 0.0)

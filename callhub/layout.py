@@ -47,6 +47,10 @@ CALL_FIELDS: Final = (
 )
 CALL_VAR_PREFIX: Final = b"var:"  # + a variable's name: its value, JSON
 
+# The commit script's answer when the caller it was given is not the call's
+# (``{REDIRECT_CALLER, stored caller id}``, nothing written): send it again.
+REDIRECT_CALLER: Final = b"caller"
+
 # The values of CALL_STATUS.
 STATUS_ACTIVE: Final = b"active"
 STATUS_ON_HOLD: Final = b"on_hold"
@@ -65,9 +69,13 @@ class CommitKey:
     ACTIVE: Final = 3  # the shard's active index
     ACTIVE_DIALOG: Final = 4  # the shard's active index of the call's dialog
     LEASES: Final = 5  # the shard's leases
+    ENDED: Final = 6  # the shard's ended calls by end time
+    ENDED_DIALOG: Final = 7  # the same, of the call's dialog
+    ENDED_CALLER: Final = 8  # the same, of the call's caller id
+    ENDED_DIALOG_CALLER: Final = 9  # the same, of the call's dialog and caller id
 
 
-COMMIT_NUMKEYS: Final = 6  # the number of KEYS
+COMMIT_NUMKEYS: Final = 10  # the number of KEYS
 
 
 class CommitArg:
@@ -85,7 +93,8 @@ class CommitArg:
     LEASE_MS: Final = 8  # 0 sets no lease
     ATTRIBUTE_A: Final = 9  # the per-type values: see hash_attributes in the publisher
     ATTRIBUTE_B: Final = 10
-    VARIABLES: Final = 11  # from here on: name, JSON value pairs (b"null" deletes)
+    CALLER_ID: Final = 11  # the caller the ENDED_CALLER keys are named by
+    VARIABLES: Final = 12  # from here on: name, JSON value pairs (b"null" deletes)
 
 
 CommitArguments = list[str | bytes | int]
@@ -104,9 +113,10 @@ def commit_arguments(
     lease_ms: int,
     attribute_a: str,
     attribute_b: str,
+    caller_id: str,
 ) -> CommitArguments:
     """The KEYS (``Keyspace.commit_keys``) and ARGV of one commit, in the
     script's order (``CommitKey``, ``CommitArg``: the parameters are named as
     those are); the variables patch is appended to it in pairs."""
     return [*keys, event_type, session_id, seq, data, dialog_name, event_ms, log_retention_ms,
-            call_retention_ms, lease_ms, attribute_a, attribute_b]
+            call_retention_ms, lease_ms, attribute_a, attribute_b, caller_id]

@@ -64,8 +64,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_streams_per_client: int = 100
     trusted_proxies: str = "127.0.0.1,::1"
     # Browser origins allowed to read the API (comma-separated, "*" for any,
-    # empty for none): the spec's EventSource example runs on other origins.
-    cors_origins: str = "*"
+    # empty for none). Unset: any origin with API keys (the spec's EventSource
+    # example runs on other origins), only this machine's pages without keys.
+    cors_origins: str | None = None
+    # Host names the replica answers (comma-separated, "*" for any). Unset: any
+    # with API keys, only loopback names (localhost, 127.0.0.1, [::1]) without.
+    allowed_hosts: str | None = None
     # API keys (comma-separated) and a keys file of hashed, scoped keys.
     api_keys: str | None = None
     api_keys_file: str | None = None
@@ -227,6 +231,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CALLHUB_MAX_STREAMS_PER_CLIENT": ("max_streams_per_client", parse_limit),
     "CALLHUB_TRUSTED_PROXIES": ("trusted_proxies", parse_networks),
     "CALLHUB_CORS_ORIGINS": ("cors_origins", parse_text),
+    "CALLHUB_ALLOWED_HOSTS": ("allowed_hosts", parse_text),
     "CALLHUB_API_KEYS": ("api_keys", parse_text),
     "CALLHUB_API_KEYS_FILE": ("api_keys_file", parse_text),
     "CALLHUB_LOG_FORMAT": ("log_format", parse_log_format),

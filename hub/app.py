@@ -23,6 +23,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -35,6 +36,7 @@ from hub.api.cors import CorsPolicy
 from hub.api.dashboard import dashboard
 from hub.api.event_stream import PATH as EVENTS_PATH
 from hub.api.event_stream import serve_event_stream
+from hub.api.host_policy import HostPolicy
 from hub.api.log_format import configure_logging, header_of, request_id, request_id_from
 from hub.api.openapi import openapi
 from hub.api.operations import healthz, metrics, readyz
@@ -71,13 +73,23 @@ class HubApp(Starlette):
     the stack as usual.
     """
 
-    def __init__(self, *, cors: CorsPolicy, metrics: HubMetrics, **kwargs: Any) -> None:
+    def __init__(self, *, cors: CorsPolicy, hosts: HostPolicy, metrics: HubMetrics,
+                 **kwargs: Any) -> None:
         super().__init__(middleware=[Middleware(RequestObserver, metrics=metrics),
                                      *cors.middleware()], **kwargs)
         self.cors = cors
+        self.hosts = hosts
         self.state.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            try:
+                self.hosts.check(scope)
+            except ApiError as refused:  # before anything else reads the request
+                response = await error_response(Request(scope), refused)
+                response.raw_headers += [*EVERY_ANSWER, (b"cache-control", b"no-store")]
+                await response(scope, receive, send)
+                return
         if (scope["type"] == "http" and scope["method"] in ("GET", "HEAD")
                 and _route_path(scope) == EVENTS_PATH):
             scope["app"] = self
@@ -160,7 +172,8 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False,
         Route("/v1/webhooks/{id}/redeliver", redeliver, methods=["POST"]),
     ]
     return HubApp(
-        cors=CorsPolicy(settings.cors_origins),
+        cors=CorsPolicy(settings.cors_origins, keys_enabled=keys.enabled),
+        hosts=HostPolicy(settings.allowed_hosts, keys_enabled=keys.enabled),
         metrics=hub_metrics,
         routes=routes,
         lifespan=lifespan,

@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 from callhub.events import DIALOG_NAME_PATTERN, EVENT_TYPES, SESSION_ID_PATTERN, AnyEvent
 from hub.api.call_records_openapi import RECORD_SCHEMAS, record_paths
-from hub.api.calls import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
+from hub.api.calls import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, PHONE_NUMBER_MAX
 from hub.api.responses import json_response
 from hub.api.webhook_schemas import (
     CreateWebhook,
@@ -39,7 +39,7 @@ from hub.api.webhooks import PAGE_SIZE_DEFAULT as WEBHOOKS_PAGE_DEFAULT
 from hub.api.webhooks import PAGE_SIZE_MAX as WEBHOOKS_PAGE_MAX
 from hub.api.webhooks import RECORDS_DEFAULT, RECORDS_MAX
 from hub.errors import ErrorBody
-from hub.store.call_store import CallView, ListCallsPage
+from hub.store.call_store import LIST_STATUSES, CallView, ListCallsPage
 from hub.stream.frames import RETRY_MS, StreamReset
 
 _REF = "#/components/schemas/{name}"
@@ -98,21 +98,7 @@ def openapi_document() -> dict[str, Any]:
         },
         "security": [{"bearer": []}, {"apiKeyHeader": []}, {"apiKeyQuery": []}, {}],
         "paths": {
-            "/v1/calls": {
-                "get": {
-                    "operationId": "listCalls",
-                    "summary": "List active calls",
-                    "parameters": [
-                        _param("dialog_name", "Filter by dialog name", dialog),
-                        _param("page_size", "Maximum number of results",
-                               {"type": "integer", "minimum": 1, "maximum": PAGE_SIZE_MAX,
-                                "default": PAGE_SIZE_DEFAULT}),
-                        _param("page_token", "Token from a previous page", {"type": "string"}),
-                    ],
-                    "responses": {"200": _json(_ref("ListCallsPage"), "A page of active calls"),
-                                  **_errors(400, 401, 500, 503)},
-                }
-            },
+            "/v1/calls": {"get": _list_calls(dialog)},
             "/v1/calls/events": {"get": _event_stream(dialog)},
             "/v1/calls/{id}": {
                 "get": {
@@ -132,6 +118,36 @@ def openapi_document() -> dict[str, Any]:
                                 "responses": {"200": {"description": "Redis is reachable"},
                                               **_errors(503)}}},
         },
+    }
+
+
+def _list_calls(dialog: dict[str, Any]) -> dict[str, Any]:
+    """``GET /v1/calls``: the spec's List active calls, and the ended ones."""
+    moment = {"type": "string", "format": "date-time", "example": "2025-06-14T18:30:00Z"}
+    return {
+        "operationId": "listCalls",
+        "summary": "List active calls (the default), ended calls, or both",
+        "parameters": [
+            _param("status", "active (the default: the spec's List active calls, oldest "
+                   "first), terminated (ended calls within the call retention, newest "
+                   "first) or all (the active calls, then the ended ones)",
+                   {"type": "string", "enum": list(LIST_STATUSES), "default": "active"}),
+            _param("dialog_name", "Filter by dialog name", dialog),
+            _param("caller_id", "Ended calls of exactly this caller id (with status "
+                   "terminated)", {"type": "string", "minLength": 1,
+                                   "maxLength": PHONE_NUMBER_MAX, "pattern": "^[^\\r\\n]*$"}),
+            _param("ended_after", "Ended calls that ended at or after this time (ISO 8601 "
+                   "with a zone; with status terminated or all)", moment),
+            _param("ended_before", "Ended calls that ended before this time (ISO 8601 with "
+                   "a zone; with status terminated or all)", moment),
+            _param("page_size", "Maximum number of results",
+                   {"type": "integer", "minimum": 1, "maximum": PAGE_SIZE_MAX,
+                    "default": PAGE_SIZE_DEFAULT}),
+            _param("page_token", "Token from a previous page of the same listing (the "
+                   "same filters)", {"type": "string"}),
+        ],
+        "responses": {"200": _json(_ref("ListCallsPage"), "A page of calls"),
+                      **_errors(400, 401, 500, 503)},
     }
 
 

@@ -8,6 +8,7 @@ and why, never a 500.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 
 from starlette.datastructures import QueryParams
 
@@ -15,6 +16,8 @@ from hub.api.auth import KEY_QUERY_PARAMETER
 from hub.errors import BadParameter
 
 MAX_VALUE = 4096
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
 class Query:
@@ -29,10 +32,15 @@ class Query:
                 )
         self._params = params
 
-    def text(self, name: str, default: str = "", check: Callable[[str], str] | None = None) -> str:
+    def text(self, name: str, default: str = "", check: Callable[[str], str] | None = None,
+             empty_ok: bool = True) -> str:
+        """The parameter's value; empty is "not given" unless ``empty_ok`` is false
+        (then an empty value is a 400: leave the parameter out instead)."""
         values = self._params.getlist(name)
         if len(values) > 1:
             raise BadParameter(f"{name} is given more than once", param=name)
+        if values and values[0] == "" and not empty_ok:
+            raise BadParameter(f"{name} is empty: leave it out, or give it a value", param=name)
         if not values or values[0] == "":  # empty is "not given" for text
             return default
         value = values[0]
@@ -65,3 +73,21 @@ class Query:
         if value in ("false", "0", "no"):
             return False
         raise BadParameter(f"{name} must be true or false", param=name)
+
+    def time_ms(self, name: str) -> int | None:
+        """An ISO 8601 date and time with its zone (``2025-06-14T18:30:00Z``,
+        ``…+02:00``), as unix milliseconds; None when not given. A time without
+        a zone would mean a different instant on every client: refused."""
+        value = self.text(name, empty_ok=False)
+        if not value:
+            return None
+        try:
+            moment = datetime.fromisoformat(value) if len(value) <= 64 else None
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None or "T" not in value.upper():
+            hint = " (a + in a URL is sent as %2B)" if " " in value else ""
+            raise BadParameter(
+                f"{name} must be an ISO 8601 date and time with a zone, such as "
+                f"2025-06-14T18:30:00Z{hint}", param=name)
+        return (moment - _EPOCH) // _MS

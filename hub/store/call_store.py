@@ -1,10 +1,19 @@
-"""Reading calls: Get Call and List Calls over the call hashes and active indexes.
+"""Reading calls: Get Call and List Calls over the call hashes and indexes.
 
 List Calls is keyset pagination (DESIGN section 3): a page token names the last
 (start_ms, session_id) returned, and the next page starts strictly after it in
 every index it reads, merged across shards. So walking the pages while calls
 start and end never returns a call twice and never skips one that stayed
 active throughout; an offset would do both.
+
+Ended calls are listed the same way over the ended-call indexes the commit
+script keeps (by end time, newest first: the position is the last (end_ms,
+session_id) returned, and the next page starts strictly before it). A call
+that ends during a walk joins them at the newest end, before the position,
+so it is neither repeated nor does it shift the calls after the position.
+An index member whose call hash has expired (the index is trimmed when calls
+end, the hash by its own TTL) or belongs to a newer call of the same session
+id is skipped.
 """
 
 from __future__ import annotations
@@ -44,6 +53,8 @@ _PAGE_VERSION = 1
 _VAR_LEN = len(CALL_VAR_PREFIX)
 
 CallStatus = Literal["active", "on_hold", "transferring", "terminated"]
+ListStatus = Literal["active", "terminated", "all"]  # what List Calls lists
+LIST_STATUSES: tuple[ListStatus, ...] = ("active", "terminated", "all")
 Scope = frozenset[str] | None  # the dialogs a key may see; None sees all
 
 
@@ -73,35 +84,64 @@ class CallView(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class ListCallsPage(msgspec.Struct, frozen=True):
-    """One page of active calls; ``next_page_token`` is empty on the last page."""
+    """One page of calls; ``next_page_token`` is empty on the last page."""
 
     calls: list[CallView]
     next_page_token: str
     total_count: int
 
 
+class CallFilter(msgspec.Struct, frozen=True):
+    """What a List Calls request asks for. ``ended_after_ms`` is inclusive,
+    ``ended_before_ms`` exclusive (so consecutive windows tile time); both, and
+    ``caller_id``, narrow the ended calls only."""
+
+    status: ListStatus = "active"
+    dialog: str = ""
+    caller_id: str = ""
+    ended_after_ms: int | None = None
+    ended_before_ms: int | None = None
+
+
 class PagePosition(msgspec.Struct, frozen=True, array_like=True):
-    """What a page token holds: the listing it belongs to and where it stopped."""
+    """What a page token holds: the listing it belongs to and where it stopped.
+
+    ``start_ms`` is the last call's start, or its end once ``ended`` (the
+    position is among the ended calls). The fields after ``session_id`` came
+    with the ended calls; a token without them is an active listing's, as
+    before them.
+    """
 
     dialog: str
     start_ms: int
     session_id: str
+    status: str = "active"
+    caller_id: str = ""
+    ended_after_ms: int | None = None
+    ended_before_ms: int | None = None
+    ended: bool = False
 
 
 def encode_page_token(position: PagePosition) -> str:
     return seal(_PAGE_KIND, _PAGE_VERSION, position)
 
 
-def decode_page_token(token: str, dialog: str) -> PagePosition:
+# The filters a token is bound to, as (parameter, field of both structs).
+_BOUND = (("status", "status"), ("dialog_name", "dialog"), ("caller_id", "caller_id"),
+          ("ended_after", "ended_after_ms"), ("ended_before", "ended_before_ms"))
+
+
+def decode_page_token(token: str, listing: CallFilter) -> PagePosition:
     """The position in a token from an earlier page of the same listing."""
     try:
         position = unseal(_PAGE_KIND, _PAGE_VERSION, token, PagePosition)
     except InvalidToken as error:
         raise BadParameter(f"page_token is not valid: {error}", param="page_token") from None
-    if position.dialog != dialog:
-        raise BadParameter(
-            "page_token belongs to a listing with a different dialog_name", param="page_token"
-        )
+    for param, name in _BOUND:
+        if getattr(position, name) != getattr(listing, name):
+            raise BadParameter(
+                f"page_token belongs to a listing with a different {param}", param="page_token"
+            )
     return position
 
 
@@ -143,28 +183,128 @@ class CallStore:
         return view
 
     async def list_calls(
-        self, dialog: str, page_size: int, after: PagePosition | None, scope: Scope
+        self, listing: CallFilter, page_size: int, after: PagePosition | None, scope: Scope
     ) -> ListCallsPage:
-        indexes = self._indexes(dialog, scope)
-        if not indexes:
-            return ListCallsPage(calls=[], next_page_token="", total_count=0)
-        candidates, total = await self._scan(indexes, page_size, after)
-        page = candidates[:page_size]
-        more = len(candidates) > page_size
+        """A page of ``listing``: active calls oldest first, ended ones newest
+        first, or (``all``) the active ones and then the ended ones."""
+        status = listing.status
+        in_ended = status == "terminated" or (status == "all" and after is not None
+                                              and after.ended)
+        picked: list[tuple[bool, int, str]] = []  # (ended, score, session id)
+        more, total = False, 0
+        if status != "terminated":
+            indexes = self._indexes(listing.dialog, scope)
+            if in_ended:  # past the active calls: only their count
+                total = await self._count(indexes)
+            else:
+                active, total = await self._scan(indexes, page_size, after)
+                picked = [(False, score, sid) for score, sid in active[:page_size]]
+                more = len(active) > page_size
+                in_ended = not more
+        if status != "active":
+            room = page_size - len(picked)
+            ended, ended_total = await self._scan_ended(
+                self._ended_indexes(listing, scope), room, listing,
+                after if after is not None and after.ended else None)
+            total += ended_total
+            if in_ended:
+                picked += [(True, score, sid) for score, sid in ended[:room]]
+                more = more or len(ended) > room
+        calls = await self._views(picked)
+        token = ""
+        if more and picked:
+            ended_last, score, session_id = picked[-1]
+            token = encode_page_token(PagePosition(
+                listing.dialog, score, session_id, status, listing.caller_id,
+                listing.ended_after_ms, listing.ended_before_ms, ended_last))
+        return ListCallsPage(calls=calls, next_page_token=token, total_count=total)
+
+    async def _count(self, indexes: Sequence[str]) -> int:
         pipe = self._redis.pipeline(transaction=False)
-        for _, session_id in page:
+        for key in indexes:
+            pipe.zcard(key)
+        return sum(await pipe.execute()) if indexes else 0
+
+    async def _views(self, picked: list[tuple[bool, int, str]]) -> list[CallView]:
+        """The call objects of a page's index entries, in one round trip; an
+        entry whose call has ended since the scan (active), or whose hash has
+        expired or is a newer call's (ended), is left out."""
+        if not picked:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for _, _, session_id in picked:
             pipe.hgetall(self._keys.call(session_id))
         now = time.time()
         calls = []
-        for (_, session_id), fields in zip(page, await pipe.execute(), strict=True):
+        for (ended, score, session_id), fields in zip(picked, await pipe.execute(),
+                                                       strict=True):
             view = self._view(session_id, fields, now)
-            if view is not None and view.status != "terminated":  # ended since the scan
-                calls.append(view)
-        token = ""
-        if more and page:
-            start_ms, session_id = page[-1]
-            token = encode_page_token(PagePosition(dialog, start_ms, session_id))
-        return ListCallsPage(calls=calls, next_page_token=token, total_count=total)
+            if view is None or (view.status == "terminated") != ended:
+                continue
+            if ended and fields.get(CALL_END_MS) != b"%d" % score:
+                continue  # the session id's newer call; its own entry is elsewhere
+            calls.append(view)
+        return calls
+
+    def _ended_indexes(self, listing: CallFilter, scope: Scope) -> list[str]:
+        """The ended-call indexes that hold exactly what ``listing`` may show
+        a key of ``scope``: a scoped key reads only its dialogs' indexes."""
+        keys, caller = self._keys, listing.caller_id
+        shards = range(keys.shards)
+        if listing.dialog:
+            if not _visible(listing.dialog, scope):
+                return []
+            dialogs: Sequence[str] = (listing.dialog,)
+        elif scope is not None:
+            dialogs = sorted(scope)
+        elif caller:
+            return [keys.ended_caller(s, caller) for s in shards]
+        else:
+            return [keys.ended(s) for s in shards]
+        if caller:
+            return [keys.ended_dialog_caller(s, d, caller) for s in shards for d in dialogs]
+        return [keys.ended_dialog(s, d) for s in shards for d in dialogs]
+
+    async def _scan_ended(
+        self, indexes: Sequence[str], room: int, listing: CallFilter,
+        after: PagePosition | None,
+    ) -> tuple[list[tuple[int, str]], int]:
+        """Up to room + 1 ended calls before ``after`` (newest first: (end_ms,
+        session_id) descending, the zset's reverse order) within the listing's
+        time bounds, merged over ``indexes``, and how many the bounds hold.
+
+        As ``_scan``, reversed: per index one round trip reads the entries
+        scored below the position and the ties on its score."""
+        if not indexes:
+            return [], 0
+        want = room + 1
+        low = "-inf" if listing.ended_after_ms is None else str(listing.ended_after_ms)
+        top = "+inf" if listing.ended_before_ms is None else f"({listing.ended_before_ms}"
+        ties = False
+        if after is not None and (listing.ended_before_ms is None
+                                  or after.start_ms < listing.ended_before_ms):
+            top = f"({after.start_ms}"
+            ties = listing.ended_after_ms is None or after.start_ms >= listing.ended_after_ms
+        count_top = "+inf" if listing.ended_before_ms is None else f"({listing.ended_before_ms}"
+        pipe = self._redis.pipeline(transaction=False)
+        for key in indexes:
+            pipe.zrange(key, top, low, desc=True, byscore=True, offset=0, num=want,
+                        withscores=True)
+            if ties and after is not None:
+                pipe.zrange(key, after.start_ms, after.start_ms, desc=True, byscore=True,
+                            offset=0, num=want, withscores=True)
+            pipe.zcount(key, low, count_top)
+        replies = iter(await pipe.execute())
+        found: list[list[tuple[int, str]]] = []
+        total = 0
+        for key in indexes:
+            earlier = [(int(score), member.decode()) for member, score in next(replies)]
+            if ties and after is not None:
+                earlier = await self._ties_after(key, after, next(replies), want,
+                                                 desc=True) + earlier
+            total += next(replies)
+            found.append(earlier)
+        return list(heapq.merge(*found, reverse=True))[:want], total
 
     def _indexes(self, dialog: str, scope: Scope) -> list[str]:
         shards = range(self._keys.shards)
@@ -188,6 +328,8 @@ class CallStore:
         millisecond); ties at or before the position's session id are
         dropped. Only a tie group longer than a page takes more round trips.
         """
+        if not indexes:
+            return [], 0
         want = page_size + 1
         pipe = self._redis.pipeline(transaction=False)
         for key in indexes:
@@ -210,20 +352,23 @@ class CallStore:
         return list(heapq.merge(*found))[:want], total
 
     async def _ties_after(
-        self, key: str, after: PagePosition, chunk: list[tuple[bytes, float]], want: int
+        self, key: str, after: PagePosition, chunk: list[tuple[bytes, float]], want: int,
+        desc: bool = False,
     ) -> list[tuple[int, str]]:
-        """The entries scored ``after.start_ms`` that sort after its session id."""
+        """The entries scored ``after.start_ms`` that come after its session id
+        in the listing's order (ascending, or descending when ``desc``)."""
         ties: list[tuple[int, str]] = []
         offset = 0
         while True:
             ties += [(after.start_ms, m.decode()) for m, _ in chunk
-                     if m.decode() > after.session_id]
+                     if (m.decode() < after.session_id if desc
+                         else m.decode() > after.session_id)]
             offset += len(chunk)
             if len(chunk) < want or len(ties) >= want:
                 return ties
             chunk = await self._redis.zrange(  # type: ignore[assignment]
-                key, after.start_ms, after.start_ms, byscore=True, offset=offset, num=want,
-                withscores=True,
+                key, after.start_ms, after.start_ms, desc=desc, byscore=True, offset=offset,
+                num=want, withscores=True,
             )
 
     def _view(self, session_id: str, fields: dict[bytes, bytes], now: float) -> CallView | None:

@@ -1,4 +1,5 @@
-"""A real headless Chromium, driven by selenium through Debian's chromium-driver."""
+"""A real headless Chromium, driven by selenium through Debian's chromium-driver; a Docker
+engine of the tests' own for the compose tests."""
 
 from __future__ import annotations
 
@@ -10,6 +11,13 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
+
+from tests.support.docker_engine import (
+    DockerEngine,
+    EngineUnavailable,
+    ensure_base_images,
+    start_engine,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -39,3 +47,18 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
     finally:
         driver.quit()  # ends chromium and the chromedriver process this fixture started
 
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[DockerEngine]:
+    """The compose tests' own dockerd (stopped, network put back, on every exit path),
+    with the base images the compose files name present."""
+    try:
+        engine = start_engine()
+    except EngineUnavailable as missing:
+        pytest.fail(str(missing))
+    try:
+        ensure_base_images(engine)
+        yield engine
+    finally:
+        engine.stop()

@@ -499,6 +499,7 @@ async def test_clients_behind_nginx_lose_nothing_across_replica_kills_and_redis_
         assert stayers_broken == 0, "a Redis restart must not break open streams"
         assert figures.committed_after_restart >= 300
         assert worker_status == 0, worker_log.read_text()[-2000:]
+        assert nginx is not None and not nginx.alerts(), nginx.alerts()
     except BaseException:
         for hub in hubs:
             print(f"--- {hub.url} log (tail)\n{hub.output()[-3000:]}")

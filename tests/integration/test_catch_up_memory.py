@@ -82,7 +82,8 @@ def test_non_reading_streams_cost_less_than_a_buffer_each(redis_url: str, query:
             sock = socket.socket()
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             sock.connect(("127.0.0.1", port))
-            sock.sendall(f"GET /v1/calls/events?{query} HTTP/1.1\r\nHost: hub\r\n\r\n".encode())
+            sock.sendall(f"GET /v1/calls/events?{query} HTTP/1.1\r\n"
+                         "Host: localhost\r\n\r\n".encode())
             sockets.append(sock)
         wait_until(lambda: _subscribers(hub) == STREAMS, what="every stream to be open")
         settled = wait_until(_Settling(pid), timeout=30, interval=0.33,

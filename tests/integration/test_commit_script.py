@@ -104,6 +104,51 @@ async def test_termination_ends_the_call_and_starts_its_retention(
     assert sync_redis.pttl(KEYS.call("c-2")) == -1
 
 
+async def test_an_ended_call_is_indexed_by_end_time_and_trimmed_by_the_retention(
+    aredis: aioredis.Redis, settings: Settings, sync_redis: redis.Redis
+) -> None:
+    publisher = CallPublisher(aredis, msgspec.structs.replace(settings, call_retention_ms=60_000))
+    caller = "+15551234567"
+    await publisher.commit_many([call_started("c-1"), call_started("c-2", dialog="billing"),
+                                 call_started("c-3")])
+    await publisher.commit(terminated("c-1", 2, at=75))
+    end_ms = 1749925800000 + 75_000
+    indexes = (KEYS.ended(0), KEYS.ended_dialog(0, "helpdesk"), KEYS.ended_caller(0, caller),
+               KEYS.ended_dialog_caller(0, "helpdesk", caller))
+    for key in indexes:
+        assert sync_redis.zrange(key, 0, -1, withscores=True) == [(b"c-1", end_ms)]
+        assert 0 < sync_redis.pttl(key) <= 60_000  # a caller who never calls again goes
+    assert not sync_redis.exists(KEYS.ended_dialog(0, "billing"))
+    # 61 s later by the events' clock: c-1 ended more than the retention before c-2.
+    await publisher.commit(terminated("c-2", 2, at=75 + 61))
+    assert sync_redis.zrange(KEYS.ended(0), 0, -1) == [b"c-2"]
+    assert sync_redis.zrange(KEYS.ended_caller(0, caller), 0, -1) == [b"c-2"]
+    assert sync_redis.zrange(KEYS.ended_dialog(0, "billing"), 0, -1) == [b"c-2"]
+    # The trim is per index: the helpdesk ones keep c-1 until a helpdesk call ends.
+    assert sync_redis.zrange(KEYS.ended_dialog(0, "helpdesk"), 0, -1) == [b"c-1"]
+    await publisher.commit(terminated("c-3", 2, at=75 + 30))  # within c-2's retention
+    assert sync_redis.zrange(KEYS.ended(0), 0, -1) == [b"c-3", b"c-2"]
+    assert sync_redis.zrange(KEYS.ended_dialog(0, "helpdesk"), 0, -1) == [b"c-1", b"c-3"]
+
+
+async def test_an_ending_with_a_stale_caller_is_indexed_under_the_stored_one(
+    aredis: aioredis.Redis, settings: Settings, sync_redis: redis.Redis
+) -> None:
+    """The script redirects; the publisher sends it again with the stored
+    caller's keys (named up front, as a cluster wants them)."""
+    publisher = CallPublisher(aredis, msgspec.structs.replace(settings, shards=3))
+    keys = Keyspace(shards=3)
+    await publisher.commit_many([call_started("c-1"), call_started("c-2")])
+    sync_redis.hset(keys.call("c-1"), "caller_id", "+15550009999")
+    outcomes = await publisher.commit_many([terminated("c-1", 2), terminated("c-2", 2)])
+    assert [o.status for o in outcomes] == ["committed", "committed"]
+    shard = keys.shard_of("c-1")
+    assert sync_redis.zrange(keys.ended_caller(shard, "+15550009999"), 0, -1) == [b"c-1"]
+    assert b"c-1" not in sync_redis.zrange(keys.ended_caller(shard, "+15551234567"), 0, -1)
+    assert b"c-2" in sync_redis.zrange(
+        keys.ended_caller(keys.shard_of("c-2"), "+15551234567"), 0, -1)
+
+
 async def test_a_retried_commit_returns_the_original_entry_and_writes_nothing(
     publisher: CallPublisher, sync_redis: redis.Redis
 ) -> None:

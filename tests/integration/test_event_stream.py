@@ -290,7 +290,7 @@ async def test_a_stalled_client_is_cut_off_and_does_not_delay_the_others(
         raw.setblocking(False)
         await asyncio.get_running_loop().sock_connect(raw, (host, int(port)))
         _, writer = await asyncio.open_connection(sock=raw)
-        writer.write(b"GET /v1/calls/events HTTP/1.1\r\nHost: hub\r\n\r\n")
+        writer.write(b"GET /v1/calls/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
         await writer.drain()  # ...and never read again
         await async_wait_until(lambda: live.replica.dispatcher.count == 1)
         stalled = next(iter(live.replica.dispatcher.subscribers()))

@@ -22,6 +22,7 @@ from callhub.settings import Settings
 from callhub.signing import new_secret
 from callhub.webhooks import RECORD_FIELD, DeadLetter, DeliveryAttempt, message_id
 from tests.support.forwarding import (
+    assert_one_id_per_event,
     call,
     event_position,
     forward_process,
@@ -469,3 +470,77 @@ async def test_bad_redeliver_requests_are_400s_and_change_nothing(
             assert answer.status_code == 404
             assert sync_redis.hget(settings.keyspace.webhooks(), id_) == before
             assert sync_redis.xlen(settings.keyspace.webhook_redeliveries(0, id_)) == 0
+
+
+# -- sharing the leases, and a subscription deleted mid-flight -------------------
+
+
+async def test_forwarders_split_the_shards_and_one_stopping_hands_its_share_over(
+    settings: Settings, aredis: aioredis.Redis, sync_redis: redis.Redis
+) -> None:
+    """The first forwarder takes every lease; a second one started makes the
+    first hand half over (ceil(shards / live forwarders) each); the second
+    stopped, the first takes them all again. Nothing lost, order kept."""
+    shards = 4
+    settings = msgspec.structs.replace(settings, shards=shards)
+    keys = settings.keyspace
+    publisher = CallPublisher(aredis, settings)
+    events = interleaved([call(f"split-{n}", 10) for n in range(8)])
+    with receiving(SECRET) as receiver:
+        subscription = store_subscription(sync_redis, receiver.url, keyspace=keys,
+                                          secret=SECRET)
+        leases = [keys.webhook_lease(s, subscription.id) for s in range(shards)]
+
+        def owners() -> list[bytes | None]:
+            return [sync_redis.get(k) for k in leases]  # type: ignore[misc]
+
+        async with forwarding(aredis, settings) as first:
+            await async_wait_until(lambda: first.held == shards, what="every lease taken")
+            await publisher.commit_many(events[:40])
+            async with forwarding(aredis, settings) as second:
+                await async_wait_until(lambda: first.held == second.held == 2, timeout=15,
+                                       what="the leases split two and two")
+                assert sorted(o for o in owners() if o) == sorted(
+                    [first.holder.encode()] * 2 + [second.holder.encode()] * 2)
+                await publisher.commit_many(events[40:])
+                await async_wait_until(lambda: len(receiver.delivered()) >= 80,
+                                       what="both halves delivering")
+            await async_wait_until(lambda: first.held == shards, timeout=15,
+                                   what="the second's share handed back")
+            assert set(owners()) == {first.holder.encode()}
+    received = receiver.all()
+    assert in_order_per_call(received) == {f"split-{n}": list(range(1, 11)) for n in range(8)}
+    assert_one_id_per_event(received)
+    assert receiver.bad_signatures == []
+
+
+async def test_a_subscription_deleted_with_posts_in_flight_leaves_no_keys_behind(
+    settings: Settings, aredis: aioredis.Redis, sync_redis: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Deleted through the API while the receiver holds its requests: once they
+    are answered, nothing of the subscription is left (the attempts recorded
+    after the deletion are removed again), and the log says it was deleted."""
+    settings = through_the_api(settings)
+    caplog.set_level("INFO", logger="callhub.forward")
+    with receiving(SECRET) as receiver:
+        async with hub_client(settings) as api:
+            id_ = await created(api, receiver)
+            async with forwarding(aredis, settings) as forwarder:
+                await async_wait_until(lambda: forwarder.held == settings.shards,
+                                       what="the leases taken")
+                receiver.hold()
+                await CallPublisher(aredis, settings).commit_many(
+                    [call_started(f"gone-{n}") for n in range(4)])
+                await async_wait_until(lambda: len(receiver.waiting()) == 4,
+                                       what="four requests in flight")
+                assert (await api.delete(f"/v1/webhooks/{id_}")).status_code == 204
+                receiver.release()
+                await async_wait_until(lambda: forwarder.held == 0, what="deliveries stopped")
+                await async_wait_until(
+                    lambda: not list(sync_redis.scan_iter(match=f"*webhook:{id_}:*")),
+                    timeout=5, what="every key of the deleted subscription gone")
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(f"{id_} was deleted" in line or "subscription was deleted" in line
+               for line in lines), lines
+    assert not any("lease lost" in line for line in lines), lines

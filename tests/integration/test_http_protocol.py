@@ -45,7 +45,7 @@ def test_a_head_over_64_kib_is_a_431_and_costs_no_memory(redis_url: str) -> None
         answers = []
         for _ in range(10):
             sock = _connect(hub)
-            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: hub\r\n")
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
             try:
                 for _ in range(256):  # up to 16 MiB of one endless header line
                     sock.sendall(b"X-Pad: " + b"a" * 65536 + b"\r\n")
@@ -78,7 +78,7 @@ def test_a_head_that_never_ends_is_closed_after_the_header_timeout(redis_url: st
         assert time.monotonic() - started >= 0.9
         # A well-behaved request on a fresh connection is served as before.
         fine = _connect(hub)
-        fine.sendall(b"GET /healthz HTTP/1.1\r\nHost: hub\r\nConnection: close\r\n\r\n")
+        fine.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         assert _read_all(fine).startswith(b"HTTP/1.1 200 ")
     finally:
         hub.stop()
@@ -90,11 +90,11 @@ def test_beyond_the_connection_cap_a_json_503(redis_url: str) -> None:
     try:
         for _ in range(3):
             sock = _connect(hub)
-            sock.sendall(b"GET /v1/calls/events HTTP/1.1\r\nHost: hub\r\n\r\n")
+            sock.sendall(b"GET /v1/calls/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
             sock.recv(12)  # the stream's status line: it holds its connection
             held.append(sock)
         extra = _connect(hub)
-        extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n")
+        extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
         answer = _read_all(extra)
         assert answer.startswith(b"HTTP/1.1 503 "), answer[:80]
         assert b"retry-after: 2" in answer.lower()

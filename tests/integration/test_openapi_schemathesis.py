@@ -108,7 +108,7 @@ def test_the_stream_is_documented_with_its_parameters() -> None:
     names = {p["name"] for p in operation["parameters"]}
     assert names == {"event_types", "session_id", "dialog_name", "include_history",
                      "last_event_id", "Last-Event-ID"}
-    assert set(operation["responses"]) == {"200", "400", "401", "500", "503"}
+    assert set(operation["responses"]) == {"200", "400", "401", "429", "500", "503"}
     types = _validator(next(p["schema"] for p in operation["parameters"]
                             if p["name"] == "event_types"))
     assert types.is_valid("call_started, speech_final")

@@ -169,13 +169,22 @@ async def test_lost_redis_is_a_503_with_retry_after_and_readyz_fails(settings: S
 
 
 async def test_browsers_on_other_origins_may_read_the_api(settings: Settings) -> None:
-    async with hub_client(settings) as api:
-        answer = await api.get("/v1/calls", headers={"Origin": "http://dashboard.example"})
+    """With keys, any origin (with a key); with none, only this machine's pages;
+    an empty setting turns CORS off."""
+    keyed = msgspec.structs.replace(settings, api_keys="k-1")
+    async with hub_client(keyed) as api:
+        answer = await api.get("/v1/calls", headers={"Origin": "http://dashboard.example",
+                                                     "X-API-Key": "k-1"})
         assert answer.headers["access-control-allow-origin"] == "*"
         preflight = await api.options("/v1/calls/events", headers={
             "Origin": "http://dashboard.example", "Access-Control-Request-Method": "GET",
             "Access-Control-Request-Headers": "last-event-id"})
         assert preflight.status_code == 200
+    async with hub_client(settings) as api:
+        local = await api.get("/v1/calls", headers={"Origin": "http://localhost:3000"})
+        assert local.headers["access-control-allow-origin"] == "http://localhost:3000"
+        foreign = await api.get("/v1/calls", headers={"Origin": "http://dashboard.example"})
+        assert "access-control-allow-origin" not in foreign.headers
     async with hub_client(msgspec.structs.replace(settings, cors_origins="")) as api:
-        answer = await api.get("/v1/calls", headers={"Origin": "http://dashboard.example"})
+        answer = await api.get("/v1/calls", headers={"Origin": "http://localhost:3000"})
         assert "access-control-allow-origin" not in answer.headers

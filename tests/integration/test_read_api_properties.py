@@ -84,12 +84,16 @@ def test_walking_pages_under_churn_never_repeats_or_skips_a_call(
 
 
 parameter_names = st.sampled_from(
-    ["page_size", "page_token", "dialog_name", "api_key", "session_id", "x", "page_size[]"]
+    ["page_size", "page_token", "dialog_name", "api_key", "session_id", "x", "page_size[]",
+     "status", "caller_id", "ended_after", "ended_before"]
 ) | st.text(max_size=12)
 parameter_values = (
     st.text(max_size=40)
     | st.integers(-(10**30), 10**30).map(str)
-    | st.sampled_from(["", "0", "1", "1000", "1001", "true", "helpdesk", "%00", "\u2603"])
+    | st.sampled_from(["", "0", "1", "1000", "1001", "true", "helpdesk", "%00", "\u2603",
+                      "terminated", "all", "active", "2025-06-14T18:30:00Z",
+                      "2025-06-14T18:30:00+99:00", "9999-12-31T23:59:59-23:59",
+                      "0001-01-01T00:00:00+23:59"])
 )
 
 

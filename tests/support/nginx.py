@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -40,9 +41,21 @@ def render(text: str, values: Mapping[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda match: values[match.group(1)], text)
 
 
-def upstream_servers(addresses: Sequence[str]) -> str:
-    """The ``${LB_UPSTREAM_SERVERS}`` value for replicas at host:port addresses."""
-    return " ".join(f"server {address};" for address in addresses)
+UPSTREAM = "callhub_replicas"
+
+
+def upstream_block(addresses: Sequence[str]) -> str:
+    """The ``${LB_UPSTREAMS}`` value for replicas at host:port addresses: one
+    upstream block (its idle HTTP/1.1 connections kept for REST requests)."""
+    servers = " ".join(f"server {address};" for address in addresses)
+    return f"upstream {UPSTREAM} {{ {servers} keepalive 32; }}"
+
+
+def rlimit_nofile() -> int:
+    """``${LB_WORKER_RLIMIT_NOFILE}``: 65,536 where the hard limit allows it, else
+    the hard limit (nginx logs an [alert] per worker for more than it may have)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return 65536 if hard == resource.RLIM_INFINITY else min(65536, hard)
 
 
 def nginx_binary() -> str:
@@ -59,7 +72,11 @@ def write_config(prefix: Path, port: int, replicas: Sequence[str]) -> Path:
     config = prefix / "nginx.conf"
     config.write_text(render(NGINX_CONF.read_text(), {
         "LB_PORT": f"127.0.0.1:{port}",
-        "LB_UPSTREAM_SERVERS": upstream_servers(replicas),
+        # Replicas are addresses: nothing is resolved, the resolver never asked.
+        "LB_RESOLVER": "127.0.0.1",
+        "LB_UPSTREAMS": upstream_block(replicas),
+        "LB_UPSTREAM": UPSTREAM,
+        "LB_WORKER_RLIMIT_NOFILE": str(rlimit_nofile()),
     }))
     return config
 
@@ -87,6 +104,10 @@ class Nginx:
     def log(self) -> str:
         path = self.prefix / "nginx.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def alerts(self) -> list[str]:
+        """The log's [alert] and [emerg] lines (a file limit set too high logs one per worker)."""
+        return [line for line in self.log().splitlines() if "[alert]" in line or "[emerg]" in line]
 
 
 def start_nginx(prefix: Path, replicas: Sequence[str], port: int | None = None) -> Nginx:

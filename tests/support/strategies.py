@@ -103,10 +103,11 @@ any_event = st.one_of([events_of(cls) for cls in PAYLOADS])
 # Plain builders for example-based tests
 
 
-def call_started(sid: str, seq: int = 1, dialog: str = "helpdesk", at: int = 0) -> ev.CallStarted:
+def call_started(sid: str, seq: int = 1, dialog: str = "helpdesk", at: int = 0,
+                 caller: str = "+15551234567") -> ev.CallStarted:
     return ev.CallStarted(
         event_id=f"{sid}-{seq}", session_id=sid, timestamp=T0 + timedelta(seconds=at), seq=seq,
-        caller_id="+15551234567", called_number="+18001234567", dialog_name=dialog,
+        caller_id=caller, called_number="+18001234567", dialog_name=dialog,
     )
 
 

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+import resource
 import shlex
 import shutil
 import subprocess
@@ -123,10 +124,12 @@ def test_compose_runs_the_topology_the_readme_describes() -> None:
     assert services["forward"]["deploy"]["replicas"] == 1
     for name in ("hub", "worker", "forward"):
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
-    assert "8080:8080" in services["lb"]["ports"]
+    assert "${CALLHUB_LB_PUBLISH:-8080}:8080" in services["lb"]["ports"]  # 8080 by default
     # Every callhub process reads the same Redis, shards and prefix (one anchor).
     environments = [environment_of(services[name]) for name in ("hub", "worker", "forward")]
     assert environments[0]["CALLHUB_REDIS_URL"] == "redis://redis:6379/0"
+    # nginx is on the compose network, not loopback: its X-Forwarded-For is trusted.
+    assert "172.16.0.0/12" in environments[0]["CALLHUB_TRUSTED_PROXIES"]
     assert all(env == environments[0] for env in environments)
 
 
@@ -183,6 +186,37 @@ def test_every_callhub_command_line_parses(where: str, argv: list[str]) -> None:
             ) from exit_
 
 
+def test_the_rendered_file_limit_is_no_higher_than_the_hard_limit(tmp_path: Path) -> None:
+    config = load_balancer.write_config(tmp_path, 1, ["127.0.0.1:1"]).read_text()
+    found = re.search(r"^worker_rlimit_nofile (\d+);", config, re.M)
+    assert found, "worker_rlimit_nofile"
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert hard == resource.RLIM_INFINITY or int(found.group(1)) <= hard
+
+
+def stages() -> list[list[tuple[str, str]]]:
+    """The Dockerfile's instructions, one list per stage (FROM starts one)."""
+    found: list[list[tuple[str, str]]] = []
+    for word, arguments in dockerfile():
+        if word == "FROM":
+            found.append([])
+        found[-1].append((word, arguments))
+    return found
+
+
+def test_the_image_is_built_in_two_stages_and_ships_only_the_installed_package() -> None:
+    builder, runtime = stages()
+    assert builder[0] == ("FROM", "python:3.11-slim AS builder")
+    assert any(word == "RUN" and "pip wheel" in arguments for word, arguments in builder)
+    assert runtime[0][1] == "python:3.11-slim"
+    copies = [arguments for word, arguments in runtime if word in {"COPY", "ADD"}]
+    assert copies == ["--from=builder /opt/callhub /opt/callhub"]  # no source, no wheels
+    env = dockerfile_env()
+    assert env["PATH"].startswith("/opt/callhub/bin:")
+    user = dict(runtime)["RUN"]
+    assert "--create-home" in user and "--home-dir /home/callhub" in user  # a real HOME
+
+
 def test_the_image_serves_on_all_interfaces_and_checks_healthz() -> None:
     args = build_parser().parse_args(dockerfile_cmd()[1:])
     assert (args.command, args.host, args.port) == ("serve", "0.0.0.0", 8080)
@@ -218,7 +252,10 @@ def test_the_lb_service_fills_every_placeholder_of_deploy_nginx_conf() -> None:
     template = load_balancer.NGINX_CONF.read_text()
     assert load_balancer.placeholders(template) == {
         name for name in env if name.startswith("LB_")}
-    assert "hub:8080" in env["LB_UPSTREAM_SERVERS"]
+    # The replicas by name, resolved through Docker's DNS while nginx runs.
+    assert (env["LB_RESOLVER"], env["LB_UPSTREAM"], env["LB_UPSTREAMS"]) == (
+        "127.0.0.11", "hub:8080", "")
+    assert re.fullmatch(r"\$\{CALLHUB_LB_NOFILE:-\d+\}", env["LB_WORKER_RLIMIT_NOFILE"])
 
 
 def test_deploy_nginx_conf_is_valid_and_streams_sse_unbuffered(tmp_path: Path) -> None:
@@ -232,7 +269,9 @@ def test_deploy_nginx_conf_is_valid_and_streams_sse_unbuffered(tmp_path: Path) -
         "proxy_http_version 1.1;", 'proxy_set_header Connection "";', "proxy_buffering off;",
         "proxy_cache off;", "proxy_next_upstream error timeout;",
         "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
-        "upstream callhub_replicas { server 127.0.0.1:1; server 127.0.0.1:2;",
+        "upstream callhub_replicas { server 127.0.0.1:1; server 127.0.0.1:2; keepalive 32; }",
+        "set $callhub_upstream callhub_replicas; proxy_pass http://$callhub_upstream;",
+        "resolver 127.0.0.1 valid=2s ipv6=off;",
     ):
         assert directive in rendered, directive
     read_timeout = re.search(r"proxy_read_timeout (\d+)([smh]);", rendered)
@@ -240,3 +279,45 @@ def test_deploy_nginx_conf_is_valid_and_streams_sse_unbuffered(tmp_path: Path) -
     seconds = int(read_timeout.group(1)) * {"s": 1, "m": 60, "h": 3600}[read_timeout.group(2)]
     assert seconds > 4 * 15, "far longer than the default ping interval (15 s)"
     assert not re.search(r"(^|[;{}] )(pid|daemon|user) ", rendered)  # from the command line
+
+
+CLUSTER_COMPOSE = ROOT / "docker-compose.cluster.yml"
+
+
+def cluster_compose() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(CLUSTER_COMPOSE.read_text())
+    return document
+
+
+def test_the_cluster_file_passes_docker_compose_config() -> None:
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.skip("docker-compose is not installed (`make setup` installs it)")
+    result = subprocess.run([binary, "-f", str(CLUSTER_COMPOSE), "config", "-q"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_cluster_file_runs_six_nodes_an_init_and_callhub_in_cluster_mode() -> None:
+    services = cluster_compose()["services"]
+    nodes = [name for name in services if re.fullmatch(r"redis-\d", name)]
+    assert len(nodes) == 6
+    for name in nodes:
+        command = as_argv(services[name]["command"])
+        assert command[:3] == ["redis-server", "--cluster-enabled", "yes"]
+        assert "--appendonly" in command
+    init = services["redis-init"]
+    assert "--cluster-replicas 1" in " ".join(as_argv(init["command"]))
+    assert set(init["depends_on"]) == set(nodes)
+    environments = [environment_of(services[name]) for name in ("hub", "worker", "forward")]
+    assert all(env == environments[0] for env in environments)
+    env = environments[0]
+    assert env["CALLHUB_REDIS_CLUSTER"] == "true" and env["CALLHUB_DURABLE_REPLICAS"] == "1"
+    assert int(env["CALLHUB_SHARDS"]) % 3 == 0  # an even spread over the 3 masters
+    for variable, value in env.items():
+        ENVIRONMENT[variable][1](variable, value)
+    for name in ("hub", "worker", "forward"):
+        condition = services[name]["depends_on"]["redis-init"]["condition"]
+        assert condition == "service_completed_successfully"
+    # The same load balancer as the single-node file.
+    assert services["lb"]["environment"] == compose()["services"]["lb"]["environment"]

@@ -13,12 +13,13 @@ from callhub.call_summary import summarize
 from callhub.cursor import Cursor
 from callhub.transcript import build_transcript, transcript_text, transcript_webvtt
 from hub.api.call_records import CallEventsPage, decode_after
+from hub.store.call_store import ListCallsPage
 from tests.support.conversations import Conversation
 from tests.support.readme import code_blocks, section
 from tests.support.spec_examples import spec_events
 
 RECORDS = section("Call records: a call's events, transcript and summary")
-PAGE, TURN, SUMMARY = code_blocks(RECORDS, "json")
+LISTING, PAGE, TURN, SUMMARY = code_blocks(RECORDS, "json")
 [SCRIPT] = code_blocks(RECORDS, "text")
 [SUBTITLES] = code_blocks(RECORDS, "vtt")
 SPEC_SEGMENTS = next(e for e in spec_events() if isinstance(e, ev.SpeechFinal)).segments
@@ -48,6 +49,20 @@ def test_the_events_page_is_the_spec_examples_stored_json() -> None:
     after = decode_after(page.next_after, "call-abc-123", "call_terminated,speech_final")
     assert Cursor.decode(page.cursor, 1).positions == ((after.ms, after.seq),)
     assert (page.has_more, page.ended) == (False, True)
+
+
+def test_the_ended_calls_listing_is_the_spec_examples_ended_call() -> None:
+    page = msgspec.json.decode(LISTING.encode(), type=ListCallsPage)
+    started, *_, ended = spec_events()
+    assert isinstance(started, ev.CallStarted) and isinstance(ended, ev.CallTerminated)
+    [call] = page.calls
+    assert (page.total_count, page.next_page_token) == (1, "")
+    assert (call.session_id, call.caller_id, call.dialog_name, call.status) == (
+        started.session_id, started.caller_id, started.dialog_name, "terminated")
+    assert call.end_time == "2025-06-14T18:32:15Z" == ended.timestamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert (call.reason, call.final_state, call.duration_seconds, call.summary) == (
+        ended.reason, ended.final_state, ended.duration_seconds, None)
+    assert Cursor.decode(call.cursor, 1).positions[0] is not None
 
 
 def test_the_transcript_examples_are_the_example_calls() -> None:

@@ -10,6 +10,10 @@
 --       4 shard active index   <prefix>:{s}:active
 --       5 dialog active index  <prefix>:{s}:active:<dialog>
 --       6 shard leases         <prefix>:{s}:leases
+--       7 shard ended index    <prefix>:{s}:ended
+--       8 dialog ended index   <prefix>:{s}:ended:dialog:<dialog>
+--       9 caller ended index   <prefix>:{s}:ended:caller:<caller>
+--      10 dialog+caller ended  <prefix>:{s}:ended:dialog:<dialog>:caller:<caller>
 -- ARGV  1 type   2 session_id   3 seq   4 event JSON   5 dialog_name
 --       6 event time (unix ms)   7 log retention (ms, 0 keeps all)
 --       8 ended-call retention (ms)   9 lease (ms, 0 keeps no lease)
@@ -18,20 +22,26 @@
 --            state_transition  to_state
 --            action_executed   action
 --            call_terminated   reason, final_state
---       12.. variables patch: name, JSON value pairs (value "null" removes)
+--       12 caller id the KEYS 9, 10 are named by (read by call_terminated only)
+--       13.. variables patch: name, JSON value pairs (value "null" removes)
 -- Returns
 --       {"committed", entry_id}
 --       {"duplicate", entry_id}          seq already committed: the original entry
 --       {"rejected", code, message}      nothing was written
+--       {"caller", caller_id}            a call_terminated named another caller's
+--                                        indexes than its call_started stored: nothing
+--                                        was written; send it again with this caller's
 
 local log, call, events, active, active_dialog, leases =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local ended, ended_dialog, ended_caller, ended_dialog_caller = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local etype, sid, seq_arg, data, dialog = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local seq = tonumber(seq_arg)
 local event_ms = ARGV[6]
 local log_retention = tonumber(ARGV[7])
 local call_retention = tonumber(ARGV[8])
 local lease = tonumber(ARGV[9])
+local caller = ARGV[12]
 
 local function reject(code, message)
   return {'rejected', code, message}
@@ -72,7 +82,7 @@ if not seq or seq < 1 then
   return reject('invalid_seq', 'seq must be a whole number >= 1, got ' .. tostring(seq_arg))
 end
 
-local state = redis.call('HMGET', call, 'seq', 'status', 'dialog_name', 'last_id')
+local state = redis.call('HMGET', call, 'seq', 'status', 'dialog_name', 'last_id', 'caller_id')
 local last_seq = tonumber(state[1])
 
 if last_seq then
@@ -93,6 +103,11 @@ if last_seq then
     return reject('dialog_mismatch', 'call ' .. sid .. ' belongs to dialog ' .. state[3])
   end
   dialog = state[3]
+  if etype == 'call_terminated' and caller ~= state[5] then
+    -- The ended-call indexes are the stored caller's (from call_started); the
+    -- keys must be named up front, so the publisher sends it again with them.
+    return {'caller', state[5]}
+  end
 elseif etype ~= 'call_started' then
   return reject('unknown_call', 'call ' .. sid .. ' is unknown: its first event must be call_started')
 end
@@ -147,7 +162,7 @@ else
   end
 end
 
-for i = 12, #ARGV, 2 do
+for i = 13, #ARGV, 2 do
   if ARGV[i + 1] == 'null' then
     redis.call('HDEL', call, 'var:' .. ARGV[i])
   else
@@ -163,6 +178,16 @@ if etype == 'call_terminated' then
   redis.call('ZREM', leases, sid)
   redis.call('PEXPIRE', call, call_retention)
   redis.call('PEXPIRE', events, call_retention)
+  -- The ended-call indexes, by end time, trimmed by it in the same step: what
+  -- ended more than the retention before this call (never later than the
+  -- clock) goes. Each index expires with its newest call, so the index of a
+  -- caller who never calls again does not stay.
+  local older = '(' .. string.format('%d', math.min(now_ms, tonumber(event_ms)) - call_retention)
+  for _, index in ipairs({ended, ended_dialog, ended_caller, ended_dialog_caller}) do
+    redis.call('ZADD', index, event_ms, sid)
+    redis.call('ZREMRANGEBYSCORE', index, '-inf', older)
+    redis.call('PEXPIRE', index, call_retention)
+  end
 elseif lease > 0 then
   redis.call('ZADD', leases, string.format('%d', now_ms + lease), sid)
 end

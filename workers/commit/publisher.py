@@ -46,8 +46,10 @@ from callhub.events import (
 )
 from callhub.keyspace import Keyspace
 from callhub.layout import (
+    CALL_CALLER_ID,
     CALL_DIALOG_NAME,
     COMMIT_NUMKEYS,
+    REDIRECT_CALLER,
     CommitArg,
     CommitArguments,
     CommitKey,
@@ -70,6 +72,35 @@ RETRY_DELAY_S: Final = 0.05
 MAX_RETRY_DELAY_S: Final = 1.0
 
 Status = Literal["committed", "duplicate", "rejected"]
+_CallKeys = tuple[str, str]  # a call's dialog and caller id: what its index keys are named by
+_UNKNOWN_CALL: Final[_CallKeys] = ("", "")
+_MAX_ROUNDS: Final = 4  # a redirected call_terminated goes again; a caller changes rarely
+
+
+def _first_round(
+    commits: list[tuple[int, Event, bytes]],
+) -> tuple[list[tuple[int, Event, bytes]], list[tuple[int, Event, bytes]]]:
+    """The commits to send now, and those held back: a call's events after its
+    ``call_terminated`` wait until it is answered, so a termination sent again
+    (redirected to its stored caller) still comes before them."""
+    sent, held, ending = [], [], set()
+    for commit in commits:
+        session_id = commit[1].session_id
+        if session_id in ending:
+            held.append(commit)
+        else:
+            sent.append(commit)
+            if isinstance(commit[1], CallTerminated):
+                ending.add(session_id)
+    return sent, held
+
+
+def _redirected_caller(reply: object) -> str | None:
+    """The stored caller of a ``{"caller", caller_id}`` answer, else None."""
+    if isinstance(reply, list) and len(reply) == 2 and reply[0] == REDIRECT_CALLER:
+        caller = reply[1]
+        return caller.decode() if isinstance(caller, bytes) else str(caller)
+    return None
 
 
 class CommitOutcome(msgspec.Struct, frozen=True):
@@ -132,9 +163,13 @@ def hash_attributes(event: Event) -> tuple[str, str]:
 class CallPublisher:
     """Commits events for the calls a worker handles.
 
-    The publisher remembers each call's dialog from its ``call_started`` (the
-    commit script needs the dialog's index key, and Redis Cluster wants every
-    key named up front); a call it has not seen start is looked up once.
+    The publisher remembers each call's dialog and caller from its
+    ``call_started`` (the commit script needs the dialog's and the caller's
+    index keys, and Redis Cluster wants every key named up front); a call it
+    has not seen start is looked up once. Should the caller the script is
+    given not be the one stored (a namesake call started since), the script
+    says whose it is and the event goes again in a second round: the stored
+    caller wins, and the worker sees a commit, not an error.
     """
 
     def __init__(
@@ -152,7 +187,7 @@ class CallPublisher:
         self._keys: Keyspace = settings.keyspace
         self._retry_for_s = retry_for_s
         self._validate = validate
-        self._dialogs: dict[str, str] = {}
+        self._calls: dict[str, _CallKeys] = {}  # session id -> (dialog, caller id)
         self._max_dialog_cache = max_dialog_cache
         self.retries = 0
         self._metrics = metrics
@@ -178,13 +213,29 @@ class CallPublisher:
                 outcomes[index] = CommitOutcome(event, "rejected", code="invalid", reason=problem)
             else:
                 commits.append((index, event, data))
-        dialogs = await self._dialogs_for([event for _, event, _ in commits])
-
-        replies = await self._with_retries(
-            [self._arguments(event, data, dialogs) for _, event, data in commits]
-        )
-        for (index, event, _), reply in zip(commits, replies, strict=True):
-            outcomes[index] = self._outcome(event, reply)
+        calls = await self._calls_for([event for _, event, _ in commits])
+        for _ in range(_MAX_ROUNDS):
+            if not commits:
+                break
+            sent, held = _first_round(commits)
+            replies = await self._with_retries(
+                [self._arguments(event, data, calls) for _, event, data in sent]
+            )
+            redirected = []
+            for commit, reply in zip(sent, replies, strict=True):
+                caller = _redirected_caller(reply)
+                if caller is None:
+                    outcomes[commit[0]] = self._outcome(commit[1], reply)
+                else:  # the stored call's caller wins: its indexes, next round
+                    session_id = commit[1].session_id
+                    dialog = (self._calls.pop(session_id, None)
+                              or calls.get(session_id, _UNKNOWN_CALL))[0]
+                    calls[session_id] = (dialog, caller)
+                    redirected.append(commit)
+            commits = redirected + held
+        for index, event, _ in commits:  # the stored caller kept changing: give up
+            outcomes[index] = CommitOutcome(event, "rejected", code="caller_changed",
+                                            reason="the call's caller changed while it ended")
         done = [outcome for outcome in outcomes if outcome is not None]
         if self._metrics is not None:
             for outcome in done:
@@ -201,51 +252,53 @@ class CallPublisher:
                 return str(error)
         return None
 
-    async def _dialogs_for(self, events: Sequence[Event]) -> dict[str, str]:
-        """The dialog of every call in the batch that the commit script needs.
+    async def _calls_for(self, events: Sequence[Event]) -> dict[str, _CallKeys]:
+        """The dialog and caller of every call in the batch that the commit
+        script needs (a call's indexes are named by them).
 
         Known from the cache (calls this publisher saw start), from a
         ``call_started`` in the batch, or looked up in one round trip for a
         call that ends here unseen (started by another process).
         """
-        dialogs: dict[str, str] = {}
+        calls: dict[str, _CallKeys] = {}
         for event in events:
             if isinstance(event, CallStarted):
-                dialogs.setdefault(event.session_id, event.dialog_name)
+                calls.setdefault(event.session_id, (event.dialog_name, event.caller_id))
         unknown = sorted(
             {
                 event.session_id
                 for event in events
                 if isinstance(event, CallTerminated)
-                and event.session_id not in dialogs
-                and event.session_id not in self._dialogs
+                and event.session_id not in calls
+                and event.session_id not in self._calls
             }
         )
         if unknown:
             pipe = self._redis.pipeline(transaction=False)
             for session_id in unknown:
-                pipe.hget(self._keys.call(session_id), CALL_DIALOG_NAME)
-            for session_id, dialog in zip(unknown, await pipe.execute(), strict=True):
+                pipe.hmget(self._keys.call(session_id), CALL_DIALOG_NAME, CALL_CALLER_ID)
+            for session_id, (dialog, caller) in zip(unknown, await pipe.execute(), strict=True):
                 if dialog is not None:
-                    dialogs[session_id] = dialog.decode()
-        return dialogs
+                    calls[session_id] = (dialog.decode(), (caller or b"").decode())
+        return calls
 
-    def _remember(self, session_id: str, dialog: str) -> None:
-        if len(self._dialogs) >= self._max_dialog_cache:
-            del self._dialogs[next(iter(self._dialogs))]
-        self._dialogs[session_id] = dialog
+    def _remember(self, session_id: str, call: _CallKeys) -> None:
+        if len(self._calls) >= self._max_dialog_cache:
+            del self._calls[next(iter(self._calls))]
+        self._calls[session_id] = call
 
-    def _arguments(self, event: Event, data: bytes, dialogs: dict[str, str]) -> CommitArguments:
+    def _arguments(self, event: Event, data: bytes, calls: dict[str, _CallKeys]) -> CommitArguments:
         if isinstance(event, CallStarted):
-            dialog = event.dialog_name
+            dialog, caller = event.dialog_name, event.caller_id
         else:  # what was committed wins over a start retried in this batch
-            dialog = self._dialogs.get(event.session_id) or dialogs.get(event.session_id, "")
+            dialog, caller = (self._calls.get(event.session_id)
+                              or calls.get(event.session_id, _UNKNOWN_CALL))
         settings = self._settings
         a, b = hash_attributes(event)
         # Positional, in the signature's order: keywords cost a quarter of a
         # microsecond per event here (test_script_layout checks each position).
         args = commit_arguments(
-            self._keys.commit_keys(event.session_id, dialog),
+            self._keys.commit_keys(event.session_id, dialog, caller),
             type(event).__struct_config__.tag,  # type: ignore[arg-type]
             event.session_id,
             event.seq,
@@ -257,6 +310,7 @@ class CallPublisher:
             settings.lease_ms,
             a,
             b,
+            caller,
         )
         for name, value in variables_patch(event).items():
             args.append(name)
@@ -368,12 +422,12 @@ class CallPublisher:
         status, *rest = (part.decode() if isinstance(part, bytes) else part for part in reply)
         if status == "rejected":
             if rest[0] == "dialog_mismatch":
-                self._dialogs.pop(event.session_id, None)
+                self._calls.pop(event.session_id, None)
             return CommitOutcome(event, "rejected", code=rest[0], reason=rest[1])
         if isinstance(event, CallTerminated):
-            self._dialogs.pop(event.session_id, None)
+            self._calls.pop(event.session_id, None)
         elif isinstance(event, CallStarted) and status == "committed":
-            self._remember(event.session_id, event.dialog_name)
+            self._remember(event.session_id, (event.dialog_name, event.caller_id))
         return CommitOutcome(
             event, "duplicate" if status == "duplicate" else "committed", entry_id=rest[0]
         )

@@ -1,10 +1,15 @@
 """Forwarder: the ``callhub forward`` process — subscriptions in, leases held, deliveries run.
 
 About once a second it re-reads the subscriptions and, for every enabled one
-and every shard, tries to take the lease nobody holds; each lease it gets
-runs a ``ShardDelivery``. Any number of forwarders run side by side: the
-leases share the (subscription, shard) pairs out, and a dead forwarder's
-pairs are picked up within a lease and a second. A subscription edited
+and every shard, tries to take the lease nobody holds, up to its fair share;
+each lease it gets runs a ``ShardDelivery``. Any number of forwarders run
+side by side: the roster of live forwarders (``ForwarderRoster``, beaten a
+few times a second) says how many share the (subscription, shard) pairs, and
+each takes at most ``fair_share`` of a subscription's shards and of all the
+pairs; one holding more than that (another forwarder started) hands the
+excess over (stops them as on SIGTERM: cursor stored, lease released). A
+dead forwarder leaves the roster as its leases run out, and its pairs are
+picked up within a lease and a second. A subscription edited
 reaches its running deliveries at once; one disabled or deleted stops them
 (cursor stored, lease released), and one rewound (``/redeliver`` from a
 cursor) restarts them, so that each begins again from the rewind.
@@ -26,7 +31,7 @@ from callhub.connections import RedisClient
 from callhub.settings import Settings
 from workers.forward.destination import IN_FLIGHT, Destination
 from workers.forward.journal import DeliveryJournal
-from workers.forward.lease import ShardLease
+from workers.forward.lease import ForwarderRoster, ShardLease, fair_share
 from workers.forward.metrics import ForwardMetrics
 from workers.forward.retry_policy import RETRY_BASE_S, RETRY_CAP_S, RetryPolicy
 from workers.forward.sender import WebhookSender
@@ -56,6 +61,8 @@ class Forwarder:
         self._sender = WebhookSender(settings.webhook_timeout_ms / 1000,
                                      allow_private=settings.webhook_allow_private)
         self._journal = DeliveryJournal(redis, self._keys)
+        self._roster = ForwarderRoster(redis, self._keys, self.holder,
+                                       settings.forward_lease_ms)
         self._max_held = max_held
         self._in_flight = in_flight
         self._refresh_s = refresh_s
@@ -63,6 +70,8 @@ class Forwarder:
         self._stored: dict[str, StoredSubscription] = {}
         self._destinations: dict[str, Destination] = {}
         self._deliveries: dict[tuple[str, int], tuple[ShardDelivery, asyncio.Task[None]]] = {}
+        self._gone: set[str] = set()  # deleted, with deliveries here still ending
+        self._discarding: set[asyncio.Task[None]] = set()
         self._stopped = asyncio.Event()
         self._retired_delivered = 0
         self._retired_dead = 0
@@ -92,7 +101,11 @@ class Forwarder:
 
     async def run(self) -> None:
         log.info("forwarder %s started", self.holder)
+        journal = asyncio.create_task(self._journal.run())
+        beating = asyncio.create_task(self._beat())
         try:
+            with contextlib.suppress(RedisError, OSError):
+                await self._roster.beat()
             while not self._stopped.is_set():
                 try:
                     await self.refresh()
@@ -101,17 +114,25 @@ class Forwarder:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopped.wait(), self._refresh_s)
         finally:
+            beating.cancel()
+            with contextlib.suppress(RedisError, OSError, asyncio.CancelledError):
+                await beating
+                await self._roster.leave()  # the others' shares grow at once
             for delivery, _ in self._deliveries.values():
                 delivery.stop()
             tasks = [task for _, task in self._deliveries.values()]
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
+            self._journal.close()
+            await asyncio.gather(journal, *self._discarding, return_exceptions=True)
             await self._sender.aclose()
             log.info("forwarder %s stopped", self.holder)
 
     async def refresh(self) -> None:
         """One round: the subscriptions re-read, deliveries stopped, updated, started."""
         stored = await read_subscriptions(self._redis, self._keys)
+        for sid in self._stored.keys() - stored.keys():
+            self._deleted(sid)
         for (sid, _), (delivery, _) in list(self._deliveries.items()):
             current = stored.get(sid)
             if current is None or not current.subscription.enabled:
@@ -127,24 +148,84 @@ class Forwarder:
         for sid in list(self._destinations):
             if sid not in stored and not any(key[0] == sid for key in self._deliveries):
                 del self._destinations[sid]
-        for sid, current in stored.items():
-            if not current.subscription.enabled or self._stopped.is_set():
-                continue
-            for shard in range(self._settings.shards):
-                if (sid, shard) not in self._deliveries:
-                    await self._try_start(current, shard)
+        if self._stopped.is_set():
+            return
+        enabled = [c for c in stored.values() if c.subscription.enabled]
+        shards = self._settings.shards
+        per_subscription = fair_share(shards, self._roster.live)
+        overall = fair_share(len(enabled) * shards, self._roster.live)
+        held = self._hand_over(per_subscription, overall)
+        for current in enabled:
+            sid = current.subscription.id
+            for shard in range(shards):
+                if sum(held.values()) >= overall:
+                    return
+                if held.get(sid, 0) < per_subscription and (sid, shard) not in self._deliveries \
+                        and await self._try_start(current, shard):
+                    held[sid] = held.get(sid, 0) + 1
+
+    def _hand_over(self, per_subscription: int, overall: int) -> dict[str, int]:
+        """Stop the deliveries beyond this forwarder's share (the highest shards
+        first); what it goes on holding, per subscription."""
+        running: dict[str, list[int]] = {}
+        for (sid, shard), (delivery, _) in sorted(self._deliveries.items()):
+            if not delivery.stopping:
+                running.setdefault(sid, []).append(shard)
+        kept = {sid: held[:per_subscription] for sid, held in running.items()}
+        for _ in range(sum(len(held) for held in kept.values()) - overall):
+            max(kept.values(), key=len).pop()
+        for sid, held in running.items():
+            for shard in held[len(kept[sid]):]:
+                log.info("webhook %s, shard %d: handed over (%d forwarders share the "
+                         "leases)", sid, shard, self._roster.live)
+                self._deliveries[(sid, shard)][0].stop()
+        return {sid: len(held) for sid, held in kept.items()}
+
+    async def _beat(self) -> None:
+        """Stay in the roster, a few times a lease (as the leases are renewed)."""
+        interval = min(0.25, self._settings.forward_lease_ms / 3000)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._roster.beat()
+            except (RedisError, OSError) as error:
+                log.warning("beating in the forwarders' roster failed: %s", error)
+
+    def _deleted(self, sid: str) -> None:
+        """A subscription deleted through the API: its deliveries here stop (next
+        in ``refresh``), nothing more of it is recorded, and once the last of its
+        POSTs here ended, the streams one of them may have written again go."""
+        if any(key[0] == sid for key in self._deliveries):
+            log.info("webhook subscription %s was deleted; its deliveries stop", sid)
+        self._journal.forget(sid)
+        self._gone.add(sid)
+        self._discard_if_done(sid)
+
+    def _discard_if_done(self, sid: str) -> None:
+        if sid not in self._gone or any(key[0] == sid for key in self._deliveries):
+            return
+        self._gone.discard(sid)
+        task = asyncio.create_task(self._discard(sid))
+        self._discarding.add(task)
+        task.add_done_callback(self._discarding.discard)
+
+    async def _discard(self, sid: str) -> None:
+        try:
+            await self._journal.discard(sid)
+        except (RedisError, OSError) as error:
+            log.warning("removing what deleted subscription %s left failed: %s", sid, error)
 
     def _stop_deliveries(self, sid: str) -> None:
         for (delivering, _), (delivery, _) in self._deliveries.items():
             if delivering == sid:
                 delivery.stop()
 
-    async def _try_start(self, current: StoredSubscription, shard: int) -> None:
+    async def _try_start(self, current: StoredSubscription, shard: int) -> bool:
         sid = current.subscription.id
         lease = ShardLease(self._redis, self._keys, sid, shard, self.holder,
                            self._settings.forward_lease_ms)
         if not await lease.acquire():
-            return
+            return False
         destination = self._destinations.get(sid)
         if destination is None or destination.disabled:
             destination = Destination(current.subscription, in_flight=self._in_flight)
@@ -158,6 +239,7 @@ class Forwarder:
         self.metrics.held.set(len(self._deliveries))
         log.info("delivering webhook %s, shard %d", sid, shard)
         task.add_done_callback(lambda _: self._ended(sid, shard, delivery))
+        return True
 
     def _ended(self, sid: str, shard: int, delivery: ShardDelivery) -> None:
         if self._deliveries.get((sid, shard), (None,))[0] is delivery:
@@ -165,3 +247,7 @@ class Forwarder:
         self._retired_delivered += delivery.delivered
         self._retired_dead += delivery.dead_letters
         self.metrics.held.set(len(self._deliveries))
+        if delivery.deleted:
+            self._journal.forget(sid)
+            self._gone.add(sid)
+        self._discard_if_done(sid)

@@ -6,10 +6,18 @@ time to live and renewed while it delivers; the cursor beside it (same
 forwarder that lost its lease (paused past it, partitioned) can never move
 the cursor its successor owns. A dead forwarder stops renewing and its lease
 runs out; whoever acquires it next re-sends only what was in flight.
+
+``ForwarderRoster`` is how forwarders share the leases out: each one beats a
+few times a second (its id in one sorted set, scored with the Redis clock's
+time it expires at; the beat also drops the entries that expired), and takes
+at most its share of the pairs (``fair_share``). A dead forwarder stops
+beating as it stops renewing, so both its leases and its place in the roster
+run out within the lease time, and the others' shares grow to take its pairs.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Final
 
 from callhub.connections import RedisClient
@@ -29,6 +37,45 @@ if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
 redis.call('DEL', KEYS[1])
 return 1
 """
+
+
+# KEYS: roster. ARGV: holder, time to live ms. The Redis clock, not the
+# forwarders' (they may run on hosts whose clocks differ).
+BEAT: Final = """
+local now = redis.call('TIME')
+now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return redis.call('ZCARD', KEYS[1])
+"""
+
+
+def fair_share(pairs: int, forwarders: int) -> int:
+    """The most (subscription, shard) pairs of ``pairs`` one of ``forwarders``
+    live forwarders takes: every pair has a taker, none takes much more."""
+    return math.ceil(pairs / max(forwarders, 1))
+
+
+class ForwarderRoster:
+    """The live forwarders, as one of them sees them."""
+
+    def __init__(self, redis: RedisClient, keyspace: Keyspace, holder: str,
+                 ttl_ms: int) -> None:
+        self._redis = redis
+        self._key = keyspace.webhook_forwarders()
+        self.holder = holder
+        self.ttl_ms = ttl_ms
+        self._beat = redis.register_script(BEAT)
+        self.live = 1  # as of the last beat (itself at least)
+
+    async def beat(self) -> int:
+        """Say this forwarder is alive for ``ttl_ms`` more; the number now alive."""
+        self.live = max(1, int(await self._beat(keys=[self._key],
+                                                 args=[self.holder, self.ttl_ms])))
+        return self.live
+
+    async def leave(self) -> None:
+        await self._redis.zrem(self._key, self.holder)
 
 
 class ShardLease:

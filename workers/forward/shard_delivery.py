@@ -5,7 +5,7 @@ its call's queue: one task per call with events waiting sends them one at a
 time (an event waits until the previous one was acknowledged or
 dead-lettered), while different calls go concurrently, bounded by the
 destination's gate. At most ``max_held`` events are held; while that many
-wait, the log is not read.
+wait, the log is not read (and then not before a quarter of them is done).
 
 Entries are held in log order; the cursor stored is the position just before
 the oldest one not yet done (or the last read, when none waits), so a
@@ -39,6 +39,7 @@ from collections import deque
 from typing import Final
 
 import msgspec
+from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 from callhub.backoff import FULL_JITTER, Backoff
@@ -88,7 +89,7 @@ _redelivery = msgspec.json.Decoder(Redelivery)
 
 # An event in its call's queue: the log entry, and the redelivery request it
 # answers (None: read from the log after the cursor).
-_Queued = tuple[Entry, bytes | None]
+_Queued = tuple[Entry, bytes | None, StreamId]
 
 
 def _now_ms() -> int:
@@ -123,10 +124,19 @@ class ShardDelivery:
         self._redelivering: set[bytes] = set()  # redelivery requests in the call queues
         self._call_tasks: set[asyncio.Task[None]] = set()
         self._space = asyncio.Event()
+        # Full, the log is read again once this much room is free, not at every
+        # event done: one XREAD per delivery was a fifth of a backlog's CPU.
+        self._read_at = max(1, min(READ_COUNT, max_held // 4))
         self._halt = asyncio.Event()
         self._finished = asyncio.Event()  # halted and in-flight requests done: the lease goes
         self._lost = False  # the lease was lost: touch nothing of the successor's
+        self.deleted = False  # the lease went with the subscription (API delete)
         self._last_freshen = 0.0
+        # The metrics' children, looked up once (labels() takes a lock and a dict
+        # lookup each time, per attempt at thousands a second); the in-flight
+        # gauge reads the destination's count when scraped.
+        metrics.in_flight.labels(destination.id).set_function(lambda: destination.in_flight)
+        self._outcomes: dict[str, Counter] = {}
         self.delivered = 0
         self.dead_letters = 0
 
@@ -143,6 +153,10 @@ class ShardDelivery:
         error instead, and the loop would go on."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for((until or self._halt).wait(), seconds)
+
+    @property
+    def stopping(self) -> bool:
+        return self._halt.is_set()
 
     @property
     def lost(self) -> bool:
@@ -270,7 +284,7 @@ class ShardDelivery:
         retry = Backoff(0.1, 5.0, jitter=FULL_JITTER)
         while not self._halt.is_set():
             space = self._max_held - len(self._pending)
-            if space <= 0:
+            if space < self._read_at:
                 self._space.clear()
                 await self._space.wait()
                 continue
@@ -312,7 +326,7 @@ class ShardDelivery:
         self._position = position
         if self._matches(entry):
             self._pending[position] = None
-            self._enqueue(entry, None)
+            self._enqueue(entry, None, position)
 
     def _matches(self, entry: Entry) -> bool:
         subscription = self.destination.subscription
@@ -324,13 +338,13 @@ class ShardDelivery:
                                     fields.get(ENTRY_SESSION_ID, b""),
                                     fields.get(ENTRY_DIALOG, b""))
 
-    def _enqueue(self, entry: Entry, request: bytes | None) -> None:
+    def _enqueue(self, entry: Entry, request: bytes | None, position: StreamId) -> None:
         session = entry[1].get(ENTRY_SESSION_ID, b"")
         queue = self._calls.get(session)
         if queue is not None:
-            queue.append((entry, request))
+            queue.append((entry, request, position))
             return
-        self._calls[session] = deque([(entry, request)])
+        self._calls[session] = deque([(entry, request, position)])
         task = asyncio.create_task(self._deliver_call(session))
         self._call_tasks.add(task)
         task.add_done_callback(self._call_tasks.discard)
@@ -373,7 +387,7 @@ class ShardDelivery:
                 await self._redis.xdel(self._redeliveries_key, request_id)
                 continue
             self._redelivering.add(request_id)
-            self._enqueue(found[0], request_id)
+            self._enqueue(found[0], request_id, parse_stream_id(found[0][0]))
 
     # -- delivering --------------------------------------------------------------
 
@@ -381,13 +395,14 @@ class ShardDelivery:
         queue = self._calls[session]
         try:
             while queue:
-                entry, request = queue[0]
-                if not await self._deliver(entry):
+                entry, request, position = queue[0]
+                if not await self._deliver(entry, position):
                     return  # halted: the entry stays pending, below the cursor
                 queue.popleft()
                 if request is None:
-                    del self._pending[parse_stream_id(entry[0])]
-                    self._space.set()
+                    del self._pending[position]
+                    if self._max_held - len(self._pending) >= self._read_at:
+                        self._space.set()
                 else:
                     await self._redis.xdel(self._redeliveries_key, request)
                     self._redelivering.discard(request)
@@ -399,7 +414,7 @@ class ShardDelivery:
             if not queue:
                 self._calls.pop(session, None)
 
-    async def _deliver(self, entry: Entry) -> bool:
+    async def _deliver(self, entry: Entry, position: StreamId) -> bool:
         """Deliver one event until it is acknowledged (True) or dead-lettered (True),
         or delivery halts (False: the event stays undelivered)."""
         entry_id, fields = entry
@@ -408,32 +423,35 @@ class ShardDelivery:
         event_type = fields.get(ENTRY_TYPE, b"").decode()
         session_id = fields.get(ENTRY_SESSION_ID, b"").decode()
         body = fields.get(ENTRY_DATA, b"")
-        cursor = Cursor.at(self._settings.shards, self.shard, parse_stream_id(entry_id)).encode()
+        cursor = Cursor.at(self._settings.shards, self.shard, position).encode()
+        destination = self.destination
+        message = message_id(sid, f"{self.shard}-{text_id}")
+        seq = fields.get(ENTRY_SEQ, b"").decode()
         first_ms = _now_ms()
         attempt = 0
         while not self._halt.is_set():
             attempt += 1
             subscription = self.destination.subscription
             event_time = _timestamp.decode(body).timestamp if subscription.cloudevents else ""
+            now_s = int(time.time())
             headers = delivery_headers(
-                subscription, message=message_id(sid, f"{self.shard}-{text_id}"), body=body,
-                event_type=event_type, session_id=session_id,
-                seq=fields.get(ENTRY_SEQ, b"").decode(), cursor=cursor, event_time=event_time)
-            async with self.destination.gate:
+                subscription, message=message, body=body, event_type=event_type,
+                session_id=session_id, seq=seq, cursor=cursor, event_time=event_time,
+                now_s=now_s, keys=self.destination.signing_keys(now_s))
+            async with destination.gate:
                 if self._halt.is_set():
                     return False
-                in_flight = self._metrics.in_flight.labels(sid)
-                in_flight.inc()
+                destination.in_flight += 1
                 try:
                     result = await self._sender.send(subscription.url, body, headers)
                 finally:
-                    in_flight.dec()
+                    destination.in_flight -= 1
             now = _now_ms()
             self._metrics.latency.observe(result.latency_ms / 1000)
 
             def record(outcome: str, next_retry_ms: int = 0, result: AttemptResult = result,
                        attempt: int = attempt, now: int = now) -> DeliveryAttempt:
-                self._metrics.deliveries.labels(sid, outcome).inc()
+                self._outcome(outcome).inc()
                 return DeliveryAttempt(
                     event_id=text_id, event_type=event_type, session_id=session_id,
                     attempt=attempt, status_code=result.status_code,
@@ -444,25 +462,32 @@ class ShardDelivery:
             if result.delivered:
                 self.destination.last_delivered_ms = now
                 self.delivered += 1
-                await self._journal.attempted(sid, record("delivered"))
+                self._journal.attempted(sid, record("delivered"))
                 return True
             if result.status_code == 410:
-                await self._journal.attempted(sid, record("disabled"))
+                self._journal.attempted(sid, record("disabled"))
                 await self._disable("gone", "the receiver answered 410 Gone")
                 return False
             delay_s = self._policy.delay_s(attempt, result)
             retry_at = now + int(delay_s * 1000)
             if self._policy.gives_up(first_ms, retry_at):
-                await self._journal.attempted(sid, record("dead_lettered"))
+                self._journal.attempted(sid, record("dead_lettered"))
                 await self._dead_letter(text_id, event_type, session_id, attempt, result)
                 if self.destination.last_delivered_ms < first_ms:
                     await self._disable("failing", "every delivery failed for the whole "
                                         "retry window (CALLHUB_WEBHOOK_RETRY_WINDOW)")
                 return True
-            await self._journal.attempted(sid, record("retrying", retry_at))
+            self._journal.attempted(sid, record("retrying", retry_at))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._halt.wait(), delay_s)
         return False
+
+    def _outcome(self, outcome: str) -> Counter:
+        counter = self._outcomes.get(outcome)
+        if counter is None:
+            counter = self._outcomes[outcome] = self._metrics.deliveries.labels(
+                self.destination.id, outcome)
+        return counter
 
     async def _dead_letter(self, event_id: str, event_type: str, session_id: str,
                            attempts: int, result: AttemptResult) -> None:
@@ -483,6 +508,15 @@ class ShardDelivery:
 
     # -- the lease and the cursor ------------------------------------------------
 
+    async def _still_subscribed(self) -> bool:
+        """Whether the subscription is still stored: the API deletes its leases with
+        it, so a lease gone may be a deletion rather than a successor."""
+        try:
+            return bool(await self._redis.hexists(self._settings.keyspace.webhooks(),
+                                                  self.destination.id))
+        except (RedisError, OSError):
+            return True
+
     async def _keep(self) -> None:
         """Renew the lease and store the cursor, a few times a second; a lease
         found taken halts this delivery at once (its successor owns the cursor)."""
@@ -498,9 +532,15 @@ class ShardDelivery:
                             self.destination.id, self.shard, error)
                 continue
             if not ours:
+                self._lost = True
+                if not await self._still_subscribed():
+                    self.deleted = True
+                    log.info("webhook %s, shard %d: the subscription was deleted; delivery "
+                             "stops", self.destination.id, self.shard)
+                    self._halt.set()
+                    return
                 log.warning("webhook %s, shard %d: lease lost; another forwarder delivers "
                             "it now", self.destination.id, self.shard)
-                self._lost = True
                 self._halt.set()
                 return
             oldest = next(iter(self._pending), None)

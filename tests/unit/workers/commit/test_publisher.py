@@ -47,11 +47,42 @@ async def test_the_dialog_cache_is_bounded_and_forgets_ended_calls(
 ) -> None:
     publisher = CallPublisher(fake, Settings(), max_dialog_cache=3)
     await publisher.commit_many([call_started(f"c-{n}") for n in range(5)])
-    assert len(publisher._dialogs) == 3
+    assert len(publisher._calls) == 3
     # c-0 was evicted: ending it looks its dialog up instead of guessing.
     assert (await publisher.commit(terminated("c-0", 2))).status == "committed"
     assert (await publisher.commit(terminated("c-4", 2))).status == "committed"
-    assert "c-4" not in publisher._dialogs
+    assert "c-4" not in publisher._calls
+
+
+async def test_an_ended_call_is_indexed_under_the_caller_its_start_stored(
+    fake: fakeredis.aioredis.FakeRedis,
+) -> None:
+    """The publisher's idea of the caller may be stale (a namesake started since):
+    the script names the stored one, the termination goes again, and commits."""
+    settings = Settings()
+    keys = settings.keyspace
+    publisher = CallPublisher(fake, settings)
+    await publisher.commit(call_started("c-1"))
+    await fake.hset(keys.call("c-1"), "caller_id", "+15550009999")
+    outcomes = await publisher.commit_many([terminated("c-1", 2), dtmf("c-1", 3)])
+    assert [o.status for o in outcomes] == ["committed", "rejected"]
+    assert outcomes[1].code == "call_ended"  # held back until the termination was answered
+    assert await fake.zscore(keys.ended_caller(0, "+15550009999"), "c-1") is not None
+    assert await fake.zscore(keys.ended_dialog_caller(0, "helpdesk", "+15550009999"),
+                             "c-1") is not None
+    assert await fake.exists(keys.ended_caller(0, "+15551234567")) == 0
+    assert await fake.zscore(keys.ended(0), "c-1") is not None
+
+
+async def test_a_call_ended_unseen_is_indexed_under_its_stored_caller(
+    fake: fakeredis.aioredis.FakeRedis,
+) -> None:
+    settings = Settings()
+    await CallPublisher(fake, settings).commit(call_started("c-1"))
+    reaper = CallPublisher(fake, settings)  # another process: no cache of c-1
+    assert (await reaper.commit(terminated("c-1", 2))).status == "committed"
+    assert await fake.zscore(settings.keyspace.ended_caller(0, "+15551234567"), "c-1") == (
+        timestamp_ms(terminated("c-1", 2).timestamp))
 
 
 async def test_an_empty_batch_costs_nothing(fake: fakeredis.aioredis.FakeRedis) -> None:

@@ -43,6 +43,7 @@ ARGV_LOCALS = {
     "LEASE_MS": "lease",
     "ATTRIBUTE_A": "a",
     "ATTRIBUTE_B": "b",
+    "CALLER_ID": "caller",
 }
 
 STRING = re.compile(r"^'([^']*)'$")
@@ -220,8 +221,12 @@ def test_commit_keys_are_in_the_layouts_positions() -> None:
         "ACTIVE": keyspace.active(shard),
         "ACTIVE_DIALOG": keyspace.active_dialog(shard, dialog),
         "LEASES": keyspace.leases(shard),
+        "ENDED": keyspace.ended(shard),
+        "ENDED_DIALOG": keyspace.ended_dialog(shard, dialog),
+        "ENDED_CALLER": keyspace.ended_caller(shard, "+15551234567"),
+        "ENDED_DIALOG_CALLER": keyspace.ended_dialog_caller(shard, dialog, "+15551234567"),
     }
-    keys = keyspace.commit_keys(sid, dialog)
+    keys = keyspace.commit_keys(sid, dialog, "+15551234567")
     assert len(keys) == COMMIT_NUMKEYS
     assert {name: keys[position] for name, position in positions(CommitKey).items()} == expected
 
@@ -233,16 +238,17 @@ def test_the_publisher_sends_each_value_at_its_position() -> None:
                               timestamp=datetime(2025, 6, 14, 18, 30, 1, tzinfo=UTC))
     data = ev.encode_event(event)
     args = CallPublisher(None, settings)._arguments(  # type: ignore[arg-type]
-        event, data, {"call-7": "helpdesk"})
+        event, data, {"call-7": ("helpdesk", "+15550001111")})
     argv = args[COMMIT_NUMKEYS:]
-    assert args[:COMMIT_NUMKEYS] == list(settings.keyspace.commit_keys("call-7", "helpdesk"))
+    assert args[:COMMIT_NUMKEYS] == list(
+        settings.keyspace.commit_keys("call-7", "helpdesk", "+15550001111"))
     assert {name: argv[position] for name, position in positions(CommitArg).items()
             if name != "VARIABLES"} == {
         "EVENT_TYPE": "action_executed", "SESSION_ID": "call-7", "SEQ": 3, "DATA": data,
         "DIALOG_NAME": "helpdesk", "EVENT_MS": 1749925801000,
         "LOG_RETENTION_MS": settings.log_retention_ms,
         "CALL_RETENTION_MS": settings.call_retention_ms, "LEASE_MS": settings.lease_ms,
-        "ATTRIBUTE_A": "hold", "ATTRIBUTE_B": "",
+        "ATTRIBUTE_A": "hold", "ATTRIBUTE_B": "", "CALLER_ID": "+15550001111",
     }
     assert argv[CommitArg.VARIABLES:] == ["tier", b'"gold"', "note", b"null"]
 
