@@ -32,8 +32,11 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(VENV)/bin/callhub demo
 
+# The whole suite: everything but compose in one pytest run, then compose (its
+# tests print their timings as they go).
 test: setup
 	$(VENV)/bin/pytest -m 'not compose'
+	$(VENV)/bin/pytest -s -m compose tests/e2e
 
 # docker compose up for real (single Redis and the cluster file), on a Docker
 # engine the tests start and stop themselves (root; README, "Deployment").
