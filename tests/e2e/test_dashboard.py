@@ -17,21 +17,22 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
+import httpx
 import redis
 import redis.asyncio as aioredis
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 
 from callhub.events import (
     ActionExecuted,
     CallStarted,
     CallTerminated,
     DtmfReceived,
+    Error,
     Event,
     HookResult,
     Segment,
@@ -43,12 +44,16 @@ from callhub.events import (
     decode_event,
 )
 from callhub.settings import Settings
-from tests.support.browser import script_errors
+from callhub.transcript import build_transcript
+from tests.support.browser import screenshot, script_errors, set_viewport, wait_for
 from tests.support.paths import ARTIFACTS
 from tests.support.processes import HubProcess, free_port, start_demo, start_hub
 from workers.commit.publisher import CallPublisher
 
 API_KEY = "chk_dashboard-test-key"
+HOSTILE = '<img src=x onerror="window.__injected=1">'
+# The page's one time format: HH:MM:SS, the date before it when not today.
+CLOCK = re.compile(r"(\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d")
 
 # ---------------------------------------------------------------------------
 # The traffic: calls that talk, press keys, call hooks and hang up.
@@ -274,9 +279,8 @@ def serve_on(redis_url: str, port: int, env: dict[str, str] | None = None) -> Hu
 
 
 def wait(driver: WebDriver, condition: Callable[[WebDriver], Any], what: str,
-         timeout: float = 15) -> Any:
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(
-        condition, f"timed out after {timeout}s waiting for {what}")
+         timeout: float = 30) -> Any:
+    return wait_for(driver, condition, what, timeout)
 
 
 def js(driver: WebDriver, script: str, *args: Any) -> Any:
@@ -291,7 +295,9 @@ def rows(driver: WebDriver) -> list[dict[str, str]]:
     result: list[dict[str, str]] = js(driver, """
         return [...document.querySelectorAll('#calls-body tr')].map(r => ({
           session_id: r.dataset.sessionId, dialog: r.dataset.dialog, status: r.dataset.status,
-          state: r.cells[2].textContent, duration: r.cells[4].textContent}));""")
+          caller: r.querySelector('.caller').textContent, hidden: r.hidden,
+          state: r.querySelector('.state .name').textContent,
+          duration: r.querySelector('.duration').textContent}));""")
     return result
 
 
@@ -315,7 +321,12 @@ def feed_rows(driver: WebDriver) -> list[dict[str, str]]:
 
 
 def click(driver: WebDriver, css: str) -> None:
-    driver.find_element(By.CSS_SELECTOR, css).click()
+    """Click ``css`` once it is on the page (a row may be a moment behind its event)."""
+    def clicked(d: WebDriver) -> bool:
+        d.find_element(By.CSS_SELECTOR, css).click()
+        return True
+
+    wait(driver, clicked, f"{css} to click")
 
 
 def expected_transcript(events: list[Event]) -> list[tuple[str, str]]:
@@ -381,7 +392,8 @@ def save_screenshot(driver: WebDriver, name: str = "dashboard.png") -> Path:
 # ---------------------------------------------------------------------------
 
 
-def test_dashboard_follows_live_calls(browser: WebDriver, redis_url: str) -> None:
+def test_dashboard_follows_live_calls(browser: WebDriver, redis_url: str,
+                                      tmp_path: Path) -> None:
     port = free_port()
     hub = serve_on(redis_url, port)
     try:
@@ -468,14 +480,25 @@ def test_dashboard_follows_live_calls(browser: WebDriver, redis_url: str) -> Non
             hub.stop()
             with unavailable(port) as asked:
                 wait(browser, lambda d: connection_state(d) == "reconnecting", "reconnecting")
+                # A banner says the page is not live, and durations stand still meanwhile.
+                banner = browser.find_element(By.ID, "stream-banner")
+                assert banner.is_displayed() and "Not live" in banner.text, banner.text
+                assert js(browser, "return document.body.dataset.live") == "false"
+                frozen = {r["session_id"]: r["duration"] for r in rows(browser)}
+                screenshot(browser, tmp_path, "dashboard-not-live.png")
                 wait(browser, lambda d: any(
                     "/v1/calls/events?" in path and "last_event_id=" in path
                     and "include_history" not in path for path in asked),
                     "a recreated EventSource resuming with last_event_id")
                 wait(browser, lambda d: source.is_ended(chosen), f"{chosen} to end", 20)
                 assert connection_state(browser) == "reconnecting"
+                assert banner.is_displayed()
+                still = {r["session_id"]: r["duration"] for r in rows(browser)
+                         if r["session_id"] in frozen}  # (ended rows leave as they would)
+                assert still and still == {s: frozen[s] for s in still}
             hub = serve_on(redis_url, port)
             wait(browser, lambda d: connection_state(d) == "live", "live again", 20)
+            assert not browser.find_element(By.ID, "stream-banner").is_displayed()
             follow_to_the_end(browser, source, chosen)
             wait(browser, lambda d: js(d, "return document.getElementById('feed-state')"
                                           ".dataset.state") == "live", "the feed live again")
@@ -485,6 +508,7 @@ def test_dashboard_follows_live_calls(browser: WebDriver, redis_url: str) -> Non
             wait(browser, lambda d: float(d.find_element(By.ID, "event-rate").text) > 0,
                  "events/s above 0")
             save_screenshot(browser)
+            screenshot(browser, tmp_path, "dashboard-live.png")
         assert script_errors(browser) == []
     finally:
         hub.stop()
@@ -630,3 +654,359 @@ def test_dashboard_against_the_demo(browser: WebDriver) -> None:
     finally:
         store.close()
         demo.stop()
+
+
+# ---------------------------------------------------------------------------
+# Layout, counts, charts, search, links, hostile text, and ended calls
+
+
+def commit_odd_call(redis_url: str) -> tuple[str, list[Event]]:
+    """One call with markup in every text it has (caller, speech, prompt, error, a
+    variable), a barge-in and a call error; left active. Its session id and events."""
+    session_id = f"odd-{uuid.uuid4().hex[:8]}"
+    start = datetime.now(UTC) - timedelta(seconds=6)
+    steps: list[Step] = [
+        (CallStarted, {"caller_id": HOSTILE, "called_number": "+18001234567",
+                       "dialog_name": "helpdesk"}),
+        (StateTransition, {"from_state": "start", "to_state": "greeting",
+                           "trigger_event": "call_started", "dialog_name": "helpdesk"}),
+        (TtsStarted, {"utterance_id": "u1", "text": "Hello <b>there</b>", "voice": "en-US-1",
+                      "state": "greeting"}),
+        (SpeechFinal, {"transcript": HOSTILE, "confidence": 0.9, "language": "en",
+                       "duration_ms": 400}),
+        (TtsCompleted, {"utterance_id": "u1", "duration_ms": 1200, "interrupted": True}),
+        (Error, {"code": "asr_glitch", "message": HOSTILE, "component": "asr"}),
+        (TtsStarted, {"utterance_id": "u2", "text": "Sorry?", "voice": "en-US-1",
+                      "state": "greeting"}),
+        (HookResult, {"hook_name": "lookup_account", "state": "greeting", "status_code": 200,
+                      "duration_ms": 80, "variables": {"customer_name": HOSTILE}}),
+    ]
+    events = [kind(event_id=f"evt-{uuid.uuid4().hex[:16]}", session_id=session_id,
+                   timestamp=start + timedelta(milliseconds=700 * n), seq=n, **fields)
+              for n, (kind, fields) in enumerate(steps, start=1)]
+
+    async def commit() -> None:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            publisher = CallPublisher(client, Settings(redis_url=redis_url))
+            for event in events:
+                assert (await publisher.commit(event)).status == "committed"
+        finally:
+            await client.aclose()
+
+    asyncio.run(commit())
+    return session_id, events
+
+
+def record_states(driver: WebDriver) -> None:
+    """From now on the page keeps every state its two stream indicators take."""
+    js(driver, """
+        window.__states = [];
+        for (const id of ['connection-state', 'feed-state']) {
+          new MutationObserver(() => window.__states.push(
+            id + ':' + document.getElementById(id).dataset.state))
+            .observe(document.getElementById(id), {attributes: true});
+        }""")
+
+
+def counts(driver: WebDriver) -> dict[str, Any]:
+    """Every place the page states how many calls are active, read at one moment."""
+    result: dict[str, Any] = js(driver, """
+        const text = (id) => document.getElementById(id).textContent;
+        const flow = [...document.querySelectorAll('#state-flow .stage')]
+          .reduce((n, s) => n + Number(s.dataset.count), 0);
+        return {header: text('active-count'), tab: text('calls-total'), chart: text('chart-active'),
+                rows: String([...document.querySelectorAll('#calls-body tr')]
+                  .filter(r => r.dataset.status !== 'terminated').length),
+                flow: String(flow)};""")
+    return result
+
+
+def timeline_marks(driver: WebDriver) -> dict[str, int]:
+    marks: dict[str, int] = js(driver, """
+        const n = {};
+        for (const m of document.querySelectorAll('#timeline [data-kind]'))
+          n[m.dataset.kind] = (n[m.dataset.kind] || 0) + 1;
+        return n;""")
+    return marks
+
+
+def expected_marks(events: list[Event]) -> dict[str, int]:
+    kinds = {SpeechFinal: "speech", DtmfReceived: "dtmf", TtsStarted: "prompt",
+             HookResult: "hook", StateTransition: "state"}
+    marks: dict[str, int] = {}
+    for event in events:
+        kind = kinds.get(type(event))
+        if kind:
+            marks[kind] = marks.get(kind, 0) + 1
+        if isinstance(event, TtsCompleted) and event.interrupted:
+            marks["barge-in"] = marks.get("barge-in", 0) + 1
+        if isinstance(event, ActionExecuted) and event.action == "hold":
+            marks["hold"] = marks.get("hold", 0) + 1
+    return marks
+
+
+def turn_latencies(driver: WebDriver) -> list[int]:
+    return [int(v) for v in js(driver, "return [...document.querySelectorAll("
+                                       "'#turn-latency rect[data-latency-ms]')]"
+                                       ".map(r => r.dataset.latencyMs)")]
+
+
+def expected_latencies(events: list[Event]) -> list[int]:
+    return [t.response_latency_ms for t in build_transcript(events).turns
+            if t.speaker == "caller" and t.response_latency_ms is not None]
+
+
+def panel_rects(driver: WebDriver) -> dict[str, dict[str, float]]:
+    rects: dict[str, dict[str, float]] = js(driver, """
+        const r = (id) => { const b = document.getElementById(id).getBoundingClientRect();
+                            return {top: b.top, bottom: b.bottom, left: b.left, right: b.right}; };
+        return {call: r('call-panel'), feed: r('feed-panel'), calls: r('calls-panel'),
+                charts: r('charts-panel'),
+                view: {top: 0, bottom: innerHeight, left: 0, right: innerWidth,
+                       scroll: document.documentElement.scrollWidth}};""")
+    return rects
+
+
+def fresh_page(driver: WebDriver, url: str) -> None:
+    """Load ``url`` as a new page (from the same page, a new hash would only scroll)."""
+    driver.get("about:blank")
+    driver.get(url)
+
+
+def selected(driver: WebDriver) -> str:
+    return str(js(driver, "return document.getElementById('call-panel').dataset.sessionId"))
+
+
+def test_dashboard_on_a_laptop_and_at_400_px(browser: WebDriver, redis_url: str,
+                                             tmp_path: Path) -> None:
+    """1366×768: the call panel and the feed side by side, above the fold; the counts
+    agree; the charts draw what the calls do; a call has a URL and can be searched
+    for; markup in event text stays text; a call error leaves the stream open. Then
+    the same page at 400 px wide: nothing cut off, still usable."""
+    hub = start_hub(redis_url)
+    try:
+        with traffic(redis_url) as source:
+            wait(browser, lambda d: len(source.active()) >= 3, "the first calls")
+            # Only the page's own script may run (by its hash): no injected handler could.
+            policy = httpx.get(f"{hub.url}/", timeout=10).headers["Content-Security-Policy"]
+            assert "script-src 'sha256-" in policy and "unsafe" not in policy.split(";")[1]
+            set_viewport(browser, 1366, 768)
+            browser.get(f"{hub.url}/")
+            wait(browser, lambda d: connection_state(d) == "live", "the stream to be live")
+            record_states(browser)
+
+            # Markup in a caller id, speech, an error and a variable is shown as text, and
+            # the call's error event (event: call_error on the wire) is just an event.
+            odd, odd_events = commit_odd_call(redis_url)
+            wait(browser, lambda d: any(r["session_id"] == odd for r in rows(d)), "the odd call")
+            assert next(r for r in rows(browser) if r["session_id"] == odd)["caller"] == HOSTILE
+            wait(browser, lambda d: any(r["type"] == "error" and r["session_id"] == odd
+                                        for r in feed_rows(d)), "the call error in the feed")
+            click(browser, f'#calls-body tr[data-session-id="{odd}"]')
+            assert browser.current_url.endswith(f"#call={odd}")
+            wait(browser, lambda d: timeline_marks(d) == expected_marks(odd_events),
+                 "the odd call's timeline (speech, prompts, a barge-in, a hook, a state)")
+            wait(browser, lambda d: "customer_name=\"<img src=x onerror=" in js(
+                d, "return document.querySelector('#call-details [data-field=variables]')"
+                   ".textContent"), "the variable as text (a JSON string)")
+            texts = [t for _, t in transcript(browser)]
+            assert HOSTILE in texts and any(HOSTILE in t for t in texts if t != HOSTILE), texts
+            assert js(browser, "return document.querySelectorAll('img, #transcript b, #feed b,"
+                               " #calls-body b, #call-details b').length") == 0
+            assert js(browser, "return window.__injected === undefined")
+            wait(browser, lambda d: turn_latencies(d) == expected_latencies(odd_events),
+                 "the odd call's response latency per turn")
+
+            # Both the call panel and the feed fit on the screen, side by side.
+            rects = panel_rects(browser)
+            view = rects["view"]
+            for name in ("call", "feed", "calls"):
+                rect = rects[name]
+                assert rect["top"] >= 0 and rect["bottom"] <= view["bottom"], (name, rect)
+                assert rect["left"] >= 0 and rect["right"] <= view["right"], (name, rect)
+                assert rect["right"] - rect["left"] >= 300, (name, rect)
+            assert view["scroll"] <= view["right"]
+            wait(browser, lambda d: len(feed_rows(d)) >= 10, "events in the feed")
+            screenshot(browser, tmp_path, "dashboard-1366x768.png")
+
+            # One count of active calls, wherever it is shown, and it moves with the calls.
+            wait(browser, lambda d: len(set(counts(d).values())) == 1, "the counts to agree")
+            first = counts(browser)["header"]
+
+            def agreed_and_moved(d: WebDriver) -> bool:
+                shown = set(counts(d).values())
+                return len(shown) == 1 and shown != {first}
+
+            wait(browser, agreed_and_moved, "the agreed count to move")
+
+            # The charts: calls in each state per dialog, outcomes as calls end, latency.
+            wait(browser, lambda d: js(d, "return document.querySelector("
+                                          "'#state-flow .flow[data-dialog=billing] .stage')"
+                                          " !== null"), "the billing dialog's states")
+            ended_now = len(source.ended)
+            wait(browser, lambda d: len(source.ended) >= ended_now + 2, "two more calls to end")
+            wait(browser, lambda d: int(js(d, "return document.getElementById('outcomes')"
+                                              ".dataset.total")) >= 2, "outcomes drawn")
+            legend = dict(js(browser, "return [...document.querySelectorAll("
+                                      "'#outcomes-legend [data-reason]')]"
+                                      ".map(i => [i.dataset.reason, Number(i.dataset.count)])"))
+            total = int(js(browser, "return document.getElementById('outcomes').dataset.total"))
+            assert legend["normal"] == total, legend  # every call here ends normally
+            hist = wait(browser, lambda d: js(d, "const h = document.getElementById("
+                                                 "'latency-hist').dataset; return Number("
+                                                 "h.count) > 3 ? h : null"), "latencies")
+            assert 0 <= int(hist["p50"]) <= int(hist["p95"]) < 5000, hist
+            chart_view = js(browser, "document.getElementById('charts-panel').scrollIntoView();"
+                                     "return true")
+            assert chart_view
+            screenshot(browser, tmp_path, "dashboard-charts.png")
+            js(browser, "window.scrollTo(0, 0)")
+
+            # Every time on the page is in the one format.
+            times = js(browser, "return [...document.querySelectorAll('time')]"
+                                ".map(t => t.textContent)")
+            assert times and all(CLOCK.fullmatch(t) for t in times), \
+                [t for t in times if not CLOCK.fullmatch(t)]
+
+            # Search by caller: the list narrows to the match, Enter opens it.
+            target = wait(browser, lambda d: next(
+                (r for r in rows(d) if r["status"] != "terminated" and r["session_id"] != odd
+                 and not source.is_ended(r["session_id"])), None), "a call to search for")
+            search = browser.find_element(By.ID, "search")
+            search.send_keys(target["caller"][-7:])
+            visible = wait(browser, lambda d: [r["session_id"] for r in rows(d)
+                                               if not r["hidden"]] or None, "the search result")
+            assert target["session_id"] in visible and odd not in visible, visible
+            search.send_keys("\n")
+            if len(visible) == 1:
+                wait(browser, lambda d: selected(d) == target["session_id"], "the match opened")
+            search.clear()
+            search.send_keys(odd + "\n")
+            wait(browser, lambda d: selected(d) == odd, "the session id opened")
+            search.clear()
+            search.send_keys("\n")
+            wait(browser, lambda d: all(not r["hidden"] for r in rows(d)), "the whole list")
+
+            # A call's URL opens it in a fresh page.
+            fresh_page(browser, f"{hub.url}/#call={odd}")
+            wait(browser, lambda d: connection_state(d) == "live", "live after the link")
+            wait(browser, lambda d: selected(d) == odd and HOSTILE in [t for _, t in
+                                                                      transcript(d)],
+                 "the linked call")
+            record_states(browser)
+
+            # 400 px wide: one column, nothing wider than the screen, rows still open calls.
+            set_viewport(browser, 400, 860)
+            wait(browser, lambda d: panel_rects(d)["view"]["scroll"] <= 400,
+                 "no horizontal overflow at 400 px")
+            rects = panel_rects(browser)
+            for name in ("calls", "call", "feed", "charts"):
+                assert rects[name]["left"] >= 0 and rects[name]["right"] <= 400, (name, rects)
+            assert rects["calls"]["bottom"] <= rects["call"]["top"] <= rects["feed"]["top"]
+            other = wait(browser, lambda d: next(
+                (r["session_id"] for r in rows(d) if r["status"] != "terminated"
+                 and r["session_id"] != odd), None), "another call")
+            click(browser, f'#calls-body tr[data-session-id="{other}"]')
+            wait(browser, lambda d: selected(d) == other, "a call opened at 400 px")
+            screenshot(browser, tmp_path, "dashboard-400px.png")
+            assert js(browser, "return window.__states") == [], "a stream was reopened"
+        assert script_errors(browser) == []
+    finally:
+        hub.stop()
+
+
+def recent_rows(driver: WebDriver) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = js(driver, """
+        return [...document.querySelectorAll('#recent-body tr')].map(r => ({
+          session_id: r.dataset.sessionId, reason: r.dataset.reason, dialog: r.dataset.dialog,
+          caller: r.dataset.caller, end_ms: Number(r.dataset.endMs), hidden: r.hidden}));""")
+    return result
+
+
+def record_transcript(events: list[Event]) -> list[tuple[str, str]]:
+    """An ended call's transcript as the page shows it: the hub's turns."""
+    kinds = {("caller", "speech"): "final", ("caller", "dtmf"): "dtmf", ("agent", "speech"): "tts"}
+    return [(kinds[(t.speaker, t.kind)], f"pressed {t.text}" if t.kind == "dtmf" else t.text)
+            for t in build_transcript(events).turns]
+
+
+def test_dashboard_recent_calls_and_an_ended_calls_record(
+    browser: WebDriver, redis_url: str, tmp_path: Path
+) -> None:
+    """The recent view lists ended calls (reason, duration, dialog), newest first; an
+    ended call opened by its URL shows its record: the hub's transcript with the
+    response latency of each caller turn as bars, its state path and timeline."""
+    hub = start_hub(redis_url)
+    try:
+        with traffic(redis_url) as source:
+            wait(browser, lambda d: len(source.ended) >= 3, "calls that ended before the page")
+            with source._lock:
+                before = set(source.ended)
+            browser.get(f"{hub.url}/")
+            wait(browser, lambda d: connection_state(d) == "live", "the stream to be live")
+            click(browser, "#tab-recent")
+            state = wait(browser, lambda d: js(d, "const s = document.getElementById("
+                                                  "'recent-view').dataset.state; return s ==="
+                                                  " 'loading' || s === 'idle' ? null : s"),
+                         "the recent view")
+            # The calls that ended before the page opened are listed (the hub's list;
+            # tests/e2e/test_dashboard_error_event.py has a hub without one).
+            assert state == "shown", state
+            listed = {r["session_id"] for r in recent_rows(browser)}
+            assert before <= listed, before - listed
+            with source._lock:
+                ended_so_far = set(source.ended)
+            wait(browser, lambda d: len(source.ended - ended_so_far) >= 2, "calls to end now")
+            wait(browser, lambda d: (source.ended - ended_so_far)
+                 <= {r["session_id"] for r in recent_rows(d)}, "the calls just ended, listed")
+            shown = recent_rows(browser)
+            assert [r["end_ms"] for r in shown] == sorted((r["end_ms"] for r in shown),
+                                                          reverse=True), "newest first"
+            for row in shown:
+                assert row["reason"] == "normal" and row["dialog"] == source.dialog_of.get(
+                    row["session_id"], row["dialog"]), row
+            durations = js(browser, "return [...document.querySelectorAll("
+                                    "'#recent-body td.duration')].map(c => c.textContent)")
+            assert all(re.fullmatch(r"\d+:\d\d", d) for d in durations), durations
+            screenshot(browser, tmp_path, "dashboard-recent.png")
+
+            # An ended call, opened by its URL in a fresh page: its record.
+            ended = sorted(source.ended - ended_so_far)[0]
+            events = source.events_of(ended)
+            fresh_page(browser, f"{hub.url}/#call={ended}")
+            wait(browser, lambda d: js(d, "return document.getElementById('call-panel')"
+                                          ".dataset.source") == "record", "the call's record")
+            assert selected(browser) == ended
+            want = record_transcript(events)
+            wait(browser, lambda d: transcript(d) == want, "the record's transcript")
+            assert turn_latencies(browser) == expected_latencies(events)
+            assert len(turn_latencies(browser)) >= 2
+            assert state_path(browser) == expected_path(events)
+            assert timeline_marks(browser) == expected_marks(events)
+            details = dict(js(browser, "return [...document.querySelectorAll("
+                                       "'#call-details dd')].map(d => [d.dataset.field,"
+                                       " d.textContent])"))
+            assert details["status"] == "terminated (normal)", details
+            assert CLOCK.fullmatch(details["ended"]) and "p50" in details["latency"], details
+            screenshot(browser, tmp_path, "dashboard-record.png")
+
+            # A caller's number and Enter: that caller's ended calls, as the hub finds them.
+            caller = next(e.caller_id for e in events if isinstance(e, CallStarted))
+            search = browser.find_element(By.ID, "search")
+            search.send_keys(caller + "\n")
+            wait(browser, lambda d: js(d, "return document.getElementById('recent-view')"
+                                          ".dataset.state") == "shown"
+                 and ended in {r["session_id"] for r in recent_rows(d)}, "the caller's calls")
+            assert {r["caller"] for r in recent_rows(browser)} == {caller}
+            assert all(not r["hidden"] for r in recent_rows(browser))
+            search.clear()
+
+            # Searching for it by session id opens it too; an unknown one says so.
+            search.send_keys("no-such-call-4711\n")
+            wait(browser, lambda d: js(d, "return document.getElementById('call-panel')"
+                                          ".dataset.source") == "missing", "the unknown call")
+            assert "No call" in browser.find_element(By.ID, "call-message").text
+        assert script_errors(browser) == []
+    finally:
+        hub.stop()
