@@ -66,6 +66,11 @@ bench-worker: setup
 bench-forward: setup
 	$(VENV)/bin/python -m bench.forward $(BENCH_ARGS)
 
+# callhub export of ended calls (with summaries, then transcripts too) beside a
+# one-request-at-a-time httpx loop, against one callhub serve.
+bench-export: setup
+	$(VENV)/bin/python -m bench.export $(BENCH_ARGS)
+
 .PHONY: bench-client
 bench-client: setup
 	$(VENV)/bin/python -m bench.client
