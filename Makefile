@@ -8,7 +8,7 @@ PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system demo test lint bench-ingest bench-read-api bench-fanout bench-worker bench-cluster \
-	bench-forward test-compose
+	bench-forward bench-export test-compose
 
 setup: system $(VENV)/.installed
 
