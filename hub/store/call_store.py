@@ -26,7 +26,7 @@ from typing import Literal
 import msgspec
 from redis.asyncio.cluster import RedisCluster
 
-from callhub.call_summary import CallSummary
+from callhub.call_views import CallStatus, CallView, ListCallsPage
 from callhub.connections import RedisClient
 from callhub.cursor import Cursor, parse_stream_id
 from callhub.events import Scalar
@@ -52,43 +52,9 @@ _PAGE_KIND = b"callhub-page"
 _PAGE_VERSION = 1
 _VAR_LEN = len(CALL_VAR_PREFIX)
 
-CallStatus = Literal["active", "on_hold", "transferring", "terminated"]
 ListStatus = Literal["active", "terminated", "all"]  # what List Calls lists
 LIST_STATUSES: tuple[ListStatus, ...] = ("active", "terminated", "all")
 Scope = frozenset[str] | None  # the dialogs a key may see; None sees all
-
-
-class CallView(msgspec.Struct, frozen=True, omit_defaults=True):
-    """The spec's call object, plus the cursor this snapshot reflects.
-
-    ``cursor`` is a stream position: subscribing to ``/v1/calls/events`` with
-    it as ``last_event_id`` continues exactly after the last event this
-    snapshot includes. ``end_time``, ``reason`` and ``final_state`` appear once
-    the call has ended, and Get Call adds its ``summary`` then.
-    """
-
-    session_id: str
-    caller_id: str
-    called_number: str
-    dialog_name: str
-    current_state: str
-    start_time: str
-    duration_seconds: int
-    status: CallStatus
-    variables: dict[str, Scalar]
-    cursor: str
-    end_time: str | None = None
-    reason: str | None = None
-    final_state: str | None = None
-    summary: CallSummary | None = None
-
-
-class ListCallsPage(msgspec.Struct, frozen=True):
-    """One page of calls; ``next_page_token`` is empty on the last page."""
-
-    calls: list[CallView]
-    next_page_token: str
-    total_count: int
 
 
 class CallFilter(msgspec.Struct, frozen=True):

@@ -10,10 +10,10 @@ import webvtt
 
 from callhub import events as ev
 from callhub.call_summary import summarize
+from callhub.call_views import CallEventsPage, ListCallsPage
 from callhub.cursor import Cursor
 from callhub.transcript import build_transcript, transcript_text, transcript_webvtt
-from hub.api.call_records import CallEventsPage, decode_after
-from hub.store.call_store import ListCallsPage
+from hub.api.call_records import decode_after
 from tests.support.conversations import Conversation
 from tests.support.readme import code_blocks, section
 from tests.support.spec_examples import spec_events
