@@ -40,7 +40,7 @@ test: setup
 	$(VENV)/bin/pytest -s -m compose tests/e2e
 
 # docker compose up for real (single Redis and the cluster file), on a Docker
-# engine the tests start and stop themselves (root; README, "Deployment").
+# engine the tests start and stop themselves (root; docs/deployment.md).
 test-compose: setup
 	$(VENV)/bin/pytest -s -m compose tests/e2e
 

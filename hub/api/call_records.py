@@ -15,7 +15,7 @@
 
 Computed on each read from the call's own stream (nothing is stored twice, and
 nothing is cached): for a 200-event call about six Get Calls' time, most of it
-reading the stream (``bench/read_api.py``, section 3; the README has the table).
+reading the stream (``bench/read_api.py``, section 3; docs/records.md has the table).
 """
 
 from __future__ import annotations
