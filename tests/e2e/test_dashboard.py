@@ -548,6 +548,9 @@ def test_dashboard_asks_for_an_api_key(browser: WebDriver, redis_url: str) -> No
             wait(browser, lambda d: len(rows(d)) >= 2, "calls after a reload")
             assert not browser.find_element(By.ID, "auth-message").is_displayed()
         assert API_KEY not in hub.output()  # the api_key query parameter is masked in the log
+        streams = [line for line in hub.output().splitlines() if "/v1/calls/events" in line]
+        assert streams and all("token=" in line and "api_key" not in line for line in streams), \
+            streams  # the EventSource opens with a stream token, not the key
         assert script_errors(browser) == []
     finally:
         hub.stop()
