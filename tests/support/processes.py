@@ -20,7 +20,6 @@ import httpx
 
 from tests.support.polling import wait_until
 
-
 TEST_SECRET = "test-secret-of-at-least-32-characters"
 
 
