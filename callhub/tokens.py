@@ -39,7 +39,7 @@ T = TypeVar("T")
 DIGEST = 8
 MAX_TOKEN = 8192
 MIN_SECRET = 32  # characters of CALLHUB_SECRET (a token_urlsafe(32) is 43)
-_BLOCK = 16
+_BLOCK = 32  # a 1-shard cursor is always one block, whatever its numbers
 _TAG = 16
 
 
