@@ -123,6 +123,11 @@ async def _events_route(scope: Scope, receive: Receive, send: Send) -> None:
     await serve_event_stream(scope["app"].state.replica, scope, receive, send, [])
 
 
+# For apps built in-process with keys and no secret: one per process, so two
+# such apps (replicas in one test) open each other's cursors.
+_PROCESS_SECRET = secrets.token_urlsafe(32)
+
+
 def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False,
                tune_gc: bool = False) -> HubApp:
     """The replica's app. ``end_streams_on_sigterm`` (set by ``callhub serve``)
@@ -134,7 +139,7 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False,
     # The environment path (``callhub serve``) refuses keys without a secret
     # (callhub.settings.require_secret); an app built in-process with keys
     # and no secret seals with a random one, good for this process only.
-    use_secret(settings.secret or (secrets.token_urlsafe(32) if keys.enabled else None),
+    use_secret(settings.secret or (_PROCESS_SECRET if keys.enabled else None),
                settings.secret_previous)
     hub_metrics = HubMetrics()
 

@@ -46,6 +46,7 @@ async def _token(client: httpx.AsyncClient, url: str, key: str, **body: object) 
                                json=body or None)
     assert answer.status_code == 200, answer.text
     assert answer.json()["expires_in"] == body.get("ttl_seconds", 300)
+    assert "no-store" in answer.headers["cache-control"]  # a credential: never cached
     token: str = answer.json()["token"]
     return token
 
