@@ -150,3 +150,15 @@ async def test_a_token_outlives_a_restart_and_a_rotation_but_not_another_secret(
     async with serving(other) as live, httpx.AsyncClient(timeout=10) as client:
         answer = await client.get(f"{live.url}/v1/calls/events", params={"token": token})
         assert answer.status_code == 401
+
+
+async def test_a_token_dies_with_its_key(keyed: Settings, tmp_path: Path) -> None:
+    async with serving(keyed) as live, httpx.AsyncClient(timeout=10) as client:
+        token = await _token(client, live.url, "helpdesk-key")
+    fewer = tmp_path / "fewer.toml"
+    fewer.write_text(f'[[keys]]\nname = "ops"\nsha256 = "{hash_key("ops-key")}"\n')
+    revoked = msgspec.structs.replace(keyed, api_keys_file=str(fewer))
+    async with serving(revoked) as live, httpx.AsyncClient(timeout=10) as client:
+        answer = await client.get(f"{live.url}/v1/calls/events", params={"token": token})
+        assert answer.status_code == 401
+        assert "no longer configured" in answer.json()["error"]["message"]
