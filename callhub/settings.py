@@ -73,6 +73,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # API keys (comma-separated) and a keys file of hashed, scoped keys.
     api_keys: str | None = None
     api_keys_file: str | None = None
+    # The server secret: seals cursors, page tokens and stream tokens (all
+    # replicas share it; required with API keys). Rotation: set the new one and
+    # the old one as previous; tokens of either are accepted, new ones use the new.
+    secret: str | None = None
+    secret_previous: str | None = None
     # Log lines: "text" (readable) or "json" (one object per line, with request ids).
     log_format: str = "text"
     # Webhooks: destinations may be plain http, or private/loopback addresses,
@@ -94,6 +99,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def keyspace(self) -> Keyspace:
         return Keyspace(prefix=self.prefix, shards=self.shards)
+
+
+def require_secret(settings: Settings) -> None:
+    """A replica with API keys needs the shared secret: without it each process
+    would seal with its own, and cursors would not survive a restart nor move
+    between replicas, nor could stream tokens be checked by any other replica."""
+    if (settings.api_keys or settings.api_keys_file) and not settings.secret:
+        raise SettingsError("CALLHUB_SECRET is required when API keys are configured "
+                            "(CALLHUB_API_KEYS or CALLHUB_API_KEYS_FILE): give every replica "
+                            "the same secret of at least 32 characters")
 
 
 def redact_url(value: str) -> str:
@@ -194,6 +209,15 @@ def parse_networks(name: str, value: str) -> str:
     return value
 
 
+def parse_secret(name: str, value: str) -> str:
+    """At least 32 characters; the message never shows the value."""
+    if len(value) < 32 or value != value.strip():
+        raise SettingsError(f"{name} must be at least 32 characters without surrounding "
+                            "spaces (python3 -c 'import secrets; print(secrets.token_urlsafe(32))' "
+                            "prints one)")
+    return value
+
+
 def parse_log_format(name: str, value: str) -> str:
     if value not in ("text", "json"):
         raise SettingsError(f"{name} must be text or json, got {value!r}")
@@ -234,6 +258,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CALLHUB_ALLOWED_HOSTS": ("allowed_hosts", parse_text),
     "CALLHUB_API_KEYS": ("api_keys", parse_text),
     "CALLHUB_API_KEYS_FILE": ("api_keys_file", parse_text),
+    "CALLHUB_SECRET": ("secret", parse_secret),
+    "CALLHUB_SECRET_PREVIOUS": ("secret_previous", parse_secret),
     "CALLHUB_LOG_FORMAT": ("log_format", parse_log_format),
     "CALLHUB_WEBHOOK_ALLOW_HTTP": ("webhook_allow_http", parse_flag),
     "CALLHUB_WEBHOOK_ALLOW_PRIVATE": ("webhook_allow_private", parse_flag),
@@ -272,6 +298,9 @@ def load_settings(environ: Mapping[str, str], **overrides: str | None) -> Settin
                             ("CALLHUB_FORWARD_LEASE", settings.forward_lease_ms)):
         if value <= 0:
             raise SettingsError(f"{variable} must be longer than 0")
+    if settings.secret_previous and not settings.secret:
+        raise SettingsError("CALLHUB_SECRET_PREVIOUS is set without CALLHUB_SECRET: set the "
+                            "new secret as CALLHUB_SECRET")
     if 0 < settings.log_retention_ms < settings.webhook_retry_window_ms:
         # An event retried past the log's retention could no longer be re-read
         # after a takeover: the window fits inside the log. Unset, it shrinks

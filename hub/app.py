@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import signal
 from collections.abc import AsyncIterator, Callable
 from types import FrameType
@@ -28,7 +29,8 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from callhub.connections import connect_client
-from callhub.settings import Settings, load_settings
+from callhub.settings import Settings, load_settings, require_secret
+from callhub.tokens import use_secret
 from hub.api.api_docs import api_docs, api_docs_asset
 from hub.api.auth import ApiKeys
 from hub.api.call_records import call_events, call_summary, call_transcript
@@ -46,6 +48,8 @@ from hub.api.operations import healthz, metrics, readyz
 from hub.api.replica import Replica
 from hub.api.request_observer import RequestObserver
 from hub.api.security_headers import EVERY_ANSWER
+from hub.api.stream_tokens import PATH as STREAM_TOKENS_PATH
+from hub.api.stream_tokens import create_stream_token
 from hub.api.webhooks import (
     WebhookCollection,
     WebhookResource,
@@ -119,6 +123,11 @@ async def _events_route(scope: Scope, receive: Receive, send: Send) -> None:
     await serve_event_stream(scope["app"].state.replica, scope, receive, send, [])
 
 
+# For apps built in-process with keys and no secret: one per process, so two
+# such apps (replicas in one test) open each other's cursors.
+_PROCESS_SECRET = secrets.token_urlsafe(32)
+
+
 def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False,
                tune_gc: bool = False) -> HubApp:
     """The replica's app. ``end_streams_on_sigterm`` (set by ``callhub serve``)
@@ -127,6 +136,11 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False,
     (also ``callhub serve``: never in a process that is not only a replica)
     applies ``hub.gc_tuning`` once start-up is done."""
     keys = ApiKeys.load(settings.api_keys, settings.api_keys_file)
+    # The environment path (``callhub serve``) refuses keys without a secret
+    # (callhub.settings.require_secret); an app built in-process with keys
+    # and no secret seals with a random one, good for this process only.
+    use_secret(settings.secret or (_PROCESS_SECRET if keys.enabled else None),
+               settings.secret_previous)
     hub_metrics = HubMetrics()
 
     @contextlib.asynccontextmanager
@@ -163,6 +177,7 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False,
         Route("/docs", api_docs), Route("/docs/{version}/{name}", api_docs_asset),
         Route("/metrics", metrics),
         Route("/v1/calls", list_calls),
+        Route(STREAM_TOKENS_PATH, create_stream_token, methods=["POST"]),
         Route(EVENTS_PATH, _events_route, methods=["GET"]),
         Route("/v1/calls/{id}", get_call),
         Route("/v1/calls/{id}/events", call_events),
@@ -194,6 +209,7 @@ def create_app(settings: Settings, *, end_streams_on_sigterm: bool = False,
 def create_app_from_environment() -> Starlette:
     """The factory ``callhub serve`` hands uvicorn (each worker process builds one)."""
     settings = load_settings(os.environ)
+    require_secret(settings)
     configure_logging(settings.log_format)
     return create_app(settings, end_streams_on_sigterm=True, tune_gc=True)
 

@@ -25,6 +25,7 @@ import redis
 import redis.asyncio as aioredis
 
 from callhub.settings import Settings
+from callhub.tokens import use_secret
 from tests.support.hubs import hub_client
 from tests.support.redis_servers import (
     DURABLE,
@@ -126,3 +127,12 @@ async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The hub app in process, through an HTTP client wired into it."""
     async with hub_client(settings) as client:
         yield client
+
+
+@pytest.fixture(autouse=True)
+def _unkeyed_tokens() -> Iterator[None]:
+    """Each test starts with no server secret installed (an app a test builds
+    installs its own), so no test's tokens depend on which ran before it."""
+    use_secret(None)
+    yield
+    use_secret(None)

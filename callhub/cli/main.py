@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from callhub.cli.arguments import port, seconds, whole_number
 from callhub.cli.listening import port_problem
-from callhub.settings import Settings, SettingsError, load_settings
+from callhub.settings import Settings, SettingsError, load_settings, require_secret
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,6 +159,7 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: 
         parser.exit(2, f"callhub serve: {problem}\n")
     try:
         ApiKeys.load(settings.api_keys, settings.api_keys_file)  # fail here, not per worker
+        require_secret(settings)
     except SettingsError as error:
         parser.exit(2, f"callhub serve: {error}\n")
     problem = port_problem(args.host, args.port)

@@ -113,8 +113,12 @@ class ApiKeys:
         return cls(plain_keys + file_keys, sources=", ".join(sources))
 
     def authenticate(self, connection: HTTPConnection) -> Principal:
+        return self.identify(connection)[0]
+
+    def identify(self, connection: HTTPConnection) -> tuple[Principal, bytes]:
+        """The caller and its key's SHA-256 (``b""`` when the API is open)."""
         if not self._keys:
-            return OPEN
+            return OPEN, b""
         presented = presented_key(connection)
         if presented is None:
             raise Unauthorized(
@@ -128,6 +132,17 @@ class ApiKeys:
                 found = principal
         if found is None:
             raise Unauthorized("the API key is not valid")
+        return found, digest
+
+    def by_digest(self, digest: bytes) -> Principal | None:
+        """The principal of the key with this SHA-256, if it is still configured
+        (a stream token dies with its key)."""
+        if not self._keys:
+            return OPEN if digest == b"" else None
+        found = None
+        for stored, principal in self._keys:
+            if hmac.compare_digest(stored, digest):
+                found = principal
         return found
 
 

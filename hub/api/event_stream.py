@@ -30,8 +30,10 @@ from starlette.types import Message, Receive, Scope, Send
 from callhub.cursor import Cursor, InvalidCursor
 from callhub.event_filter import EventFilter
 from callhub.events import EVENT_TYPES, check_dialog_name, check_session_id
+from hub.api.auth import presented_key
 from hub.api.query import Query
 from hub.api.replica import Replica
+from hub.api.stream_tokens import TOKEN_PARAMETER, redeem
 from hub.errors import REDIS_ERRORS, BadParameter, ServiceUnavailable, error_response, json_error
 from hub.store.log_tails import beyond_logs
 from hub.stream.catch_up import replay_history, replay_log, retention_check
@@ -78,10 +80,23 @@ class StreamRequest:
 
 def check_request(request: Request, replica: Replica) -> StreamRequest:
     """The request's key and parameters, checked; raises an ``ApiError`` (4xx)."""
-    principal = replica.keys.authenticate(request)
-    query = Query(request.query_params, PARAMETERS)
+    query = Query(request.query_params, (*PARAMETERS, TOKEN_PARAMETER))
+    token = query.text(TOKEN_PARAMETER)
+    if token:
+        if presented_key(request) is not None:
+            raise BadParameter(f"give either a key or {TOKEN_PARAMETER}, not both",
+                               param=TOKEN_PARAMETER)
+        grant = redeem(replica.keys, token)
+        principal, bound_session = grant.principal, grant.session_id
+    else:
+        principal, bound_session = replica.keys.authenticate(request), None
     types = query.text("event_types", check=parse_event_types)
     session_id = query.text("session_id", check=check_session_id)
+    if bound_session is not None:
+        if session_id and session_id != bound_session:
+            raise BadParameter("session_id differs from the one the stream token is for",
+                               param="session_id")
+        session_id = bound_session
     dialog_name = query.text("dialog_name", check=check_dialog_name)
     include_history = query.boolean("include_history", False)
     resume_from = _resume_cursor(request, query, replica.settings.shards)

@@ -26,6 +26,8 @@ from hub.api.calls import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, PHONE_NUMBER_MAX
 from hub.api.event_schemas import PATH as EVENT_SCHEMAS_PATH
 from hub.api.event_schemas import schema_paths
 from hub.api.responses import json_response
+from hub.api.stream_tokens import PATH as STREAM_TOKENS_PATH
+from hub.api.stream_tokens import TOKEN_PARAMETER, StreamToken, StreamTokenRequest
 from hub.api.webhook_schemas import (
     CreateWebhook,
     DeadLetterList,
@@ -80,7 +82,7 @@ def openapi_document() -> dict[str, Any]:
         (CallView, ListCallsPage, ErrorBody, AnyEvent, StreamReset, CreateWebhook,
          UpdateWebhook, Webhook, WebhookWithSecret, WebhookList, DeliveryList, DeadLetterList,
          Redeliver, RedeliverResult,
-         PingResult, *RECORD_SCHEMAS), ref_template=_REF
+         PingResult, StreamTokenRequest, StreamToken, *RECORD_SCHEMAS), ref_template=_REF
     )
     components["CallEvent"] = {
         "oneOf": [_ref(cls.__name__) for cls in AnyEvent.__args__],
@@ -98,13 +100,19 @@ def openapi_document() -> dict[str, Any]:
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-                "apiKeyQuery": {"type": "apiKey", "in": "query", "name": "api_key"},
+                "apiKeyQuery": {"type": "apiKey", "in": "query", "name": "api_key",
+                                "description": "Discouraged: URLs end up in logs and "
+                                "history; browsers should use a stream token"},
+                "streamToken": {"type": "apiKey", "in": "query", "name": TOKEN_PARAMETER,
+                                "description": "A token from POST /v1/stream-tokens; "
+                                "opens GET /v1/calls/events only"},
             },
         },
         "security": [{"bearer": []}, {"apiKeyHeader": []}, {"apiKeyQuery": []}, {}],
         "paths": {
             "/v1/calls": {"get": _list_calls(dialog)},
             "/v1/calls/events": {"get": _event_stream(dialog)},
+            STREAM_TOKENS_PATH: {"post": _stream_tokens()},
             "/v1/calls/{id}": {
                 "get": {
                     "operationId": "getCall",
@@ -189,6 +197,8 @@ def _event_stream(dialog: dict[str, Any]) -> dict[str, Any]:
     }
     return {
         "operationId": "subscribeCallEvents",
+        "security": [{"bearer": []}, {"apiKeyHeader": []}, {"apiKeyQuery": []},
+                     {"streamToken": []}, {}],
         "summary": "Subscribe to call events (Server-Sent Events)",
         "parameters": [
             _param("event_types", "Comma-separated event types (empty = all)", types),
@@ -207,6 +217,20 @@ def _event_stream(dialog: dict[str, Any]) -> dict[str, Any]:
                     "content": {"text/event-stream": {"schema": event}}},
             **_errors(400, 401, 429, 500, 503),
         },
+    }
+
+
+def _stream_tokens() -> dict[str, Any]:
+    """``POST /v1/stream-tokens``: a short-lived token for a browser's EventSource."""
+    return {
+        "operationId": "createStreamToken",
+        "summary": "A short-lived token that opens the event stream (?token=) within "
+                   "this key's scope, optionally narrowed",
+        "security": [{"bearer": []}, {"apiKeyHeader": []}, {}],
+        "requestBody": {"required": False, "content": {
+            "application/json": {"schema": _ref("StreamTokenRequest")}}},
+        "responses": {"200": _json(_ref("StreamToken"), "The token"),
+                      **_errors(400, 401, 500)},
     }
 
 

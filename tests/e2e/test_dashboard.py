@@ -548,6 +548,40 @@ def test_dashboard_asks_for_an_api_key(browser: WebDriver, redis_url: str) -> No
             wait(browser, lambda d: len(rows(d)) >= 2, "calls after a reload")
             assert not browser.find_element(By.ID, "auth-message").is_displayed()
         assert API_KEY not in hub.output()  # the api_key query parameter is masked in the log
+        streams = [line for line in hub.output().splitlines() if "/v1/calls/events" in line]
+        assert streams and all("token=" in line and "api_key" not in line for line in streams), \
+            streams  # the EventSource opens with a stream token, not the key
+        assert script_errors(browser) == []
+    finally:
+        hub.stop()
+
+
+def test_dashboard_gets_a_new_stream_token_when_the_hub_refuses_its_old_one(
+    browser: WebDriver, redis_url: str
+) -> None:
+    """The hub comes back with another secret: the page's stream token (401) and its
+    cursor (400) are refused; it asks for a new token with its key and starts over,
+    live again without asking the user for anything."""
+    port = free_port()
+    env = {"CALLHUB_API_KEYS": API_KEY, "CALLHUB_SECRET": "the-first-secret-0123456789abcdefgh"}
+    hub = start_hub(redis_url, env=env, port=port)
+    try:
+        with traffic(redis_url) as source:
+            wait(browser, lambda d: len(source.active()) >= 2, "the first calls")
+            browser.get(f"{hub.url}/")
+            js(browser, f"sessionStorage.setItem('callhub.apiKey', {API_KEY!r})")
+            browser.refresh()
+            wait(browser, lambda d: connection_state(d) == "live", "the stream to be live")
+            hub.stop()
+            wait(browser, lambda d: connection_state(d) == "reconnecting", "reconnecting")
+            env["CALLHUB_SECRET"] = "the-other-secret-0123456789abcdefgh"
+            hub = start_hub(redis_url, env=env, port=port)
+            wait(browser, lambda d: connection_state(d) == "live", "live again", 20)
+            assert not browser.find_element(By.ID, "auth-message").is_displayed()
+            wait(browser, lambda d: len(rows(d)) >= 2, "calls in the list again")
+        streams = [line for line in hub.output().splitlines() if "/v1/calls/events" in line]
+        # both refusals happened: the old token (401), then the old cursor (400)
+        assert {line.rsplit(" ", 1)[-1] for line in streams} >= {"401", "400"}, streams
         assert script_errors(browser) == []
     finally:
         hub.stop()

@@ -20,6 +20,8 @@ import httpx
 
 from tests.support.polling import wait_until
 
+TEST_SECRET = "test-secret-of-at-least-32-characters"
+
 
 def free_port() -> int:
     """A port nothing listens on now, on 127.0.0.1."""
@@ -67,6 +69,8 @@ def start_callhub(
     log = Path(tempfile.mkstemp(prefix=f"callhub-{command[0]}-", suffix=".log", dir=log_dir)[1])
     environment = {k: v for k, v in os.environ.items() if not k.startswith("CALLHUB_")}
     environment.update(env or {})
+    if {"CALLHUB_API_KEYS", "CALLHUB_API_KEYS_FILE"} & environment.keys():
+        environment.setdefault("CALLHUB_SECRET", TEST_SECRET)  # required with keys
     with log.open("wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "callhub.cli", *command],
                                    stdout=out, stderr=subprocess.STDOUT, env=environment)

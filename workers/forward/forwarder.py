@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 
 from callhub.connections import RedisClient
 from callhub.settings import Settings
+from callhub.tokens import use_secret
 from workers.forward.destination import IN_FLIGHT, Destination
 from workers.forward.journal import DeliveryJournal
 from workers.forward.lease import ForwarderRoster, ShardLease, fair_share
@@ -53,6 +54,8 @@ class Forwarder:
     ) -> None:
         self._redis = redis
         self._settings = settings
+        if settings.secret:  # the cursors in deliveries are sealed like the hub's
+            use_secret(settings.secret, settings.secret_previous)
         self._keys = settings.keyspace
         self.metrics = metrics or ForwardMetrics()
         self.holder = secrets.token_hex(8)
