@@ -17,13 +17,13 @@ a write per subscriber of its own (at 1,000 subscribers on 6 shards that took
 the steady-rate p99 from 23 ms to 115 ms, ``bench/fanout.py --shards``).
 
 A busy replica lingers: when the last hand-over took a large share of the
-time since the one before it (``BUSY_SHARE``), the next one waits a little
-(twice the last one's cost, at most ``CALLHUB_STREAM_LINGER``) so that the
-events arriving meanwhile go out in the same chunks. At a moderate steady
-rate every event would otherwise arrive alone and cost a write per
-subscriber; lingering makes batches grow with load, so the cost per delivery
-falls toward the burst figure, while an idle replica (the last hand-over long
-ago) still writes a lone event at once (docs/performance.md).
+time since it began (``BUSY_SHARE``), the next one waits
+``CALLHUB_STREAM_LINGER``, so the events arriving meanwhile go out in the
+same chunks. At a moderate steady rate every event would otherwise arrive
+alone and cost a write per subscriber; lingering makes batches grow with
+load, so the cost per delivery falls toward the burst figure, while an idle
+replica (the last hand-over long ago) still writes a lone event at once
+(docs/performance.md).
 
 Subscribers never slow the readers. A live subscriber whose task is parked
 with nothing buffered gets its chunk written at once (``hub.stream.direct_write``: the
@@ -222,9 +222,10 @@ class Dispatcher:
         if not self.linger_s or not cost:
             return 0.0
         since = time.perf_counter() - self._flush_began
-        if cost < BUSY_SHARE * since:
-            return 0.0
-        return min(self.linger_s, 2 * cost)
+        # Busy: wait the whole linger. A shorter wait would only add latency,
+        # since an event joins only if it arrives within the wait, and at a
+        # steady rate the next one is about ``since`` away.
+        return 0.0 if cost < BUSY_SHARE * since else self.linger_s
 
     def route(self, shard: int, entries: Sequence[Entry]) -> None:
         """Build each entry's frame once and add it to the matching groups' chunks."""

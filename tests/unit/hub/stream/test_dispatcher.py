@@ -193,7 +193,7 @@ async def test_an_idle_replica_writes_a_lone_event_at_the_end_of_the_turn() -> N
 
 async def test_a_busy_replica_lets_the_next_events_gather_into_one_chunk() -> None:
     """The last hand-over took all the time since it began: the next one waits
-    (2 x its cost, within the linger), and what arrives meanwhile joins it."""
+    the linger, and what arrives meanwhile joins it."""
     dispatcher, slow = lingering(0.05)
     loop = asyncio.get_running_loop()
     dispatcher.dispatch_soon(0, [entry(2, "a")], loop)
