@@ -169,6 +169,9 @@ async def _stream(replica: Replica, asked: StreamRequest, scope: Scope, receive:
                         "headers": HEADERS + extra_headers})
             await _write(subscriber, send, RETRY)
             await _catch_up(catch_up, subscriber, send)
+            # Not held while live: its first history or resume chunk would stay
+            # in memory for the life of the stream.
+            del catch_up
             # Live. While this task is parked in wait(), the dispatcher writes
             # to the client directly (hub.stream.direct_write); it wakes the task for
             # what it cannot do at once: buffered chunks, a write to finish,
