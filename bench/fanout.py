@@ -45,6 +45,8 @@ callhub's catch-up rate for a client that resumes with Last-Event-ID after
 50,000 events. The targets of the issue are printed beside the figures.
 
 Options: ``--peers callhub,nchan`` and ``--subs 1000`` narrow the run,
+``--linger 0,2`` adds callhub peers run with those ``CALLHUB_STREAM_LINGER``
+values (``ch-0ms``: no coalescing under load),
 ``--no-idle`` and ``--no-catch-up`` skip those phases, ``--py-spy DIR`` records
 callhub's CPU profile per phase and prints its hottest frames. The full run
 takes about 6 minutes on 2 cores; ``--quick`` (50 subscribers, small bursts)
@@ -725,12 +727,14 @@ class CallhubPeer(Peer):
     name = "callhub"
 
     def __init__(self, feed: RedisFeed, redis_pids: Sequence[int | None] = (), *,
-                 name: str | None = None) -> None:
+                 name: str | None = None, env: dict[str, str] | None = None) -> None:
+        """``env``: settings of this peer's replica (``--linger``: CALLHUB_STREAM_LINGER)."""
         super().__init__(feed.settings.redis_url, redis_pids)
         self.feed = feed
         if name is not None:
             self.name = name
         self.shards = feed.settings.shards
+        self.env = env or {}
 
     def start(self) -> None:
         self.port = free_port()
@@ -742,7 +746,8 @@ class CallhubPeer(Peer):
             # Every subscriber comes from this one load client: the per-client
             # stream cap (a safety default) would refuse all but the first 100.
             env={**os.environ, "CALLHUB_REDIS_CLUSTER": "1" if settings.redis_cluster else "0",
-                 "CALLHUB_MAX_STREAMS_PER_CLIENT": "0", "CALLHUB_MAX_STREAMS_PER_KEY": "0"})
+                 "CALLHUB_MAX_STREAMS_PER_CLIENT": "0", "CALLHUB_MAX_STREAMS_PER_KEY": "0",
+                 **self.env})
         self.server.wait_ready("/healthz")
 
     def path(self, session: str | None) -> str:
@@ -1377,6 +1382,10 @@ async def run(plan: Plan, engines: Engines, clients: Clients, nchan_dir: Path | 
             peers.append(NchanPeer(redis.url, nchan_dir))
         peers.append(NaivePeer(feed, [redis.pid]))
         peers = [peer for peer in peers if peer.name in args.peers]
+        # The same replica with other lingers, measured in the same run.
+        peers[1:1] = [CallhubPeer(feed, [redis.pid], name=f"ch-{ms}ms",
+                                  env={"CALLHUB_STREAM_LINGER": f"{ms}ms"})
+                      for ms in args.linger]
         rows: list[Row] = []
         for subs in plan.subscriber_counts:
             for all_events in (True, False):
@@ -1448,6 +1457,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shards", type=int,
                         help="CALLHUB_SHARDS for the callhub peers (default 1, 6 with "
                         "--cluster; the naive peer reads shard 0 only, so it needs 1)")
+    parser.add_argument("--linger", metavar="MS,...", default="",
+                        help="also run callhub with these CALLHUB_STREAM_LINGER values "
+                        "(peers ch-<ms>ms), e.g. 0 to see it without coalescing")
     parser.add_argument("--py-spy", metavar="DIR",
                         help="record callhub's CPU profile (py-spy, raw) per phase into DIR "
                         "and print the hottest frames (adds some overhead)")
@@ -1461,6 +1473,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.peers <= known:
         parser.error(f"unknown peers: {sorted(args.peers - known)} (the peer 'cluster' "
                      "needs --cluster or --cluster-url)")
+    try:
+        args.linger = [int(ms) for ms in args.linger.split(",") if ms.strip()]
+    except ValueError:
+        parser.error("--linger takes milliseconds, e.g. 0,2")
     if args.shards is None:
         args.shards = 6 if cluster else 1
     if args.shards < 1:

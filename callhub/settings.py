@@ -52,6 +52,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ping_interval_ms: int = 15_000
     write_timeout_ms: int = 10_000
     subscriber_buffer_bytes: int = 4 * 1024 * 1024
+    # The longest a busy replica lets live events gather before writing them
+    # out (0: never; an idle replica writes each event at once, docs/performance.md).
+    stream_linger_ms: int = 5
     # Open event streams per replica: at most this many per API key and per
     # client address (0: no cap). The client address is the connection's peer,
     # or, when the peer is a trusted proxy (comma list of addresses or networks,
@@ -249,6 +252,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CALLHUB_PING_INTERVAL": ("ping_interval_ms", parse_duration_ms),
     "CALLHUB_WRITE_TIMEOUT": ("write_timeout_ms", parse_duration_ms),
     "CALLHUB_SUBSCRIBER_BUFFER": ("subscriber_buffer_bytes", parse_bytes),
+    "CALLHUB_STREAM_LINGER": ("stream_linger_ms", parse_duration_ms),
     "CALLHUB_MAX_CONNECTIONS": ("max_connections", parse_limit),
     "CALLHUB_HEADER_TIMEOUT": ("header_timeout_ms", parse_duration_ms),
     "CALLHUB_MAX_STREAMS_PER_KEY": ("max_streams_per_key", parse_limit),

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from starlette.requests import Request
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from callhub.cursor import Cursor, InvalidCursor
 from callhub.event_filter import EventFilter
@@ -37,6 +37,7 @@ from hub.api.stream_tokens import TOKEN_PARAMETER, redeem
 from hub.errors import REDIS_ERRORS, BadParameter, ServiceUnavailable, error_response, json_error
 from hub.store.log_tails import beyond_logs
 from hub.stream.catch_up import replay_history, replay_log, retention_check
+from hub.stream.client_watch import ClientWatch
 from hub.stream.direct_write import PendingSend
 from hub.stream.frames import RETRY, WIRE_NAMES, cursor_mark, ping, stream_reset_frame
 from hub.stream.subscriber import CLOSED_STALLED, NOT_WRITING, PING_DUE, Subscriber
@@ -161,9 +162,9 @@ async def _stream(replica: Replica, asked: StreamRequest, scope: Scope, receive:
     task = subscriber.task = asyncio.current_task()
     joined = dispatcher.add(subscriber)
     # The client leaving closes the subscriber, which wakes the live loop:
-    # one future to wait on per turn, not asyncio.wait over two.
-    left = asyncio.ensure_future(_disconnected(receive))
-    left.add_done_callback(subscriber.client_left)
+    # one future to wait on per turn, not asyncio.wait over two, and no task
+    # of its own (hub.stream.client_watch).
+    left = ClientWatch(receive, subscriber.client_left)
     try:
         try:
             # The catch-up's first reads happen before the status line goes out,
@@ -182,7 +183,10 @@ async def _stream(replica: Replica, asked: StreamRequest, scope: Scope, receive:
             await send({"type": "http.response.start", "status": 200,
                         "headers": HEADERS + extra_headers})
             await _write(subscriber, send, RETRY)
-            await _catch_up(catch_up, subscriber, send, left)
+            await _catch_up(catch_up, subscriber, send)
+            # Not held while live: its first history or resume chunk would stay
+            # in memory for the life of the stream.
+            del catch_up
             # Live. While this task is parked in wait(), the dispatcher writes
             # to the client directly (hub.stream.direct_write); it wakes the task for
             # what it cannot do at once: buffered chunks, a write to finish,
@@ -259,13 +263,12 @@ async def _start_catch_up(replica: Replica, asked: StreamRequest, joined: Cursor
     return CatchUp(frames, chunks if first is not None else None, last)
 
 
-async def _catch_up(catch_up: CatchUp, subscriber: Subscriber, send: Send,
-                    left: asyncio.Future[None]) -> None:
+async def _catch_up(catch_up: CatchUp, subscriber: Subscriber, send: Send) -> None:
     for frame in catch_up.frames:
         await _write(subscriber, send, frame)
     if catch_up.rest is not None:
         async for chunk in catch_up.rest:
-            if left.done():
+            if subscriber.closed:  # the client left (or the replica is stopping)
                 raise _ClientLeft
             await _write(subscriber, send, chunk)
     if catch_up.last:
@@ -274,14 +277,6 @@ async def _catch_up(catch_up: CatchUp, subscriber: Subscriber, send: Send,
 
 class _ClientLeft(Exception):
     pass
-
-
-async def _disconnected(receive: Receive) -> None:
-    """Completes when the client goes away (the ASGI server says so)."""
-    while True:
-        message: Message = await receive()
-        if message["type"] == "http.disconnect":
-            return
 
 
 def _resume_cursor(request: Request, query: Query, shards: int) -> Cursor | None:

@@ -16,6 +16,15 @@ backlog is spread over the shards, and without this each shard's share would be
 a write per subscriber of its own (at 1,000 subscribers on 6 shards that took
 the steady-rate p99 from 23 ms to 115 ms, ``bench/fanout.py --shards``).
 
+A busy replica lingers: when the last hand-over took a large share of the
+time since it began (``BUSY_SHARE``), the next one waits
+``CALLHUB_STREAM_LINGER``, so the events arriving meanwhile go out in the
+same chunks. At a moderate steady rate every event would otherwise arrive
+alone and cost a write per subscriber; lingering makes batches grow with
+load, so the cost per delivery falls toward the burst figure, while an idle
+replica (the last hand-over long ago) still writes a lone event at once
+(docs/performance.md).
+
 Subscribers never slow the readers. A live subscriber whose task is parked
 with nothing buffered gets its chunk written at once (``hub.stream.direct_write``: the
 send starts here and, if the client is too slow to take it now, the
@@ -32,7 +41,9 @@ needs a timer of its own.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Sequence
+from typing import Final
 
 from callhub.cursor import Cursor, parse_stream_id
 from callhub.event_filter import EventFilter
@@ -46,6 +57,10 @@ from hub.stream.subscriber import (
     NOT_WRITING,
     Subscriber,
 )
+
+# A hand-over that took this share of the time since the previous one began
+# means the replica is busy: the next one lingers.
+BUSY_SHARE: Final = 0.25
 
 
 class FilterGroup:
@@ -61,8 +76,11 @@ class FilterGroup:
 class Dispatcher:
     """Routes shard-log entries to subscribers; knows the replica's positions."""
 
-    def __init__(self, shards: int) -> None:
+    def __init__(self, shards: int, *, linger_s: float = 0.0) -> None:
+        """``linger_s``: the longest a busy replica holds routed events back
+        (0: a hand-over at the end of every loop turn that routed something)."""
         self.shards = shards
+        self.linger_s = linger_s
         # Positions of what subscribers have been handed, and of what has been
         # routed (ahead of it while a flush is due): a frame's id is the
         # routed position after its entry; a new subscriber or a ping gets the
@@ -71,6 +89,11 @@ class Dispatcher:
         self._routed: list[StreamId | None] = [None] * shards
         self._pending: dict[FilterGroup, list[bytes]] = {}
         self._flush_due = False
+        self._flush_timer: asyncio.TimerHandle | None = None
+        # The last hand-over: when it began and how long it took (perf_counter).
+        self._flush_began = 0.0
+        self._flush_cost = 0.0
+        self.lingered = 0  # hand-overs that waited for more events
         self.ready = asyncio.Event()
         self._groups: dict[tuple[object, ...], FilterGroup] = {}
         self._index: dict[str, dict[bytes, set[FilterGroup]]] = {
@@ -186,7 +209,23 @@ class Dispatcher:
         self.route(shard, entries)
         if not self._flush_due:
             self._flush_due = True
-            loop.call_soon(self.flush)
+            delay = self._linger()
+            if delay:
+                self.lingered += 1
+                self._flush_timer = loop.call_later(delay, self.flush)
+            else:
+                loop.call_soon(self.flush)
+
+    def _linger(self) -> float:
+        """How long the hand-over now due waits: 0 unless the replica is busy."""
+        cost = self._flush_cost
+        if not self.linger_s or not cost:
+            return 0.0
+        since = time.perf_counter() - self._flush_began
+        # Busy: wait the whole linger. A shorter wait would only add latency,
+        # since an event joins only if it arrives within the wait, and at a
+        # steady rate the next one is about ``since`` away.
+        return 0.0 if cost < BUSY_SHARE * since else self.linger_s
 
     def route(self, shard: int, entries: Sequence[Entry]) -> None:
         """Build each entry's frame once and add it to the matching groups' chunks."""
@@ -217,14 +256,20 @@ class Dispatcher:
     def flush(self) -> None:
         """Hand every routed chunk to its group's subscribers, one chunk each."""
         self._flush_due = False
+        if self._flush_timer is not None:  # due later, but called now (a subscriber joins)
+            self._flush_timer.cancel()
+            self._flush_timer = None
         pending = self._pending
         if pending:
             self._pending = {}
+            began = time.perf_counter()
             for group, frames in pending.items():
                 chunk = frames[0] if len(frames) == 1 else b"".join(frames)
                 for subscriber in group.members:
                     subscriber.push(chunk)
                 self.deliveries += len(frames) * len(group.members)
+            self._flush_cost = time.perf_counter() - began
+            self._flush_began = began
         self.positions[:] = self._routed
         if self._reach_waiters:
             for target, arrived in self._reach_waiters:

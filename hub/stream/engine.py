@@ -51,7 +51,8 @@ class StreamEngine:
         """``client``: the replica's Redis client; on a cluster the readers ask
         it which master serves their shard (after a failover too)."""
         self.options = StreamOptions.of(settings)
-        self.dispatcher = Dispatcher(settings.shards)
+        self.dispatcher = Dispatcher(settings.shards,
+                                     linger_s=settings.stream_linger_ms / 1000)
         self._cluster = client if isinstance(client, RedisCluster) else None
         self._settings = settings
         self.readers = [ShardReader(settings, shard, self.dispatcher, metrics,

@@ -85,7 +85,7 @@ class Subscriber:
             self._wake(None)
 
     def client_left(self, _: object = None) -> None:
-        """Done-callback of the task that watches for the client going away."""
+        """Called by the stream's ``ClientWatch`` when the client has gone away."""
         self.close(CLOSED_LEFT)
 
     def cut_off(self) -> None:

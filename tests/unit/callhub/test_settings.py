@@ -100,3 +100,11 @@ def test_a_redis_url_without_a_host_is_refused() -> None:
 def test_redact_url_masks_any_password(password: str) -> None:
     shown = redact_url(f"redis://user:{password}@cache.internal:6379/0")
     assert shown == "redis://user:***@cache.internal:6379/0"
+
+
+def test_the_stream_linger_is_a_duration_and_zero_turns_it_off() -> None:
+    assert Settings().stream_linger_ms == 5
+    assert load_settings({"CALLHUB_STREAM_LINGER": "2ms"}).stream_linger_ms == 2
+    assert load_settings({"CALLHUB_STREAM_LINGER": "0"}).stream_linger_ms == 0
+    with pytest.raises(SettingsError, match="CALLHUB_STREAM_LINGER"):
+        load_settings({"CALLHUB_STREAM_LINGER": "soon"})

@@ -4,11 +4,13 @@ overflow, and nothing left behind."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from callhub.cursor import Cursor
 from callhub.event_filter import EventFilter
 from hub.stream.dispatcher import Dispatcher
 from hub.stream.subscriber import CLOSED_OVERFLOW, Subscriber
+from tests.support.polling import async_wait_until
 
 
 def entry(n: int, sid: str, dialog: str = "helpdesk", kind: str = "dtmf_received") -> tuple:
@@ -161,4 +163,74 @@ async def test_a_subscriber_joining_before_the_flush_gets_only_what_follows() ->
     dispatcher.dispatch_soon(1, [entry(3, "b")], loop)
     await asyncio.sleep(0)
     assert early.take().count(b"event: ") == 2
+    assert late.take().count(b"event: ") == 1
+
+
+class SlowSubscriber(CountingSubscriber):
+    """Takes ``cost_s`` per push: what a replica writing to many clients spends."""
+
+    cost_s = 0.02
+
+    def push(self, chunk: bytes) -> None:
+        time.sleep(self.cost_s)
+        super().push(chunk)
+
+
+def lingering(linger_s: float) -> tuple[Dispatcher, CountingSubscriber]:
+    dispatcher = Dispatcher(1, linger_s=linger_s)
+    dispatcher.start_at(0, (1, 0))
+    slow = SlowSubscriber(EventFilter(), max_bytes=1 << 20)
+    dispatcher.add(slow)
+    return dispatcher, slow
+
+
+async def test_an_idle_replica_writes_a_lone_event_at_the_end_of_the_turn() -> None:
+    dispatcher, slow = lingering(0.05)
+    dispatcher.dispatch_soon(0, [entry(2, "a")], asyncio.get_running_loop())
+    await asyncio.sleep(0)
+    assert len(slow.pushed) == 1 and dispatcher.lingered == 0
+
+
+async def test_a_busy_replica_lets_the_next_events_gather_into_one_chunk() -> None:
+    """The last hand-over took all the time since it began: the next one waits
+    the linger, and what arrives meanwhile joins it."""
+    dispatcher, slow = lingering(0.05)
+    loop = asyncio.get_running_loop()
+    dispatcher.dispatch_soon(0, [entry(2, "a")], loop)
+    await asyncio.sleep(0)
+    assert len(slow.pushed) == 1
+    dispatcher.dispatch_soon(0, [entry(3, "a")], loop)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    dispatcher.dispatch_soon(0, [entry(4, "a")], loop)
+    assert len(slow.pushed) == 1 and dispatcher.cursor().positions == ((2, 0),)
+    await async_wait_until(lambda: len(slow.pushed) == 2, what="the lingered hand-over")
+    assert slow.pushed[1].count(b"event: ") == 2
+    assert dispatcher.cursor().positions == ((4, 0),)
+    assert dispatcher.lingered == 1
+
+
+async def test_no_linger_when_it_is_set_to_zero() -> None:
+    dispatcher, slow = lingering(0.0)
+    loop = asyncio.get_running_loop()
+    for n in (2, 3):
+        dispatcher.dispatch_soon(0, [entry(n, "a")], loop)
+        await asyncio.sleep(0)
+        assert len(slow.pushed) == n - 1
+    assert dispatcher.lingered == 0
+
+
+async def test_a_subscriber_joining_during_a_linger_gets_only_what_follows() -> None:
+    """The I4 seam holds with a lingering hand-over: joining hands it over now."""
+    dispatcher, slow = lingering(0.05)
+    loop = asyncio.get_running_loop()
+    dispatcher.dispatch_soon(0, [entry(2, "a")], loop)
+    await asyncio.sleep(0)
+    dispatcher.dispatch_soon(0, [entry(3, "a")], loop)
+    assert dispatcher.lingered == 1
+    late = subscriber()
+    assert dispatcher.add(late).positions == ((3, 0),)
+    assert len(slow.pushed) == 2
+    dispatcher.dispatch_soon(0, [entry(4, "a")], loop)
+    await async_wait_until(lambda: len(slow.pushed) == 3, what="the next hand-over")
     assert late.take().count(b"event: ") == 1
