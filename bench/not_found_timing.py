@@ -9,11 +9,13 @@ variables), committed by the real publisher. One ``callhub serve`` process
 with a keys file whose only key sees dialog ``billing`` answers, over one
 keep-alive connection, Get Call and the call's events, transcript and summary,
 each for that foreign call and for an unknown id of the same length (the peer,
-in the same run): both must be a 404 with the same body length. Requests
-alternate between the two, in a shuffled order each pass, so drift (other load
-on the machine) falls on both alike; the medians of all samples and their
-ratio (foreign/unknown; target within 2%, i.e. 0.98-1.02) are printed per
-route, with the round-to-round spread of the ratio.
+in the same run): both must be a 404 with the same body length. A second
+table prices the check: the same call's 200s for a key scoped to its dialog
+against a key that sees every dialog (a scoped key reads the call's dialog
+first, one round trip more). Requests alternate, in a shuffled order each pass,
+so drift (other load on the machine) falls on all alike; the medians of all
+samples and their ratio (foreign/unknown: target within 2%, 0.98-1.02) are
+printed per route, with the ratio's range over the rounds.
 """
 
 from __future__ import annotations
@@ -37,8 +39,13 @@ from callhub.settings import Settings
 from hub.api.auth import hash_key
 from workers.commit.publisher import CallPublisher
 
-KEY = "bench-billing-key"
+KEYS = {"billing": "bench-billing-key", "helpdesk": "bench-helpdesk-key",
+        "every dialog": "bench-unscoped-key"}
 ROUTES = ("", "/events", "/transcript", "/summary")
+# (kind, key, which call): the two 404s compared, and the call's own 200s for a
+# scoped key and for one that sees every dialog (what the check first costs).
+KINDS = (("foreign", "billing", "call"), ("unknown", "billing", "unknown"),
+         ("own, scoped", "helpdesk", "call"), ("own, unscoped", "every dialog", "call"))
 
 
 async def commit_foreign_call(url: str) -> None:
@@ -84,30 +91,30 @@ class KeepAlive:
         self._sock.close()
 
 
-def request(path: str) -> bytes:
-    return (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {KEY}\r\n\r\n").encode()
+def request(path: str, key: str) -> bytes:
+    return (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {key}\r\n\r\n").encode()
 
 
 def measure(port: int, samples: int, rounds: int, warmup: int
-            ) -> dict[str, tuple[list[float], list[float], list[float]]]:
-    """Per route: (foreign µs, unknown µs, per-round median ratios)."""
-    unknown_id = "x" * len(RECORD_CALL)
-    targets = {(route, kind): request(f"/v1/calls/{sid}{route}")
-               for route in ROUTES for kind, sid in (("foreign", RECORD_CALL),
-                                                     ("unknown", unknown_id))}
+            ) -> tuple[dict[tuple[str, str], list[float]], dict[tuple[str, str], list[float]]]:
+    """Microseconds per (route, kind); per route and ratio, the per-round median ratios."""
+    ids = {"call": RECORD_CALL, "unknown": "x" * len(RECORD_CALL)}
+    targets = {(route, kind): request(f"/v1/calls/{ids[which]}{route}", KEYS[key])
+               for route in ROUTES for kind, key, which in KINDS}
     client = KeepAlive(port)
     shuffled = list(targets)
     times: dict[tuple[str, str], list[float]] = {t: [] for t in targets}
-    ratios: dict[str, list[float]] = {route: [] for route in ROUTES}
+    ratios: dict[tuple[str, str], list[float]] = {}
     try:
-        for target in targets:  # both answers are the same 404 but for the id
-            status, body, _ = client.get(targets[target])
-            if status != 404:
-                raise BenchError(f"{target}: {status} {body[:200]!r}, not a 404")
-        lengths = {route: {len(client.get(targets[(route, k)])[1]) for k in
-                           ("foreign", "unknown")} for route in ROUTES}
-        if any(len(sizes) != 1 for sizes in lengths.values()):
-            raise BenchError(f"the two 404 bodies differ in length: {lengths}")
+        for route in ROUTES:  # the two 404s are the same but for the id
+            answers = [client.get(targets[(route, kind)])[:2] for kind in ("foreign", "unknown")]
+            if [status for status, _ in answers] != [404, 404] or \
+                    len({len(body) for _, body in answers}) != 1:
+                raise BenchError(f"{route}: not two 404s of one length: {answers}")
+            for kind in ("own, scoped", "own, unscoped"):
+                status, body, _ = client.get(targets[(route, kind)])
+                if status != 200:
+                    raise BenchError(f"{route} ({kind}): {status} {body[:200]!r}")
         for _ in range(warmup):
             for target in shuffled:
                 client.get(targets[target])
@@ -120,12 +127,13 @@ def measure(port: int, samples: int, rounds: int, warmup: int
             for target, values in this_round.items():
                 times[target] += values
             for route in ROUTES:
-                ratios[route].append(statistics.median(this_round[(route, "foreign")])
-                                     / statistics.median(this_round[(route, "unknown")]))
+                for over, under in (("foreign", "unknown"), ("own, scoped", "own, unscoped")):
+                    ratios.setdefault((route, over), []).append(
+                        statistics.median(this_round[(route, over)])
+                        / statistics.median(this_round[(route, under)]))
     finally:
         client.close()
-    return {route: (times[(route, "foreign")], times[(route, "unknown")], ratios[route])
-            for route in ROUTES}
+    return times, ratios
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -137,8 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     local = LocalRedis(shutil.which("redis-server") or "redis-server")
     scratch = tempfile.TemporaryDirectory(prefix="callhub-bench-404-")
     keys = Path(scratch.name) / "keys.toml"
-    keys.write_text(f'[[keys]]\nname = "billing"\nsha256 = "{hash_key(KEY)}"\n'
-                    'dialogs = ["billing"]\n')
+    keys.write_text("".join(
+        f'[[keys]]\nname = "{name}"\nsha256 = "{hash_key(key)}"\n'
+        + (f'dialogs = ["{name}"]\n' if name != "every dialog" else "")
+        for name, key in KEYS.items()))
     hub: Server | None = None
     try:
         local.start()
@@ -148,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                        str(port), "--redis-url", local.url, "--no-access-log"],
                      port, env={"PATH": "/usr/bin:/bin", "CALLHUB_API_KEYS_FILE": str(keys)})
         hub.wait_ready("/healthz")
-        results = measure(port, args.samples, args.rounds, args.warmup)
+        times, ratios = measure(port, args.samples, args.rounds, args.warmup)
     except BenchError as error:
         print(f"bench failed: {error}", file=sys.stderr)
         return 1
@@ -157,15 +167,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             hub.stop()
         local.stop()
         scratch.cleanup()
-    print(f"404 of a foreign call vs an unknown id, dialog-scoped key, one connection, "
-          f"{args.samples} requests each, median µs (target ratio 0.98-1.02)")
-    print(f"{'route':<34}{'foreign':>10}{'unknown':>10}{'ratio':>8}{'rounds':>16}")
-    for route, (foreign, unknown, ratios) in results.items():
-        ratio = statistics.median(foreign) / statistics.median(unknown)
-        print(f"{'GET /v1/calls/{id}' + route:<34}{statistics.median(foreign):>10.1f}"
-              f"{statistics.median(unknown):>10.1f}{ratio:>8.3f}"
-              f"{min(ratios):>8.3f}-{max(ratios):.3f}")
+    print(f"one connection, {args.samples} requests each, median µs; ratio of the medians, "
+          f"and its range over the {args.rounds} rounds")
+    print("404s of a key scoped to dialog billing: a helpdesk call against an unknown id "
+          "(target ratio 0.98-1.02)")
+    print(f"{'route':<32}{'foreign':>9}{'unknown':>9}{'ratio':>8}{'rounds':>15}")
+    _rows(times, ratios, "foreign", "unknown")
+    print("the helpdesk call's 200s: a key scoped to helpdesk against one that sees every "
+          "dialog (the price of checking the scope first)")
+    print(f"{'route':<32}{'scoped':>9}{'unscoped':>9}{'ratio':>8}{'rounds':>15}")
+    _rows(times, ratios, "own, scoped", "own, unscoped")
     return 0
+
+
+def _rows(times: dict[tuple[str, str], list[float]], ratios: dict[tuple[str, str], list[float]],
+          over: str, under: str) -> None:
+    for route in ROUTES:
+        a, b = statistics.median(times[(route, over)]), statistics.median(times[(route, under)])
+        spread = ratios[(route, over)]
+        print(f"{'GET /v1/calls/{id}' + route:<32}{a:>9.1f}{b:>9.1f}{a / b:>8.3f}"
+              f"{min(spread):>8.3f}-{max(spread):.3f}")
 
 
 if __name__ == "__main__":
