@@ -8,7 +8,7 @@ PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system demo test lint bench-ingest bench-read-api bench-fanout bench-worker bench-cluster \
-	bench-forward test-compose
+	bench-forward bench-export test-compose
 
 setup: system $(VENV)/.installed
 
@@ -40,7 +40,7 @@ test: setup
 	$(VENV)/bin/pytest -s -m compose tests/e2e
 
 # docker compose up for real (single Redis and the cluster file), on a Docker
-# engine the tests start and stop themselves (root; README, "Deployment").
+# engine the tests start and stop themselves (root; docs/deployment.md).
 test-compose: setup
 	$(VENV)/bin/pytest -s -m compose tests/e2e
 
@@ -65,6 +65,11 @@ bench-worker: setup
 # script, to a local receiver; BENCH_ARGS=--quick for a short run.
 bench-forward: setup
 	$(VENV)/bin/python -m bench.forward $(BENCH_ARGS)
+
+# callhub export of ended calls (with summaries, then transcripts too) beside a
+# one-request-at-a-time httpx loop, against one callhub serve.
+bench-export: setup
+	$(VENV)/bin/python -m bench.export $(BENCH_ARGS)
 
 .PHONY: bench-client
 bench-client: setup

@@ -59,9 +59,9 @@ from callhub.connections import connect
 from callhub.layout import ENTRY_DATA, ENTRY_TYPE
 from callhub.settings import Settings
 from callhub.transcript import build_transcript
+from callhub.trusted_events import decode_trusted_event
 from callhub.types import Entry
 from hub.store.call_store import PagePosition, encode_page_token
-from hub.store.stored_events import decode_stored_event
 from workers.commit.publisher import CallPublisher
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -207,7 +207,7 @@ async def commit_record_call(url: str) -> None:
 
 def compute_cost_us(url: str, repeats: int = 300) -> dict[str, float]:
     """The parts of a summary, in process: reading the call's stream (redis-py's
-    XRANGE), decoding its events as the hub does (``stored_events``) and as a
+    XRANGE), decoding its events as the hub does (``callhub.trusted_events``) and as a
     validating reader would (``callhub.events``), and computing."""
     client = redis.Redis.from_url(url)
     key = Settings().keyspace.call_events(RECORD_CALL)
@@ -215,7 +215,7 @@ def compute_cost_us(url: str, repeats: int = 300) -> dict[str, float]:
     wanted = {t.encode() for t in SUMMARY_EVENT_TYPES}
 
     def decoded() -> list[ev.Event]:
-        return [decode_stored_event(f[ENTRY_DATA]) for _, f in entries
+        return [decode_trusted_event(f[ENTRY_DATA]) for _, f in entries
                 if f[ENTRY_TYPE] in wanted]
 
     def validated() -> list[ev.Event]:

@@ -9,7 +9,7 @@ spec: every event carries ``seq``, its position in the call (1, 2, 3 ...), which
 makes commits idempotent and ordered (DESIGN I2). The six payloads the spec
 leaves open (``action_executed``, ``hook_result``, ``hook_error``,
 ``tts_started``, ``tts_completed``, ``error``) are defined here and documented
-in the README.
+in docs/events.md.
 
 Decoders ignore fields they do not know, so a reader keeps working when a newer
 worker adds a field.
@@ -209,7 +209,7 @@ class StateTransition(Event, frozen=True, tag="state_transition"):
 
 
 # ---------------------------------------------------------------------------
-# The payloads the spec leaves open (documented in the README)
+# The payloads the spec leaves open (documented in docs/events.md)
 
 
 class ActionExecuted(Event, frozen=True, tag="action_executed"):

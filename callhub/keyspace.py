@@ -58,7 +58,7 @@ def shard_tags(shards: int) -> tuple[str, ...]:
     first of ``s.1``, ``s.2``, ... that does: about ``shards`` tries each, so
     past SPREAD_SHARDS shards the tag is plain ``s`` (that many spread within a
     few percent by chance). Keys written under other tags (the ``{s}`` of
-    earlier versions) are not read: README, "Redis Cluster", says how to move them.
+    earlier versions) are not read: docs/cluster.md says how to move them.
     """
     if shards > SPREAD_SHARDS:
         return tuple(str(shard) for shard in range(shards))

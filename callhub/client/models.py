@@ -1,62 +1,24 @@
 """The REST answers and stream notices as the client decodes them.
 
 Events are the kernel's own Structs (``callhub.events``), transcripts and
-summaries too (``callhub.transcript``, ``callhub.call_summary``). The Get Call
-object and the pages are defined by the hub (``hub/store/call_store.py``),
-which a client may not import (it speaks only HTTP); so they are declared
-here with the same fields, and a test holds both to the same JSON Schema.
-Decoders ignore fields they do not know: a newer hub's additions do no harm.
+summaries too (``callhub.transcript``, ``callhub.call_summary``), and the Get
+Call object and the pages (``callhub.call_views``, which the hub builds its
+answers with): one definition for both sides. Decoders ignore fields they do
+not know: a newer hub's additions do no harm.
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
 import msgspec
 
-from callhub.call_summary import CallSummary
-from callhub.events import AnyEvent, Scalar
+from callhub.call_views import CallEventsPage as CallEventsPage
+from callhub.call_views import CallStatus as CallStatus
+from callhub.call_views import CallView, ListCallsPage
 from callhub.transcript import Transcript
 
-CallStatus = Literal["active", "on_hold", "transferring", "terminated"]
-
-
-class Call(msgspec.Struct, frozen=True, omit_defaults=True):
-    """A call, as Get Call and List Calls answer (``summary`` once it has ended)."""
-
-    session_id: str
-    caller_id: str
-    called_number: str
-    dialog_name: str
-    current_state: str
-    start_time: str
-    duration_seconds: int
-    status: CallStatus
-    variables: dict[str, Scalar]
-    cursor: str
-    end_time: str | None = None
-    reason: str | None = None
-    final_state: str | None = None
-    summary: CallSummary | None = None
-
-
-class CallPage(msgspec.Struct, frozen=True):
-    """One page of List Calls; ``next_page_token`` is empty on the last."""
-
-    calls: list[Call]
-    next_page_token: str
-    total_count: int
-
-
-class CallEventsPage(msgspec.Struct, frozen=True):
-    """One page of a call's stored events (``GET /v1/calls/{id}/events``)."""
-
-    session_id: str
-    events: list[AnyEvent]
-    cursor: str
-    next_after: str
-    has_more: bool
-    ended: bool
+# The hub's own answer Structs (the kernel's), under the client's names.
+Call = CallView  # a call, as Get Call and List Calls answer (``summary`` once it has ended)
+CallPage = ListCallsPage  # one page of List Calls; ``next_page_token`` is empty on the last
 
 
 class ExportedCall(Call, frozen=True, omit_defaults=True):

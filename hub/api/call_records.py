@@ -15,7 +15,7 @@
 
 Computed on each read from the call's own stream (nothing is stored twice, and
 nothing is cached): for a 200-event call about six Get Calls' time, most of it
-reading the stream (``bench/read_api.py``, section 3; the README has the table).
+reading the stream (``bench/read_api.py``, section 3; docs/records.md has the table).
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from callhub.call_summary import SUMMARY_EVENT_TYPES, CallSummary, summarize
+from callhub.call_views import CallView
 from callhub.cursor import Cursor
-from callhub.events import AnyEvent, check_session_id
+from callhub.events import check_session_id
 from callhub.tokens import InvalidToken, seal, unseal
 from callhub.transcript import (
     TRANSCRIPT_EVENT_TYPES,
@@ -44,7 +45,6 @@ from hub.api.query import Query
 from hub.api.replica import Replica, replica_of
 from hub.api.responses import json_response
 from hub.errors import BadParameter
-from hub.store.call_store import CallView
 
 PAGE_SIZE_DEFAULT: Final = 100
 PAGE_SIZE_MAX: Final = 1000
@@ -53,24 +53,6 @@ MEDIA_TYPES: Final = {"json": "application/json", "text": "text/plain", "webvtt"
 _ACCEPTED: Final = {media: name for name, media in MEDIA_TYPES.items()}
 _AFTER_KIND: Final = b"callhub-call-events"
 _AFTER_VERSION: Final = 1
-
-
-class CallEventsPage(msgspec.Struct, frozen=True):
-    """One page of a call's stored events, in commit order.
-
-    ``next_after`` asks for the events after this page (also on the last page:
-    an active call's later events come after it); ``has_more`` is false when no
-    stored event after the page matches. ``cursor`` is the event stream's
-    cursor after the page: ``Last-Event-ID`` to go on live. ``ended``: the
-    call's ``call_terminated`` is stored.
-    """
-
-    session_id: str
-    events: list[AnyEvent]
-    cursor: str
-    next_after: str
-    has_more: bool
-    ended: bool
 
 
 class _StoredEventsPage(msgspec.Struct, frozen=True):

@@ -7,9 +7,10 @@ from __future__ import annotations
 from typing import Any, Final
 
 from callhub.call_summary import CallSummary
+from callhub.call_views import CallEventsPage
 from callhub.events import EVENT_TYPES
 from callhub.transcript import Transcript
-from hub.api.call_records import FORMATS, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, CallEventsPage
+from hub.api.call_records import FORMATS, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
 
 RECORD_SCHEMAS: Final = (CallEventsPage, Transcript, CallSummary)
 _REF = "#/components/schemas/{name}"

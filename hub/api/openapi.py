@@ -19,6 +19,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from callhub.call_views import CallView, ListCallsPage
 from callhub.events import DIALOG_NAME_PATTERN, EVENT_TYPES, SESSION_ID_PATTERN, AnyEvent
 from hub.api.call_records_openapi import RECORD_SCHEMAS, record_paths
 from hub.api.calls import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, PHONE_NUMBER_MAX
@@ -41,7 +42,7 @@ from hub.api.webhooks import PAGE_SIZE_DEFAULT as WEBHOOKS_PAGE_DEFAULT
 from hub.api.webhooks import PAGE_SIZE_MAX as WEBHOOKS_PAGE_MAX
 from hub.api.webhooks import RECORDS_DEFAULT, RECORDS_MAX
 from hub.errors import ErrorBody
-from hub.store.call_store import LIST_STATUSES, CallView, ListCallsPage
+from hub.store.call_store import LIST_STATUSES
 from hub.stream.frames import RETRY_MS, StreamReset, wire_name
 
 _REF = "#/components/schemas/{name}"

@@ -40,9 +40,9 @@ from callhub.layout import (
     ENTRY_TYPE,
     STATUS_TERMINATED,
 )
+from callhub.trusted_events import decode_trusted_event
 from callhub.types import Entry, StreamId
 from hub.errors import BadParameter, NotFound
-from hub.store.stored_events import decode_stored_event
 
 log = logging.getLogger("callhub.records")
 
@@ -178,7 +178,7 @@ class CallRecords:
                 ended = ended or event_type == _TERMINATED_TYPE
                 if event_type in wanted:
                     try:
-                        events.append(decode_stored_event(fields[ENTRY_DATA]))
+                        events.append(decode_trusted_event(fields[ENTRY_DATA]))
                     except (msgspec.ValidationError, msgspec.DecodeError) as error:
                         # Stored events were validated when committed; one that no
                         # longer decodes (a schema change) is left out, not a 500.

@@ -26,7 +26,8 @@ from typing import Literal, cast
 import msgspec
 from redis.asyncio.cluster import RedisCluster
 
-from callhub.call_summary import CallSummary
+from callhub.call_views import CallStatus, CallView, ListCallsPage
+from callhub.commit_time import MAX_CLOCK_SKEW_MS, entry_ms, skew_ms, start_ms
 from callhub.connections import RedisClient
 from callhub.cursor import Cursor, parse_stream_id
 from callhub.events import Scalar
@@ -52,43 +53,9 @@ _PAGE_KIND = b"callhub-page"
 _PAGE_VERSION = 1
 _VAR_LEN = len(CALL_VAR_PREFIX)
 
-CallStatus = Literal["active", "on_hold", "transferring", "terminated"]
 ListStatus = Literal["active", "terminated", "all"]  # what List Calls lists
 LIST_STATUSES: tuple[ListStatus, ...] = ("active", "terminated", "all")
 Scope = frozenset[str] | None  # the dialogs a key may see; None sees all
-
-
-class CallView(msgspec.Struct, frozen=True, omit_defaults=True):
-    """The spec's call object, plus the cursor this snapshot reflects.
-
-    ``cursor`` is a stream position: subscribing to ``/v1/calls/events`` with
-    it as ``last_event_id`` continues exactly after the last event this
-    snapshot includes. ``end_time``, ``reason`` and ``final_state`` appear once
-    the call has ended, and Get Call adds its ``summary`` then.
-    """
-
-    session_id: str
-    caller_id: str
-    called_number: str
-    dialog_name: str
-    current_state: str
-    start_time: str
-    duration_seconds: int
-    status: CallStatus
-    variables: dict[str, Scalar]
-    cursor: str
-    end_time: str | None = None
-    reason: str | None = None
-    final_state: str | None = None
-    summary: CallSummary | None = None
-
-
-class ListCallsPage(msgspec.Struct, frozen=True):
-    """One page of calls; ``next_page_token`` is empty on the last page."""
-
-    calls: list[CallView]
-    next_page_token: str
-    total_count: int
 
 
 class CallFilter(msgspec.Struct, frozen=True):
@@ -178,15 +145,17 @@ class CallStore:
     async def get_call(self, session_id: str, scope: Scope) -> CallView:
         """The call, or a 404 that costs the same whether the call is unknown or
         another dialog's: a scoped key reads the call's dialog alone first and
-        refuses a foreign call before its hash is fetched or a view built (else
-        the 404's timing would say the call exists; bench/not_found_timing.py)."""
+        refuses a foreign call before its hash (or its first commit) is read or a
+        view built (else the 404's timing would say the call exists;
+        bench/not_found_timing.py)."""
         key = self._keys.call(session_id)
         if scope is not None:
             dialog = cast("bytes | None", await self._redis.hget(key, CALL_DIALOG_NAME))
             if dialog is None or dialog.decode() not in scope:
                 raise NotFound(f"call {session_id} does not exist", param="id")
         fields = await self._hashes.hgetall(key)
-        view = self._view(session_id, fields, time.time())
+        first_commit = await self._first_commit_ms([session_id], [fields])
+        view = self._view(session_id, fields, time.time(), first_commit[0])
         if view is None or not _visible(view.dialog_name, scope):
             # Gone since, or (its session id starting a fresh call) another dialog's now.
             raise NotFound(f"call {session_id} does not exist", param="id")
@@ -244,11 +213,13 @@ class CallStore:
         pipe = self._redis.pipeline(transaction=False)
         for _, _, session_id in picked:
             pipe.hgetall(self._keys.call(session_id))
+        hashes = await pipe.execute()
+        first_commits = await self._first_commit_ms([sid for _, _, sid in picked], hashes)
         now = time.time()
         calls = []
-        for (ended, score, session_id), fields in zip(picked, await pipe.execute(),
-                                                       strict=True):
-            view = self._view(session_id, fields, now)
+        for (ended, score, session_id), fields, first_commit in zip(
+                picked, hashes, first_commits, strict=True):
+            view = self._view(session_id, fields, now, first_commit)
             if view is None or (view.status == "terminated") != ended:
                 continue
             if ended and fields.get(CALL_END_MS) != b"%d" % score:
@@ -381,13 +352,39 @@ class CallStore:
                 num=want, withscores=True,
             )
 
-    def _view(self, session_id: str, fields: dict[bytes, bytes], now: float) -> CallView | None:
+    async def _first_commit_ms(
+        self, session_ids: Sequence[str], hashes: Sequence[dict[bytes, bytes]]
+    ) -> list[int | None]:
+        """When Redis committed each call's first event, for the calls whose
+        start may be implausibly dated (None for the others, and for no call).
+
+        Only a call whose ``call_started`` timestamp is farther than the
+        plausible skew from its last commit can be one, so a call of the last
+        few minutes (most calls) costs nothing more; the rest cost one XRANGE
+        each, in one round trip.
+        """
+        wanted = [i for i, fields in enumerate(hashes)
+                  if CALL_START_MS in fields and CALL_LAST_ID in fields
+                  and abs(int(fields[CALL_START_MS]) - entry_ms(fields[CALL_LAST_ID]))
+                  > MAX_CLOCK_SKEW_MS]
+        found: list[int | None] = [None] * len(hashes)
+        if not wanted:
+            return found
+        pipe = self._redis.pipeline(transaction=False)
+        for i in wanted:
+            pipe.xrange(self._keys.call_events(session_ids[i]), "-", "+", count=1)
+        for i, first in zip(wanted, await pipe.execute(), strict=True):
+            found[i] = entry_ms(first[0][0]) if first else None
+        return found
+
+    def _view(self, session_id: str, fields: dict[bytes, bytes], now: float,
+              first_commit_ms: int | None = None) -> CallView | None:
         """The call object of a call hash (None: no such call). Reads only the
         fields it shows: this runs once per Get Call and once per listed call."""
         start = fields.get(CALL_START_MS)
         if start is None:
             return None
-        start_ms = int(start)
+        started_ms = int(start)
         status: CallStatus = fields[CALL_STATUS].decode()  # type: ignore[assignment]
         ended = status == "terminated"
         end_ms = int(fields[CALL_END_MS]) if ended else int(now * 1000)
@@ -401,8 +398,10 @@ class CallStore:
             called_number=fields[CALL_CALLED_NUMBER].decode(),
             dialog_name=fields[CALL_DIALOG_NAME].decode(),
             current_state=fields[CALL_CURRENT_STATE].decode(),
-            start_time=iso_ms(start_ms),
-            duration_seconds=max(0, (end_ms - start_ms) // 1000),
+            start_time=iso_ms(started_ms),
+            duration_seconds=_duration_s(
+                started_ms, end_ms, first_commit_ms,
+                entry_ms(fields[CALL_LAST_ID]) if ended else None),
             status=status,
             variables=variables,
             cursor=cursor.encode(),
@@ -410,6 +409,18 @@ class CallStore:
             reason=_text(fields.get(CALL_REASON)) if ended else None,
             final_state=_text(fields.get(CALL_FINAL_STATE)) if ended else None,
         )
+
+
+def _duration_s(started_ms: int, end_ms: int, first_commit_ms: int | None,
+                end_commit_ms: int | None) -> int:
+    """A call's duration as the reaper counts it: from its ``call_started``'s
+    timestamp, or from its first commit when that timestamp is implausible
+    (``callhub/commit_time.py``), to now or its end. A call stamped on the
+    producer's clock at both ends (an ended backfill: its end, too, far from
+    its commit) keeps the producer's own duration."""
+    backfill = end_commit_ms is not None and skew_ms(end_ms, end_commit_ms) is not None
+    begin = started_ms if backfill else start_ms(started_ms, first_commit_ms)
+    return max(0, (end_ms - begin) // 1000)
 
 
 def _text(value: bytes | None) -> str | None:

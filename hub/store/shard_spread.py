@@ -52,7 +52,7 @@ async def log_shard_spread(cluster: RedisCluster, keys: Keyspace) -> None:
     spread = shard_spread(cluster, keys)
     if is_lopsided(spread):
         log.warning("the %d shards are spread unevenly over the %d masters (shards per master: "
-                    "%s); use more shards or move their slots (README: Redis Cluster)",
+                    "%s); use more shards or move their slots (docs/cluster.md)",
                     keys.shards, len(spread), describe_spread(spread))
     else:
         log.info("shards per master: %s", describe_spread(spread))

@@ -21,13 +21,14 @@ import webvtt
 
 from callhub import events as ev
 from callhub.call_summary import CallSummary
+from callhub.call_views import CallEventsPage
 from callhub.cursor import Cursor, parse_stream_id
 from callhub.keyspace import Keyspace
 from callhub.layout import ENTRY_DATA, ENTRY_TYPE
 from callhub.settings import Settings
 from callhub.transcript import Transcript
 from hub.api.auth import hash_key
-from hub.api.call_records import AfterPosition, CallEventsPage, encode_after
+from hub.api.call_records import AfterPosition, encode_after
 from hub.api.openapi import openapi_document
 from tests.support.conversations import Conversation, helpdesk_call
 from tests.support.fences import fence

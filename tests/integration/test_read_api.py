@@ -42,7 +42,8 @@ async def test_the_spec_examples_answer_as_the_spec_shows(
     assert call["start_time"] == "2025-06-14T18:30:00Z"
     assert call["status"] == "active"
     assert call["variables"] == {}
-    assert isinstance(call["duration_seconds"], int) and call["duration_seconds"] > 0
+    # Dated 2025, committed now: implausible, so it counts from its commit (as the reaper does)
+    assert isinstance(call["duration_seconds"], int) and 0 <= call["duration_seconds"] <= 10
 
     for query in ("page_size=50", "dialog_name=helpdesk&page_size=25"):
         page = (await api.get(f"/v1/calls?{query}")).json()

@@ -1,8 +1,9 @@
-"""The README's code, as tests run it: a section's fenced blocks, by language.
+"""The README's and docs/'s code, as tests run it: a section's or a document's
+fenced blocks, by language.
 
-The README is the first thing a user copies from, so its snippets are tested
-as written: a test takes them from here rather than from a copy that could
-drift from what the README shows.
+The README and the documents beside it in ``docs/`` are the first things a user
+copies from, so their snippets are tested as written: a test takes them from
+here rather than from a copy that could drift from what the page shows.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 from tests.support.paths import ROOT
 
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 
 _FENCE = re.compile(r"^```([\w+-]*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 
@@ -24,6 +26,13 @@ def section(title: str) -> str:
     assert start >= 0, f"README.md has no section {title!r}"
     end = text.find("\n## ", start + len(heading))
     return text[start + len(heading): end if end >= 0 else len(text)]
+
+
+def document(name: str) -> str:
+    """The whole text of ``docs/<name>`` (each document is about one thing)."""
+    path = DOCS / name
+    assert path.is_file(), f"docs/{name} does not exist"
+    return path.read_text(encoding="utf-8")
 
 
 def code_blocks(text: str, language: str) -> list[str]:

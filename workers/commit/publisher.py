@@ -25,6 +25,7 @@ from redis.exceptions import (
     AskError,
     BusyLoadingError,
     ClusterDownError,
+    ClusterError,
     MovedError,
     NoScriptError,
     TryAgainError,
@@ -138,9 +139,12 @@ class ClusterInTransition(Exception):
     node is loading. The batch is sent again after a pause (it is idempotent)."""
 
 
-# Per-command replies of a pipeline that mean "retry", not "rejected".
-TRANSIENT_REPLIES: Final = (AskError, BusyLoadingError, ClusterDownError, MovedError,
-                            TryAgainError, RedisConnectionError, RedisTimeoutError)
+# Per-command replies of a pipeline that mean "retry", not "rejected". A
+# ClusterError is the cluster client giving up on redirections ("TTL exhausted":
+# ASK and TRYAGAIN for as long as a slot migrates, likelier the more keys a
+# commit declares): the slot settles, so it is retried within the window too.
+TRANSIENT_REPLIES: Final = (AskError, BusyLoadingError, ClusterDownError, ClusterError,
+                            MovedError, TryAgainError, RedisConnectionError, RedisTimeoutError)
 
 
 def timestamp_ms(moment: datetime) -> int:

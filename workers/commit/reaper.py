@@ -6,7 +6,7 @@ finds those calls and commits their ``call_terminated`` with reason ``error``.
 A call that has lasted longer than the maximum duration is ended with reason
 ``timeout``, whoever holds it. Its age counts from its ``call_started``'s
 timestamp, or, when that is implausibly far from the commit (a backfill, a
-wrong clock: ``workers/commit/timestamps.py``), from when Redis committed it
+wrong clock: ``callhub/commit_time.py``), from when Redis committed it
 (the id of the call's first stream entry).
 
 Exactly once, with any number of reapers: the reaper commits the end as the
@@ -30,6 +30,7 @@ from typing import cast
 import msgspec
 from redis.exceptions import RedisError
 
+from callhub.commit_time import MAX_CLOCK_SKEW_MS, entry_ms, start_ms
 from callhub.connections import RedisClient, server_time_ms
 from callhub.events import CallTerminated
 from callhub.layout import (
@@ -42,7 +43,6 @@ from callhub.layout import (
 )
 from callhub.settings import Settings
 from workers.commit.publisher import CallPublisher, PublisherUnavailable
-from workers.commit.timestamps import MAX_CLOCK_SKEW_MS, entry_ms, start_ms
 from workers.metrics import WorkerMetrics
 
 log = logging.getLogger("callhub.reaper")

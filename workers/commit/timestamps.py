@@ -1,12 +1,9 @@
-"""Plausible timestamps: when a call's own ``timestamp`` is believed.
+"""Implausible timestamps on the write side: the publisher's warning.
 
-A worker stamps its events; Redis stamps each commit (a stream entry id's
-first half is the millisecond Redis stored it). For a live call the two agree
-to within a retry window. A ``call_started`` dated far from its commit is a
-backfill (the README's example events are dated 2025), a test fixture or a
-worker whose clock is wrong; measuring a live call's age from it would end it
-at once with reason ``timeout`` (or never). So the write side warns about it
-(``CallPublisher``) and the reaper measures such a call from its commit.
+When a ``call_started`` is believed is the kernel's (``callhub/commit_time.py``:
+the reaper and Get Call measure an implausibly dated call from its commit);
+here the write side says so when it commits one, so a backfill or a wrong
+clock is noticed rather than refused.
 """
 
 from __future__ import annotations
@@ -16,34 +13,11 @@ import time
 from collections.abc import Callable
 from typing import Final
 
+from callhub.commit_time import entry_ms, skew_ms
 from callhub.events import CallStarted
 from callhub.plurals import counted
 
-# Far more than a worker's commit retries take (10 s) or NTP-synced clocks
-# drift apart, far less than any maximum call duration worth setting.
-MAX_CLOCK_SKEW_MS: Final = 5 * 60_000
-
 _UNITS: Final = (("day", 86_400), ("hour", 3_600), ("minute", 60), ("second", 1))
-
-
-def entry_ms(entry_id: bytes | str) -> int:
-    """The millisecond Redis committed the stream entry ``entry_id`` (``ms-seq``)."""
-    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    return int(text.partition("-")[0])
-
-
-def skew_ms(timestamp_ms: int, committed_ms: int) -> int | None:
-    """How far the timestamp is from the commit, if farther than is plausible."""
-    skew = timestamp_ms - committed_ms
-    return skew if abs(skew) > MAX_CLOCK_SKEW_MS else None
-
-
-def start_ms(timestamp_ms: int, committed_ms: int | None) -> int:
-    """When a call started, for measuring its age: its ``call_started``'s
-    timestamp if plausible, else when the hub first saw it (its commit)."""
-    if committed_ms is None or skew_ms(timestamp_ms, committed_ms) is None:
-        return timestamp_ms
-    return committed_ms
 
 
 def describe_skew(skew: int) -> str:

@@ -80,3 +80,55 @@ def test_the_cursor_names_the_calls_own_shard() -> None:
 def test_a_hash_without_a_start_is_no_call() -> None:
     assert store()._view("c-1", {}, now=0.0) is None
     assert store()._view("c-1", {b"seq": b"3"}, now=0.0) is None
+
+
+# An implausibly dated call (a backfill, a wrong clock): its duration counts from
+# its first commit, as the reaper counts its age (callhub/commit_time.py).
+STAMPED_MS = 1_749_925_800_000  # 2025-06-14T18:30:00Z, the call_started's timestamp
+COMMITTED_MS = 1_764_700_000_000  # when Redis committed it, long after
+
+
+def test_an_implausibly_dated_active_call_lasts_since_its_commit() -> None:
+    fields = call_hash(last_id=b"%d-0" % (COMMITTED_MS + 2_000))
+    view = store()._view("c-1", fields, now=(COMMITTED_MS + 45_000) / 1000,
+                         first_commit_ms=COMMITTED_MS)
+    assert view is not None
+    assert view.duration_seconds == 45  # not the 170 days since its timestamp
+    assert view.start_time == "2025-06-14T18:30:00Z"  # the event's own data, as stamped
+
+
+def test_a_reaped_call_of_a_backfill_lasts_from_its_commit_to_its_end() -> None:
+    end_ms = COMMITTED_MS + 60_000  # the reaper stamps its end with the hub's clock
+    fields = call_hash(status=b"terminated", end_ms=b"%d" % end_ms, last_id=b"%d-0" % end_ms,
+                       reason=b"timeout", final_state=b"greeting")
+    view = store()._view("c-1", fields, now=end_ms / 1000 + 5, first_commit_ms=COMMITTED_MS)
+    assert view is not None and view.duration_seconds == 60
+
+
+def test_an_ended_backfill_keeps_the_duration_its_own_timestamps_give() -> None:
+    fields = call_hash(status=b"terminated", end_ms=b"%d" % (STAMPED_MS + 20_000),
+                       last_id=b"%d-0" % (COMMITTED_MS + 5), reason=b"normal",
+                       final_state=b"goodbye")
+    view = store()._view("c-1", fields, now=COMMITTED_MS / 1000,
+                         first_commit_ms=COMMITTED_MS)
+    assert view is not None and view.duration_seconds == 20
+
+
+@given(skew_s=st.integers(min_value=-300, max_value=300),
+       elapsed_s=st.integers(min_value=0, max_value=4 * 3600))
+def test_a_plausibly_dated_call_lasts_since_its_timestamp(skew_s: int, elapsed_s: int) -> None:
+    started_ms = COMMITTED_MS + skew_s * 1000
+    fields = call_hash(start_ms=b"%d" % started_ms, last_id=b"%d-0" % COMMITTED_MS)
+    now_ms = started_ms + elapsed_s * 1000
+    view = store()._view("c-1", fields, now=now_ms / 1000, first_commit_ms=COMMITTED_MS)
+    assert view is not None and view.duration_seconds == elapsed_s
+
+
+async def test_only_a_call_dated_far_from_its_last_commit_costs_a_read_of_its_first() -> None:
+    calls = store()
+    recent = call_hash(start_ms=b"%d" % COMMITTED_MS, last_id=b"%d-0" % (COMMITTED_MS + 1))
+    old = call_hash(last_id=b"%d-0" % COMMITTED_MS)
+    await calls._redis.xadd(calls._keys.call_events("c-old"), {"data": "{}"},
+                            id=f"{COMMITTED_MS}-0")
+    assert await calls._first_commit_ms(["c-1", "c-old", "c-gone"], [recent, old, old]) == [
+        None, COMMITTED_MS, None]

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, get_args
 
 from callhub import events as ev
+from callhub.call_views import CallStatus
 from callhub.keyspace import Keyspace
 from callhub.layout import (
     CALL_FIELDS,
@@ -26,7 +27,6 @@ from callhub.layout import (
     commit_arguments,
 )
 from callhub.settings import Settings
-from hub.store.call_store import CallStatus
 from workers.commit.leases import RENEW_SCRIPT, LeaseKeeper
 from workers.commit.publisher import COMMIT_SCRIPT, CallPublisher
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 
 from callhub import events as ev
-from hub.store.stored_events import STORED_EVENT_CLASSES, decode_stored_event
+from callhub.trusted_events import TRUSTED_EVENT_CLASSES, decode_trusted_event
 from tests.support.conversations import helpdesk_call
 from tests.support.strategies import any_event
 
@@ -16,7 +16,7 @@ from tests.support.strategies import any_event
 @given(any_event)
 def test_a_stored_event_decodes_to_the_same_event(event: ev.Event) -> None:
     data = ev.encode_event(event)
-    stored = decode_stored_event(data)
+    stored = decode_trusted_event(data)
     assert isinstance(stored, type(event)) and type(stored) is not type(event)
     assert msgspec.to_builtins(stored) == msgspec.to_builtins(event)
     assert ev.encode_event(stored) == data
@@ -24,14 +24,14 @@ def test_a_stored_event_decodes_to_the_same_event(event: ev.Event) -> None:
 
 def test_words_decode_unchecked_too() -> None:
     final = next(e for e in helpdesk_call().events if isinstance(e, ev.SpeechFinal))
-    stored = decode_stored_event(ev.encode_event(final))
+    stored = decode_trusted_event(ev.encode_event(final))
     assert isinstance(stored, ev.SpeechFinal)
     assert all(isinstance(s, ev.Segment) and type(s) is not ev.Segment for s in stored.segments)
     assert [s.text for s in stored.segments] == [s.text for s in final.segments]
 
 
 def test_one_class_per_type() -> None:
-    assert [c.__struct_config__.tag for c in STORED_EVENT_CLASSES] == list(ev.EVENT_TYPES)
+    assert [c.__struct_config__.tag for c in TRUSTED_EVENT_CLASSES] == list(ev.EVENT_TYPES)
 
 
 @pytest.mark.parametrize("data", [
@@ -44,4 +44,4 @@ def test_one_class_per_type() -> None:
 ])
 def test_json_types_and_literals_are_still_checked(data: bytes) -> None:
     with pytest.raises((msgspec.ValidationError, msgspec.DecodeError)):
-        decode_stored_event(data)
+        decode_trusted_event(data)

@@ -1,6 +1,6 @@
-"""The README's webhook receivers, run as written against deliveries callhub signs.
+"""docs/webhooks.md's receivers, run as written against deliveries callhub signs.
 
-Each Python snippet of the README's Webhooks section (the ``standardwebhooks``
+Each Python snippet of docs/webhooks.md (the ``standardwebhooks``
 one and the hand-written one) and its Node snippet (when ``node`` is installed)
 must accept what ``callhub.webhooks.delivery_headers`` signs, a rotation's two
 signatures included, and refuse a tampered or re-serialised body, another id,
@@ -26,10 +26,10 @@ from callhub import events as ev
 from callhub.cursor import Cursor
 from callhub.signing import new_secret
 from callhub.webhooks import SigningSecret, Subscription, delivery_headers, message_id
-from tests.support.readme import code_blocks, section
+from tests.support.readme import code_blocks, document
 from tests.support.strategies import T0
 
-WEBHOOKS = section("Webhooks")
+WEBHOOKS = document("webhooks.md")
 PYTHON_SNIPPETS = code_blocks(WEBHOOKS, "python")
 NODE_SNIPPETS = code_blocks(WEBHOOKS, "javascript")
 SECRET_VARIABLE = "CALLHUB_WEBHOOK_SECRET"  # where every snippet reads its secret
@@ -110,7 +110,7 @@ def outcomes(run: Callable[[str, list[Case]], list[bool]]) -> dict[str, bool]:
 EXPECTED = {case.what: case.accepted for case in cases()}
 
 
-def test_the_readme_shows_both_python_receivers_and_a_node_one() -> None:
+def test_the_document_shows_both_python_receivers_and_a_node_one() -> None:
     assert len(PYTHON_SNIPPETS) == 2, "the standardwebhooks receiver and the hand-written one"
     assert "from standardwebhooks import" in PYTHON_SNIPPETS[0]
     assert "import hmac" in PYTHON_SNIPPETS[1] or "hmac," in PYTHON_SNIPPETS[1]
@@ -125,7 +125,7 @@ def python_receiver(snippet: str, secret: str,
     """The snippet's ``verify``, run as a module of its own with ``secret`` set."""
     monkeypatch.setenv(SECRET_VARIABLE, secret)
     namespace: dict[str, object] = {"__name__": "readme_receiver"}
-    exec(compile(snippet, "README.md (Webhooks, python)", "exec"), namespace)
+    exec(compile(snippet, "docs/webhooks.md (python)", "exec"), namespace)
     verify = namespace["verify"]
     assert callable(verify)
     return verify
@@ -183,4 +183,4 @@ def test_every_header_a_delivery_carries_is_documented() -> None:
         sub, message="msg_wh_readme_0-1-0", body=b"{}", event_type="dtmf_received",
         session_id=SESSION, seq="1", cursor="c", event_time="2025-06-14T18:30:00Z")}
     undocumented = {n for n in names - {"content-type"} if f"`{n}`" not in WEBHOOKS}
-    assert not undocumented, f"the README's Webhooks section does not name {undocumented}"
+    assert not undocumented, f"docs/webhooks.md does not name {undocumented}"

@@ -1,4 +1,4 @@
-"""Decoding events read back from Redis: they were checked once, when committed.
+"""Decoding events that were checked once already: read back from Redis, or from a hub.
 
 The publisher validates every event against the schema before it commits it
 (``callhub.events``: patterns, ranges, the ``__post_init__`` checks), so what a
@@ -9,6 +9,10 @@ or summary's cost. So stored events are decoded into subclasses of the event
 classes made here without those checks: the same fields, ``isinstance`` of the
 real classes (the kernel's transcript and summary take them as they are),
 while msgspec still checks each value's JSON type and every ``Literal``.
+
+Both the replica (a call's stored events, for transcripts and summaries) and
+``callhub.client`` (``events(validate=False)``, for a consumer that trusts its
+hub) decode this way, so it lives in the kernel beneath both.
 """
 
 from __future__ import annotations
@@ -64,11 +68,12 @@ def _unchecked_struct(cls: type[msgspec.Struct]) -> type:
     return made
 
 
-STORED_EVENT_CLASSES: Final = tuple(_unchecked_struct(cls) for cls in ev.EVENT_CLASSES.values())
-_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(Union[STORED_EVENT_CLASSES])  # noqa: UP007
+TRUSTED_EVENT_CLASSES: Final = tuple(_unchecked_struct(cls) for cls in ev.EVENT_CLASSES.values())
+_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(Union[TRUSTED_EVENT_CLASSES])  # noqa: UP007
 
 
-def decode_stored_event(data: bytes) -> ev.Event:
-    """A stored event's JSON as an event (an instance of a subclass of its class)."""
+def decode_trusted_event(data: bytes | str) -> ev.Event:
+    """An already checked event's JSON as an event (an instance of a subclass of its
+    class); raises ``msgspec.ValidationError``/``DecodeError`` like ``decode_event``."""
     event: ev.Event = _decoder.decode(data)
     return event

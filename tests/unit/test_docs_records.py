@@ -1,7 +1,7 @@
-"""The README's call-records examples are what callhub computes: the events
-page of the spec's example call, and the transcript (a turn, the script, the
-subtitles) and summary of the README's example call, built here event by
-event as the README describes it."""
+"""docs/records.md's examples are what callhub computes: the events page of
+the spec's example call, and the transcript (a turn, the script, the
+subtitles) and summary of the document's example call, built here event by
+event as the document describes it."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import webvtt
 
 from callhub import events as ev
 from callhub.call_summary import summarize
+from callhub.call_views import CallEventsPage, ListCallsPage
 from callhub.cursor import Cursor
 from callhub.transcript import build_transcript, transcript_text, transcript_webvtt
-from hub.api.call_records import CallEventsPage, decode_after
-from hub.store.call_store import ListCallsPage
+from hub.api.call_records import decode_after
 from tests.support.conversations import Conversation
-from tests.support.readme import code_blocks, section
+from tests.support.readme import code_blocks, document
 from tests.support.spec_examples import spec_events
 
-RECORDS = section("Call records: a call's events, transcript and summary")
+RECORDS = document("records.md")
 LISTING, PAGE, TURN, SUMMARY = code_blocks(RECORDS, "json")
 [SCRIPT] = code_blocks(RECORDS, "text")
 [SUBTITLES] = code_blocks(RECORDS, "vtt")
@@ -26,7 +26,7 @@ SPEC_SEGMENTS = next(e for e in spec_events() if isinstance(e, ev.SpeechFinal)).
 
 
 def example_call() -> Conversation:
-    """The README's call: a greeting, a question, an answer cut short by a key."""
+    """The document's call: a greeting, a question, an answer cut short by a key."""
     call = Conversation(event_ids="evt-{seq:03d}")
     call.transition(0, "greeting")
     call.agent(300, "Welcome to the helpdesk. How can I help?", played_ms=2400)
