@@ -146,18 +146,15 @@ class CallRecords:
     async def _call_and_entries(self, session_id: str, scope: Scope, low: str,
                                 count: int) -> tuple[_Call, list[Entry]]:
         """The call hash's fields and the stream's first chunk: in one round trip
-        for a key that sees every dialog; for a scoped key the hash first, and the
-        stream only once the call is known to be in its scope, so that a foreign
+        for a key that sees every dialog; for a scoped key the call's dialog first,
+        and the rest only once the call is known to be in its scope, so that a foreign
         call's 404 reads (and costs) what an unknown id's does, and no foreign
         entry is ever read for it (bench/not_found_timing.py)."""
         call_key = self._keys.call(session_id)
-        if scope is not None:
-            fields = cast("list[bytes | None]", await self._redis.hmget(
-                call_key, [CALL_DIALOG_NAME, CALL_START_MS, CALL_STATUS]))
-            call = _found(session_id, fields, scope)
-            entries: list[Entry] = await self._redis.xrange(  # type: ignore[assignment]
-                self._keys.call_events(session_id), low, "+", count=count)
-            return call, entries
+        if scope is not None:  # the dialog alone, as Get Call reads it
+            dialog = cast("bytes | None", await self._redis.hget(call_key, CALL_DIALOG_NAME))
+            if dialog is None or dialog.decode() not in scope:
+                raise NotFound(f"call {session_id} does not exist", param="id")
         pipe = self._redis.pipeline(transaction=False)
         pipe.hmget(call_key, CALL_DIALOG_NAME, CALL_START_MS, CALL_STATUS)
         pipe.xrange(self._keys.call_events(session_id), low, "+", count=count)
