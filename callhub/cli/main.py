@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -74,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hash_key.add_argument("key", nargs="?", help="an existing key (default: make a new one)")
     hash_key.add_argument("--name", default="my-key", help="the key's name in the file")
-    hash_key.add_argument("--dialogs", default="", help="comma-separated dialogs it may see")
+    hash_key.add_argument("--dialogs", help="comma-separated dialogs it may see "
+                          "(leave it out for a key that sees every dialog)")
     hash_key.add_argument("--webhooks", action="store_true",
                           help="the key may manage webhook subscriptions")
 
@@ -182,14 +182,29 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: 
 def _hash_key(args: argparse.Namespace) -> int:
     """The keys-file entry on stdout (nothing else: ``>> keys.toml`` stays valid
     TOML); the secret and the next steps on stderr, for the person."""
+    from callhub.events import check_dialog_name
     from hub.api.auth import hash_key, new_key
 
+    problem = _key_name_problem(args.name)
+    dialogs: list[str] = []
+    if problem is None and args.dialogs is not None:
+        dialogs = list(dict.fromkeys(d.strip() for d in args.dialogs.split(",") if d.strip()))
+        if not dialogs:
+            problem = ("--dialogs names no dialog: give dialog names separated by commas, or "
+                       "leave --dialogs out for a key that sees every dialog")
+        for dialog in dialogs:
+            try:
+                check_dialog_name(dialog)  # what the hub checks when it reads the file
+            except ValueError as error:
+                problem = f"--dialogs: {error}"
+                break
+    if problem is not None:
+        print(f"callhub hash-key: {problem}", file=sys.stderr)
+        return 2
     key = args.key or new_key()
-    # TOML basic strings take JSON's escapes: a name with quotes stays one string.
-    entry = ["[[keys]]", f"name = {json.dumps(args.name)}", f'sha256 = "{hash_key(key)}"']
-    dialogs = [d.strip() for d in args.dialogs.split(",") if d.strip()]
+    entry = ["[[keys]]", f"name = {_toml_string(args.name)}", f'sha256 = "{hash_key(key)}"']
     if dialogs:
-        entry.append("dialogs = [" + ", ".join(json.dumps(d) for d in dialogs) + "]")
+        entry.append("dialogs = [" + ", ".join(_toml_string(d) for d in dialogs) + "]")
     if args.webhooks:
         entry.append("webhooks = true")
     print("\n".join(entry) + "\n", flush=True)  # a blank line between appended entries
@@ -205,6 +220,31 @@ def _hash_key(args: argparse.Namespace) -> int:
     print("next:\n" + "".join(f"  {n}. {step}\n" for n, step in enumerate(steps, 1)),
           end="", file=sys.stderr)
     return 0
+
+
+def _key_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a key, if it cannot. The hub prints names in its
+    start-up messages, so they are one printable line; and the file is UTF-8."""
+    if not name.strip():
+        return "--name is empty: give the key a name (it appears in the hub's messages)"
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in name):
+        return "--name must be one printable line: no control characters"
+    if any(0xD800 <= ord(c) < 0xE000 for c in name):
+        return "--name is not valid UTF-8 text"
+    return None
+
+
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n",
+                 "\f": "\\f", "\r": "\\r"}
+
+
+def _toml_string(text: str) -> str:
+    """``text`` as a TOML basic string. Not JSON's escaping: JSON writes an astral
+    character as a surrogate pair (``\\ud83d\\ude00``), which TOML refuses, and
+    leaves DEL raw, which TOML forbids."""
+    return '"' + "".join(
+        _TOML_ESCAPES.get(c) or (f"\\u{ord(c):04X}" if ord(c) < 0x20 or ord(c) == 0x7F else c)
+        for c in text) + '"'
 
 
 def _version() -> str:

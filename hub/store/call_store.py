@@ -21,7 +21,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import msgspec
 from redis.asyncio.cluster import RedisCluster
@@ -143,10 +143,21 @@ class CallStore:
             else PipelinedHashReader(redis))
 
     async def get_call(self, session_id: str, scope: Scope) -> CallView:
-        fields = await self._hashes.hgetall(self._keys.call(session_id))
+        """The call, or a 404 that costs the same whether the call is unknown or
+        another dialog's: a scoped key reads the call's dialog alone first and
+        refuses a foreign call before its hash (or its first commit) is read or a
+        view built (else the 404's timing would say the call exists;
+        bench/not_found_timing.py)."""
+        key = self._keys.call(session_id)
+        if scope is not None:
+            dialog = cast("bytes | None", await self._redis.hget(key, CALL_DIALOG_NAME))
+            if dialog is None or dialog.decode() not in scope:
+                raise NotFound(f"call {session_id} does not exist", param="id")
+        fields = await self._hashes.hgetall(key)
         first_commit = await self._first_commit_ms([session_id], [fields])
         view = self._view(session_id, fields, time.time(), first_commit[0])
         if view is None or not _visible(view.dialog_name, scope):
+            # Gone since, or (its session id starting a fresh call) another dialog's now.
             raise NotFound(f"call {session_id} does not exist", param="id")
         return view
 
