@@ -20,9 +20,9 @@ from callhub.client import (
 )
 from callhub.client import sync as sync_client
 from callhub.settings import Settings
-from hub.api.auth import hash_key
 from tests.support.conversations import helpdesk_call
 from tests.support.hubs import serving
+from tests.support.keys import write_keys_file
 from tests.support.polling import async_wait_until
 from tests.support.strategies import call_started, dtmf, terminated
 from workers.commit.publisher import CallPublisher
@@ -31,17 +31,7 @@ from workers.commit.publisher import CallPublisher
 @pytest.fixture
 def keyed(settings: Settings, tmp_path: Path) -> Settings:
     """The settings with two keys: ``ops-key`` sees everything, ``helpdesk-key`` one dialog."""
-    keys = tmp_path / "keys.toml"
-    keys.write_text(f"""
-[[keys]]
-name = "ops"
-sha256 = "{hash_key('ops-key')}"
-
-[[keys]]
-name = "helpdesk"
-sha256 = "{hash_key('helpdesk-key')}"
-dialogs = ["helpdesk"]
-""")
+    keys = write_keys_file(tmp_path / "keys.toml")
     return Settings(redis_url=settings.redis_url, redis_cluster=settings.redis_cluster,
                     api_keys_file=str(keys))
 

@@ -4,53 +4,20 @@ on a loopback port, or two ``callhub serve`` replicas behind the real nginx)."""
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from callhub.settings import Settings
-from hub.api.auth import hash_key
 from tests.support.conversations import Conversation
+from tests.support.export_cli import export, lines
 from tests.support.hubs import serving
+from tests.support.keys import write_keys_file
 from tests.support.nginx import start_nginx
 from tests.support.processes import free_port, start_hub
 from tests.support.strategies import call_started
 from workers.commit.publisher import CallPublisher
-
-
-async def export(*args: str, env: dict[str, str] | None = None) -> tuple[int, bytes, str]:
-    """``callhub export ARGS``: its exit status, stdout and stderr."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("CALLHUB_")}
-    environment.update(env or {})
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "callhub.cli", "export", *args, env=environment,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, out, err.decode()
-
-
-def lines(out: bytes) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in out.splitlines()]
-
-
-def keys_file(path: Path) -> Path:
-    path.write_text(f"""
-[[keys]]
-name = "ops"
-sha256 = "{hash_key('ops-key')}"
-
-[[keys]]
-name = "helpdesk"
-sha256 = "{hash_key('helpdesk-key')}"
-dialogs = ["helpdesk"]
-""")
-    return path
 
 
 def talking(session_id: str, dialog: str) -> Conversation:
@@ -86,7 +53,7 @@ async def test_every_call_one_line_with_its_summary_and_transcript_if_asked(
 async def test_a_scoped_key_through_nginx_exports_exactly_its_calls(
     redis_url: str, aredis: aioredis.Redis, settings: Settings, tmp_path: Path,
 ) -> None:
-    keys = keys_file(tmp_path / "keys.toml")
+    keys = write_keys_file(tmp_path / "keys.toml")
     ours = [f"h-{n}" for n in range(9)]
     await CallPublisher(aredis, settings).commit_many(
         [call_started(sid, dialog="helpdesk") for sid in ours]
@@ -122,7 +89,7 @@ async def test_refusals_exit_2_with_the_hubs_words_and_leave_no_file(
     words: str,
 ) -> None:
     keyed = Settings(redis_url=settings.redis_url,
-                     api_keys_file=str(keys_file(tmp_path / "keys.toml")))
+                     api_keys_file=str(write_keys_file(tmp_path / "keys.toml")))
     target = tmp_path / "out.jsonl"
     async with serving(keyed) as live:
         status, out, err = await export("--url", live.url, "--output", str(target), *args,

@@ -5,38 +5,19 @@ ended calls, each with its summary, newest first, within the time bounds."""
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import redis.asyncio as aioredis
 
 from callhub.settings import Settings
 from hub.api.auth import hash_key
 from tests.support.conversations import Conversation
+from tests.support.export_cli import export, lines
 from tests.support.nginx import start_nginx
 from tests.support.processes import free_port, start_hub
 from tests.support.strategies import call_started
 from workers.commit.publisher import CallPublisher
-
-
-async def export(*args: str, env: dict[str, str] | None = None) -> tuple[int, bytes, str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("CALLHUB_")}
-    environment.update(env or {})
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "callhub.cli", "export", *args, env=environment,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, out, err.decode()
-
-
-def lines(out: bytes) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in out.splitlines()]
-
 
 # Recent: the indexes keep ended calls for the call retention (an hour).
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=40)

@@ -17,6 +17,7 @@ from callhub.settings import Settings
 from callhub.tokens import Keyring, seal
 from hub.api.auth import hash_key
 from tests.support.hubs import serving
+from tests.support.keys import write_keys_file
 from tests.support.polling import async_wait_until
 from tests.support.sse import EventStreamReader, subscribe
 from tests.support.strategies import call_started
@@ -27,17 +28,7 @@ SECRET = "stream-token-test-secret-0123456789abcdef"
 
 @pytest.fixture
 def keyed(settings: Settings, tmp_path: Path) -> Settings:
-    path = tmp_path / "keys.toml"
-    path.write_text(f'''
-[[keys]]
-name = "ops"
-sha256 = "{hash_key('ops-key')}"
-
-[[keys]]
-name = "helpdesk"
-sha256 = "{hash_key('helpdesk-key')}"
-dialogs = ["helpdesk", "support"]
-''')
+    path = write_keys_file(tmp_path / "keys.toml", helpdesk_dialogs=("helpdesk", "support"))
     return msgspec.structs.replace(settings, api_keys_file=str(path), secret=SECRET)
 
 

@@ -30,6 +30,17 @@ class Request:
     body: bytes
 
 
+async def read_request(reader: asyncio.StreamReader) -> Request:
+    """One request off a connection: its head, and a Content-Length body."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+    first, *lines = head.split("\r\n")
+    method, target, _ = first.split(" ", 2)
+    headers = {name.strip().lower(): value.strip() for name, _, value in
+               (line.partition(":") for line in lines if line)}
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return Request(method, target, headers, body)
+
+
 @dataclass
 class LocalServer:
     port: int = 0
@@ -42,13 +53,7 @@ class LocalServer:
         self.connections += 1
         try:
             while True:
-                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-                first, *lines = head.split("\r\n")
-                method, target, _ = first.split(" ", 2)
-                headers = {name.strip().lower(): value.strip() for name, _, value in
-                           (line.partition(":") for line in lines if line)}
-                body = await reader.readexactly(int(headers.get("content-length", "0")))
-                self.requests.append(Request(method, target, headers, body))
+                self.requests.append(await read_request(reader))
                 close = b"connection: close\r\n" if self.close_each else b""
                 writer.write(b"HTTP/1.1 204 No Content\r\n" + close + b"\r\n")
                 await writer.drain()

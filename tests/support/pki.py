@@ -1,8 +1,10 @@
 """Certificates made on the spot (trustme): a CA, a server certificate for
-127.0.0.1, a client certificate from that CA, and one from a CA nobody trusts."""
+127.0.0.1, a client certificate from that CA, and one from a CA nobody trusts;
+and in-memory TLS contexts: a server's for a name, a client's trusting a CA."""
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import trustme
@@ -24,3 +26,17 @@ def make_pki(folder: Path) -> dict[str, Path]:
     client.private_key_and_cert_chain_pem.write_to_path(str(paths["client"]))
     stranger.private_key_and_cert_chain_pem.write_to_path(str(paths["stranger"]))
     return paths
+
+
+def server_context(ca: trustme.CA, name: str) -> ssl.SSLContext:
+    """A TLS server context with ``ca``'s certificate for ``name``."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(name).configure_cert(context)
+    return context
+
+
+def trusting(ca: trustme.CA) -> ssl.SSLContext:
+    """A TLS client context that trusts ``ca``."""
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context

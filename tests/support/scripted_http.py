@@ -16,7 +16,7 @@ import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from tests.support.local_http import Request
+from tests.support.local_http import Request, read_request
 
 
 @dataclass(frozen=True)
@@ -38,14 +38,9 @@ class ScriptedServer:
         self.connections += 1
         try:
             while True:
-                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-                first, *lines = head.split("\r\n")
-                method, target, _ = first.split(" ", 2)
-                headers = {name.strip().lower(): value.strip() for name, _, value in
-                           (line.partition(":") for line in lines if line)}
-                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                request = await read_request(reader)
                 answer = self.script(len(self.requests))
-                self.requests.append(Request(method, target, headers, body))
+                self.requests.append(request)
                 if answer.close_before:
                     break
                 if answer.delay_s:

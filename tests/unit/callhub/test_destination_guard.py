@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import ssl
 from collections.abc import Iterable, Sequence
 
 import httpcore
@@ -29,6 +28,7 @@ from callhub.webhooks import (
     is_allowed_address,
 )
 from tests.support.local_http import answer_info, local_http_server
+from tests.support.pki import server_context, trusting
 
 PRIVATE = ["127.0.0.1", "127.8.9.10", "::1", "10.0.0.7", "172.16.5.4", "192.168.1.1",
            "169.254.169.254", "fe80::1", "fc00::1", "100.64.0.1", "0.0.0.0", "240.0.0.1",
@@ -166,18 +166,6 @@ async def test_every_new_connection_is_resolved_and_checked_a_kept_alive_one_reu
 @pytest.fixture(scope="module")
 def ca() -> trustme.CA:
     return trustme.CA()
-
-
-def server_context(ca: trustme.CA, name: str) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(name).configure_cert(context)
-    return context
-
-
-def trusting(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return context
 
 
 async def test_tls_sends_and_verifies_the_host_name_not_the_address_connected_to(

@@ -5,7 +5,6 @@ names, and what an attempt comes to (through ``WebhookSender``)."""
 from __future__ import annotations
 
 import ipaddress
-import ssl
 from collections.abc import Sequence
 
 import pytest
@@ -14,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from callhub.webhooks import Address
+from tests.support.pki import server_context, trusting
 from tests.support.scripted_http import Answer, scripted_server
 from workers.forward.connection_pool import ConnectionPool, parse_target, request_bytes
 from workers.forward.sender import WebhookSender
@@ -213,18 +213,6 @@ def test_what_is_not_an_http_url_is_refused(url: str) -> None:
 @pytest.fixture(scope="module")
 def ca() -> trustme.CA:
     return trustme.CA()
-
-
-def server_context(ca: trustme.CA, name: str) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(name).configure_cert(context)
-    return context
-
-
-def trusting(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return context
 
 
 async def test_tls_verifies_the_urls_host_name_not_the_address_connected_to(
