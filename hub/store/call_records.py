@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Final, cast
+from typing import Final
 
 import msgspec
 
@@ -43,6 +43,7 @@ from callhub.layout import (
 from callhub.trusted_events import decode_trusted_event
 from callhub.types import Entry, StreamId
 from hub.errors import BadParameter, NotFound
+from hub.store.dialog_gate import check_dialog
 
 log = logging.getLogger("callhub.records")
 
@@ -152,9 +153,7 @@ class CallRecords:
         entry is ever read for it (bench/not_found_timing.py)."""
         call_key = self._keys.call(session_id)
         if scope is not None:  # the dialog alone, as Get Call reads it
-            dialog = cast("bytes | None", await self._redis.hget(call_key, CALL_DIALOG_NAME))
-            if dialog is None or dialog.decode() not in scope:
-                raise NotFound(f"call {session_id} does not exist", param="id")
+            await check_dialog(self._redis, call_key, session_id, scope)
         pipe = self._redis.pipeline(transaction=False)
         pipe.hmget(call_key, CALL_DIALOG_NAME, CALL_START_MS, CALL_STATUS)
         pipe.xrange(self._keys.call_events(session_id), low, "+", count=count)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Sequence
-from typing import Literal, cast
+from typing import Literal
 
 import msgspec
 from redis.asyncio.cluster import RedisCluster
@@ -47,6 +47,7 @@ from callhub.layout import (
 )
 from callhub.tokens import InvalidToken, seal, unseal
 from hub.errors import BadParameter, NotFound
+from hub.store.dialog_gate import check_dialog
 from hub.store.hash_reader import CoalescedHashReader, PipelinedHashReader
 
 _PAGE_KIND = b"callhub-page"
@@ -150,9 +151,7 @@ class CallStore:
         bench/not_found_timing.py)."""
         key = self._keys.call(session_id)
         if scope is not None:
-            dialog = cast("bytes | None", await self._redis.hget(key, CALL_DIALOG_NAME))
-            if dialog is None or dialog.decode() not in scope:
-                raise NotFound(f"call {session_id} does not exist", param="id")
+            await check_dialog(self._redis, key, session_id, scope)
         fields = await self._hashes.hgetall(key)
         first_commit = await self._first_commit_ms([session_id], [fields])
         view = self._view(session_id, fields, time.time(), first_commit[0])
