@@ -81,6 +81,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # the old one as previous; tokens of either are accepted, new ones use the new.
     secret: str | None = None
     secret_previous: str | None = None
+    # How long a stream token lives when its request does not say (the
+    # dashboard's never do): 1 s to 1 h. A token leaked in a log opens streams
+    # for at most this long; the dashboard renews before it runs out.
+    stream_token_ttl_ms: int = 300_000
     # Log lines: "text" (readable) or "json" (one object per line, with request ids).
     log_format: str = "text"
     # Webhooks: destinations may be plain http, or private/loopback addresses,
@@ -237,6 +241,15 @@ def parse_duration_ms(name: str, value: str) -> int:
     return int(match.group(1)) * _UNIT_MS[match.group(2)]
 
 
+def parse_token_ttl_ms(name: str, value: str) -> int:
+    """A duration in whole seconds from 1 s to 1 h: a stream token's lifetime
+    (``POST /v1/stream-tokens`` never grants more than 1 h, whatever is asked)."""
+    ms = parse_duration_ms(name, value)
+    if not 1000 <= ms <= 3_600_000 or ms % 1000:
+        raise SettingsError(f"{name} must be whole seconds from 1s to 1h, got {value!r}")
+    return ms
+
+
 # variable -> (Settings field, parser): the whole environment callhub reads.
 ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CALLHUB_REDIS_URL": ("redis_url", parse_redis_url),
@@ -264,6 +277,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CALLHUB_API_KEYS_FILE": ("api_keys_file", parse_text),
     "CALLHUB_SECRET": ("secret", parse_secret),
     "CALLHUB_SECRET_PREVIOUS": ("secret_previous", parse_secret),
+    "CALLHUB_STREAM_TOKEN_TTL": ("stream_token_ttl_ms", parse_token_ttl_ms),
     "CALLHUB_LOG_FORMAT": ("log_format", parse_log_format),
     "CALLHUB_WEBHOOK_ALLOW_HTTP": ("webhook_allow_http", parse_flag),
     "CALLHUB_WEBHOOK_ALLOW_PRIVATE": ("webhook_allow_private", parse_flag),

@@ -19,7 +19,7 @@ import sys
 
 from callhub.cli.arguments import port, positive
 from callhub.plurals import counted
-from callhub.settings import Settings
+from callhub.settings import Settings, SettingsError, require_secret
 
 HELP = "deliver webhooks: POST call events to the subscriptions' URLs"
 DESCRIPTION = (
@@ -41,6 +41,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    # The same rule as `callhub serve`, on the same settings: with API keys the
+    # deployment seals its cursors with CALLHUB_SECRET, and a forwarder without
+    # it could neither open a rewind's cursor nor seal the cursors its deliveries
+    # carry in a form the replicas accept.
+    try:
+        require_secret(settings)
+    except SettingsError as error:
+        sys.stderr.write(f"callhub forward: {error} (the forwarder reads the rewinds' cursors "
+                         "and seals the cursors its deliveries carry)\n")
+        return 2
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # uvloop: its loop and transports cost less CPU per request than asyncio's

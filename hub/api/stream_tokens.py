@@ -36,8 +36,7 @@ from hub.errors import BadParameter, Unauthorized
 
 PATH = "/v1/stream-tokens"
 TOKEN_PARAMETER = "token"
-DEFAULT_TTL_S = 300
-MAX_TTL_S = 3600
+MAX_TTL_S = 3600  # the most a request (or CALLHUB_STREAM_TOKEN_TTL) can grant
 _KIND = b"callhub-stream-token"
 _VERSION = 1
 _fallback = Keyring(secrets.token_urlsafe(32))
@@ -47,8 +46,8 @@ class StreamTokenRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True
     """What a stream token may open: at most the key's scope, optionally narrowed."""
 
     ttl_seconds: Annotated[int, msgspec.Meta(
-        ge=1, le=MAX_TTL_S, description="How long the token opens streams (default 300).")] \
-        = DEFAULT_TTL_S
+        ge=1, le=MAX_TTL_S, description="How long the token opens streams (default: the "
+        "deployment's CALLHUB_STREAM_TOKEN_TTL, 300 unless set).")] | None = None
     dialogs: Annotated[list[str], msgspec.Meta(
         min_length=1, max_length=256,
         description="Only these dialogs' calls (within the key's scope).")] | None = None
@@ -93,10 +92,11 @@ async def create_stream_token(request: Request) -> Response:
             check_session_id(asked.session_id)
         except ValueError as error:
             raise BadParameter(f"session_id: {error}", param="session_id") from None
-    expires_ms = int(time.time() * 1000) + asked.ttl_seconds * 1000
+    ttl_s = asked.ttl_seconds or replica.settings.stream_token_ttl_ms // 1000
+    expires_ms = int(time.time() * 1000) + ttl_s * 1000
     token = seal(_KIND, _VERSION, _Grant(digest, dialogs, asked.session_id, expires_ms),
                  keyring=_keyring())
-    return json_response(StreamToken(token, _iso(expires_ms), asked.ttl_seconds))
+    return json_response(StreamToken(token, _iso(expires_ms), ttl_s))
 
 
 def _narrowed(principal: Principal, dialogs: list[str] | None) -> list[str] | None:

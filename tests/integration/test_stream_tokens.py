@@ -127,6 +127,25 @@ async def test_expired_tampered_and_foreign_tokens_are_a_401(keyed: Settings) ->
         assert "expired" in late.json()["error"]["message"]
 
 
+async def test_without_a_lifetime_asked_a_token_lives_as_long_as_the_deployment_says(
+    keyed: Settings,
+) -> None:
+    """``CALLHUB_STREAM_TOKEN_TTL`` is the default (the dashboard never asks for one);
+    a request may still ask for any lifetime up to the fixed hour, not beyond."""
+    short = msgspec.structs.replace(keyed, stream_token_ttl_ms=7000)
+    async with serving(short) as live, httpx.AsyncClient(timeout=10) as client:
+        for body in (None, {}):
+            answer = await client.post(f"{live.url}/v1/stream-tokens",
+                                       headers={"X-API-Key": "ops-key"}, json=body)
+            assert answer.status_code == 200 and answer.json()["expires_in"] == 7, answer.text
+        asked = await client.post(f"{live.url}/v1/stream-tokens", headers={"X-API-Key": "ops-key"},
+                                  json={"ttl_seconds": 3600})
+        assert asked.json()["expires_in"] == 3600
+        beyond = await client.post(f"{live.url}/v1/stream-tokens",
+                                   headers={"X-API-Key": "ops-key"}, json={"ttl_seconds": 3601})
+        assert beyond.status_code == 400 and beyond.json()["error"]["param"] == "ttl_seconds"
+
+
 async def test_a_token_outlives_a_restart_and_a_rotation_but_not_another_secret(
     keyed: Settings,
 ) -> None:

@@ -108,3 +108,12 @@ def test_the_stream_linger_is_a_duration_and_zero_turns_it_off() -> None:
     assert load_settings({"CALLHUB_STREAM_LINGER": "0"}).stream_linger_ms == 0
     with pytest.raises(SettingsError, match="CALLHUB_STREAM_LINGER"):
         load_settings({"CALLHUB_STREAM_LINGER": "soon"})
+
+
+def test_the_stream_token_lifetime_is_whole_seconds_up_to_an_hour() -> None:
+    assert Settings().stream_token_ttl_ms == 300_000
+    assert load_settings({"CALLHUB_STREAM_TOKEN_TTL": "3"}).stream_token_ttl_ms == 3000
+    assert load_settings({"CALLHUB_STREAM_TOKEN_TTL": "1h"}).stream_token_ttl_ms == 3_600_000
+    for bad in ("0", "500ms", "1500ms", "61m", "2h", "soon"):
+        with pytest.raises(SettingsError, match="CALLHUB_STREAM_TOKEN_TTL"):
+            load_settings({"CALLHUB_STREAM_TOKEN_TTL": bad})
