@@ -50,6 +50,9 @@ differ only in the publish time they carry). Then: memory per idle subscriber
 callhub's catch-up rate for a client that resumes with Last-Event-ID after
 50,000 events. The targets of the issue are printed beside the figures.
 
+``--capacity`` is the capacity mode (``bench/fanout_capacity.py``): callhub and
+nchan at 200 events/s with more and more subscribers until one falls behind.
+
 Options: ``--peers callhub,nchan`` and ``--subs 1000`` narrow the run,
 ``--linger 0,2`` adds callhub peers run with those ``CALLHUB_STREAM_LINGER``
 values (``ch-0ms``: no coalescing under load),
@@ -1486,6 +1489,13 @@ async def run(plan: Plan, engines: Engines, clients: Clients, nchan_dir: Path | 
     try:
         bench = Bench(plan, clients, status, profile_dir)
         peers = make_peers(engines, feeds, nchan_dir, args)
+        if args.capacity:
+            from bench import fanout_capacity  # it imports this module
+
+            status.update("measuring the one-write-per-delivery floor ...", force=True)
+            await fanout_capacity.run(peers, clients, status, quick=args.quick,
+                                      floor=write_floor())
+            return 0
         floor: dict[str, float] | None = None
         if any(isinstance(peer, NchanPeer) for peer in peers) and not args.quick:
             status.update("measuring the one-write-per-delivery floor ...", force=True)
@@ -1572,6 +1582,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=CLIENT_PROCESSES,
                         help=f"client processes holding the subscribers (default "
                         f"{CLIENT_PROCESSES}; every peer gets the same)")
+    parser.add_argument("--capacity", action="store_true",
+                        help="capacity mode: at 200 events/s (all events), raise the "
+                        "subscribers step by step for callhub and nchan until p99 > 100 ms "
+                        "or a backlog (bench/fanout_capacity.py); --quick: a smoke run")
     parser.add_argument("--py-spy", metavar="DIR",
                         help="record callhub's CPU profile (py-spy, raw) per phase into DIR "
                         "and print the hottest frames (adds some overhead)")
@@ -1579,6 +1593,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = QUICK if args.quick else FULL
     if args.clients < 1:
         parser.error("--clients must be at least 1")
+    if args.capacity and args.peers is None:
+        args.peers = "callhub,nchan"
     cluster = args.cluster or args.cluster_url is not None
     if args.peers is None:
         args.peers = "callhub,cluster" if cluster else "callhub,nchan,naive"
@@ -1656,4 +1672,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run bench.fanout's main, not __main__'s: bench.fanout_capacity imports
+    # bench.fanout, and its isinstance checks need the same classes as the peers.
+    from bench.fanout import main as _main
+
+    sys.exit(_main())
