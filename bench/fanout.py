@@ -89,6 +89,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Final, cast
 
+import httpx
 import uvloop
 
 from bench.harness import (
@@ -817,7 +818,7 @@ class NchanPeer(Peer):
     """nginx with nchan, one worker, at its best measured here (docs/performance.md).
 
     ``storage``: ``memory`` (nchan's own shared memory; the default, being the
-    faster here) or ``redis`` (``nchan_use_redis`` on the run's redis-server,
+    faster here) or ``redis`` (``nchan_redis_pass`` to the run's redis-server,
     flushed before each phase, whose CPU then counts as this peer's Redis).
     """
 
@@ -845,8 +846,10 @@ class NchanPeer(Peer):
 
     def config(self) -> str:
         w = self.workdir
-        redis = (f'nchan_redis_url "{self.redis_url}";\n  nchan_use_redis on;'
+        # nchan 1.3's recommended form: an upstream and nchan_redis_pass.
+        redis = (f"upstream nchan_redis {{ nchan_redis_server {self.redis_url}; }}"
                  if self.storage == "redis" else "")
+        use_redis = "nchan_redis_pass nchan_redis;" if self.storage == "redis" else ""
         return f"""
 load_module {NCHAN_MODULE};
 worker_processes 1;
@@ -870,11 +873,13 @@ http {{
     location = /pub {{
       nchan_publisher;
       nchan_channel_id $arg_id;
+      {use_redis}
       nchan_message_buffer_length 100;
     }}
     location = /sub {{
       nchan_subscriber eventsource;
       nchan_channel_id $arg_id;
+      {use_redis}
     }}
     location = /nchan_status {{ nchan_stub_status; }}
   }}
@@ -895,6 +900,21 @@ http {{
             time.sleep(0.02)  # poll interval, bounded by the deadline
         if not children(self.master):
             raise BenchError("nginx started no worker process")
+        if self.storage == "redis":
+            self._wait_redis()
+
+    def _wait_redis(self, within_s: float = 10.0) -> None:
+        """Until nchan has its Redis connection: before that it answers 503."""
+        deadline = time.monotonic() + within_s
+        status = 0
+        while time.monotonic() < deadline:
+            status = httpx.post(f"http://{HOST}:{self.port}/pub?id=ready", content=b"{}",
+                                timeout=2).status_code
+            if status < 300:
+                return
+            time.sleep(0.05)  # poll interval, bounded by the deadline
+        raise BenchError(f"nchan answered {status} to a publish for {within_s:g} s "
+                         f"(no Redis?):\n{self.log_tail()}")
 
     @property
     def pid(self) -> int:
@@ -1294,7 +1314,7 @@ def describe_run(present: set[str], clients: int, *, shards: int = 1,
           f"{clients} client processes (raw asyncio); events ~{EVENT_BYTES} B of JSON"
           + (f"; open-files limit {nofile:,}" if nofile else ""))
     storage = ("memory mode (no Redis)" if nchan_storage == "memory"
-               else "Redis-backed (nchan_use_redis, on the run's redis-server)")
+               else "Redis-backed (nchan_redis_pass to the run's redis-server)")
     described = {
         "callhub": "callhub: 1 process on one redis-server",
         "cluster": "cluster: the same callhub process on a Redis Cluster (on a private one, "
@@ -1577,7 +1597,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "(peers ch-<ms>ms), e.g. 0 to see it without coalescing")
     parser.add_argument("--nchan-storage", choices=NCHAN_STORAGES, default="memory",
                         help="nchan's message store: its own shared memory (default, the "
-                        "faster here) or Redis-backed (nchan_use_redis, as in the issue's "
+                        "faster here) or Redis-backed (nchan_redis_pass, as in the issue's "
                         "reference run)")
     parser.add_argument("--clients", type=int, default=CLIENT_PROCESSES,
                         help=f"client processes holding the subscribers (default "
