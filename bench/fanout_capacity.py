@@ -12,7 +12,9 @@ keeps up at a step when
 - the publisher kept the rate (its last event left at most ``MAX_LAG_S``
   behind schedule).
 
-A peer that fails a step is not tried at larger counts. The steps are bounded
+A peer that fails a step is not tried at larger counts; the gap between its
+last good count and its first failure is then halved ``REFINE_STEPS`` times,
+so the figure is not just the coarse step below. The steps are bounded
 in count and, through ``BUDGET_S``, in time. The client processes' CPU share
 is printed per step, so a reader can tell a client-bound step from a
 server-bound one.
