@@ -10,19 +10,25 @@ Three peers are fed the same events in the same run, one after the other:
   picks them up and fans them out.
 - nchan: an nginx (one worker process, like the one callhub process) started
   here with a generated config: an ``nchan_publisher`` location and an
-  ``nchan_subscriber eventsource`` one, in nchan's memory mode (no Redis). The
-  same event JSON bytes are POSTed to it over one pipelined HTTP/1.1
-  keep-alive connection (raw asyncio), one channel ``all`` for the all-events
-  case and one channel per session for the per-session case; the event type
-  goes in ``X-EventSource-Event`` so its frames carry ``event:`` like the hub's.
+  ``nchan_subscriber eventsource`` one, in nchan's memory mode (no Redis;
+  ``--nchan-storage redis`` for the Redis-backed mode), its best
+  configuration measured here (see docs/performance.md, "The nchan peer":
+  no other setting tried moved its cost beyond the noise). The same event JSON bytes are POSTed
+  to it over one pipelined HTTP/1.1 keep-alive connection (raw asyncio), one
+  channel ``all`` for the all-events case and one channel per session for the
+  per-session case; the event type goes in ``X-EventSource-Event`` so its
+  frames carry ``event:`` like the hub's. nchan writes every message to every
+  subscriber as its own ``writev``; what one such write costs on this machine
+  (``bench/write_floor.py``, without nginx) is printed beside it.
 - naive: ``bench/naive_app.py`` under uvicorn: sse-starlette's
   ``EventSourceResponse`` with one blocking XREAD loop per client on the same
   shard log, fed by the same commits as callhub.
 
-Subscribers come from two client processes (forked at start, reused
-throughout) that speak HTTP/1.1 over raw asyncio sockets (uvloop protocols)
-and count ``data:`` lines up to the last complete frame of each read: no
-per-event decoding, except a regex for the publish time in the latency phase.
+Subscribers come from client processes (two, or ``--clients N``; forked at
+start, reused throughout, the same for every peer) that speak HTTP/1.1 over
+raw asyncio sockets (uvloop protocols) and count ``data:`` lines up to the
+last complete frame of each read: no per-event decoding, except a regex for
+the publish time in the latency phase.
 
 Per peer, subscriber count (100 and 1,000) and filter (all events, or one
 session per subscriber with sessions spread evenly, 10 subscribers each):
@@ -44,13 +50,16 @@ differ only in the publish time they carry). Then: memory per idle subscriber
 callhub's catch-up rate for a client that resumes with Last-Event-ID after
 50,000 events. The targets of the issue are printed beside the figures.
 
+``--capacity`` is the capacity mode (``bench/fanout_capacity.py``): callhub and
+nchan at 200 events/s with more and more subscribers until one falls behind.
+
 Options: ``--peers callhub,nchan`` and ``--subs 1000`` narrow the run,
 ``--linger 0,2`` adds callhub peers run with those ``CALLHUB_STREAM_LINGER``
 values (``ch-0ms``: no coalescing under load),
 ``--no-idle`` and ``--no-catch-up`` skip those phases, ``--py-spy DIR`` records
 callhub's CPU profile per phase and prints its hottest frames. The full run
 takes about 6 minutes on 2 cores; ``--quick`` (50 subscribers, small bursts)
-under 30 s.
+under 60 s.
 """
 
 from __future__ import annotations
@@ -59,6 +68,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import json
 import multiprocessing
 import os
 import re
@@ -79,6 +89,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Final, cast
 
+import httpx
 import uvloop
 
 from bench.harness import (
@@ -92,6 +103,7 @@ from bench.harness import (
     percentile,
     summarize_profile,
 )
+from bench.write_floor import FRAME_BYTES
 from callhub import events as ev
 from callhub.cli.status_line import StatusLine
 from callhub.connections import connect_client
@@ -103,10 +115,12 @@ LOG_KEY: Final = "callhub:{0}:log"
 T0: Final = datetime(2026, 1, 1, tzinfo=UTC)
 EVENT_BYTES: Final = 300
 SUBS_PER_SESSION: Final = 10
-CLIENT_PROCESSES: Final = 2
+CLIENT_PROCESSES: Final = 2  # the default of --clients
+CLIENT_BOUND: Final = 0.85  # a client share at which the client may be the limit
 PUBLISH_BATCH: Final = 256  # events per commit_many (bench/ingest.py's default)
 NCHAN_WINDOW: Final = 64  # POSTs per pipelined write to nchan
 NCHAN_MODULE: Final = "/usr/lib/nginx/modules/ngx_nchan_module.so"
+NCHAN_STORAGES: Final = ("memory", "redis")
 
 TARGET_VS_NCHAN: Final = 0.5
 TARGET_VS_NAIVE: Final = 10.0
@@ -614,7 +628,9 @@ class RedisFeed:
         if bad or len(outcomes) != len(events):
             raise BenchError(f"a commit failed: {bad[:1] or 'missing outcomes'}")
 
-    async def publish(self, items: Sequence[Item]) -> None:
+    async def publish(self, items: Sequence[Item], *, settle: bool = True) -> None:
+        """Commit ``items`` (``settle`` is for nchan's publisher: a commit is
+        done when Redis has it, and the fan-out never holds it up)."""
         for first in range(0, len(items), PUBLISH_BATCH):
             await self._commit([item.event for item in items[first:first + PUBLISH_BATCH]])
 
@@ -626,12 +642,17 @@ class NchanPublisher:
     """POSTs events to nchan's publisher location over one keep-alive connection.
 
     Requests are pipelined ``NCHAN_WINDOW`` at a time with up to two windows in
-    flight; every response's status is checked (201 or 202).
+    flight; every response's status is checked (201 or 202). nchan answers a
+    POST only once it has fanned the message out, so in the latency phase the
+    publisher does not wait for the answer (``settle=False``): like callhub's
+    commit, a publish is done when the server has it, and a backlog in nchan
+    shows as latency rather than as a publisher that slows down.
     """
 
     def __init__(self, port: int, channel: Callable[[Item], str]) -> None:
         self._port = port
         self._channel = channel
+        self._unanswered = 0
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -647,6 +668,7 @@ class NchanPublisher:
     async def _responses(self, n: int) -> None:
         assert self._reader is not None
         for _ in range(n):
+            self._unanswered -= 1
             head = await self._reader.readuntil(b"\r\n\r\n")
             status = int(head[9:12])
             if status not in (200, 201, 202):
@@ -655,17 +677,19 @@ class NchanPublisher:
             if match:
                 await self._reader.readexactly(int(match.group(1)))
 
-    async def publish(self, items: Sequence[Item]) -> None:
+    async def publish(self, items: Sequence[Item], *, settle: bool = True) -> None:
+        """Send ``items``; ``settle``: then wait for every answer (else only
+        while more than two windows are unanswered)."""
         assert self._writer is not None
-        in_flight: list[int] = []
         for first in range(0, len(items), NCHAN_WINDOW):
             window = items[first:first + NCHAN_WINDOW]
             self._writer.write(b"".join(self._request(item) for item in window))
-            in_flight.append(len(window))
-            if len(in_flight) > 2:
-                await self._responses(in_flight.pop(0))
-        for n in in_flight:
-            await self._responses(n)
+            self._unanswered += len(window)
+            excess = self._unanswered - 2 * NCHAN_WINDOW
+            if excess > 0:
+                await self._responses(excess)
+        if settle:
+            await self._responses(self._unanswered)
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -791,15 +815,41 @@ class NaivePeer(CallhubPeer):
 
 
 class NchanPeer(Peer):
+    """nginx with nchan, one worker, at its best measured here (docs/performance.md).
+
+    ``storage``: ``memory`` (nchan's own shared memory; the default, being the
+    faster here) or ``redis`` (``nchan_redis_pass`` to the run's redis-server,
+    flushed before each phase, whose CPU then counts as this peer's Redis).
+    """
+
     name = "nchan"
 
-    def __init__(self, redis_url: str, workdir: Path) -> None:
-        super().__init__(redis_url)
+    def __init__(self, redis_url: str, workdir: Path, *, storage: str = "memory",
+                 redis_pids: Sequence[int | None] = ()) -> None:
+        if storage not in NCHAN_STORAGES:
+            raise ValueError(f"nchan storage {storage!r}: one of {NCHAN_STORAGES}")
+        super().__init__(redis_url, redis_pids if storage == "redis" else ())
         self.workdir = workdir
+        self.storage = storage
         self.master = 0
+
+    async def prepare(self, sessions: Sequence[str]) -> None:
+        """Redis-backed channels outlive nginx: a new subscriber would get the
+        last phase's buffered messages (``nchan_subscriber_first_message`` is
+        ``oldest``), so the database starts empty."""
+        if self.storage == "redis":
+            client = connect_client(Settings(redis_url=self.redis_url))
+            try:
+                await client.flushdb()
+            finally:
+                await client.aclose()
 
     def config(self) -> str:
         w = self.workdir
+        # nchan 1.3's recommended form: an upstream and nchan_redis_pass.
+        redis = (f"upstream nchan_redis {{ nchan_redis_server {self.redis_url}; }}"
+                 if self.storage == "redis" else "")
+        use_redis = "nchan_redis_pass nchan_redis;" if self.storage == "redis" else ""
         return f"""
 load_module {NCHAN_MODULE};
 worker_processes 1;
@@ -817,16 +867,19 @@ http {{
   uwsgi_temp_path {w}/uwsgi;
   scgi_temp_path {w}/scgi;
   keepalive_requests 10000000;
+  {redis}
   server {{
     listen {HOST}:{self.port} backlog=4096;
     location = /pub {{
       nchan_publisher;
       nchan_channel_id $arg_id;
+      {use_redis}
       nchan_message_buffer_length 100;
     }}
     location = /sub {{
       nchan_subscriber eventsource;
       nchan_channel_id $arg_id;
+      {use_redis}
     }}
     location = /nchan_status {{ nchan_stub_status; }}
   }}
@@ -847,6 +900,21 @@ http {{
             time.sleep(0.02)  # poll interval, bounded by the deadline
         if not children(self.master):
             raise BenchError("nginx started no worker process")
+        if self.storage == "redis":
+            self._wait_redis()
+
+    def _wait_redis(self, within_s: float = 10.0) -> None:
+        """Until nchan has its Redis connection: before that it answers 503."""
+        deadline = time.monotonic() + within_s
+        status = 0
+        while time.monotonic() < deadline:
+            status = httpx.post(f"http://{HOST}:{self.port}/pub?id=ready", content=b"{}",
+                                timeout=2).status_code
+            if status < 300:
+                return
+            time.sleep(0.05)  # poll interval, bounded by the deadline
+        raise BenchError(f"nchan answered {status} to a publish for {within_s:g} s "
+                         f"(no Redis?):\n{self.log_tail()}")
 
     @property
     def pid(self) -> int:
@@ -909,6 +977,7 @@ class Row:
     lat_cpu_s: float = 0.0
     lat_wall_s: float = 0.0
     lat_client_busy: float = 0.0
+    lat_publish_lag_s: float = 0.0  # how far the last publish was behind its schedule
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -1088,9 +1157,12 @@ class Bench:
                     delay = start + k / self.plan.rate - time.monotonic()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                    await publisher.publish([feed.timed()])
-                got = await self.clients.wait(
-                    time.monotonic_ns() + int(self.plan.drain_s * 1e9))
+                    await publisher.publish([feed.timed()], settle=False)
+                row.lat_publish_lag_s = max(
+                    0.0, time.monotonic() - (start + (total - 1) / self.plan.rate))
+                drained_by = time.monotonic_ns() + int(self.plan.drain_s * 1e9)
+                await publisher.publish([], settle=True)  # nchan's answers, checked
+                got = await self.clients.wait(drained_by)
                 t1 = time.monotonic_ns()
                 row.lat_cpu_s = cpu_seconds(peer.pid) - cpu0
                 row.lat_wall_s = ((got.last_done_ns or t1) - t0) / 1e9
@@ -1220,27 +1292,52 @@ def _log_summary(log: str) -> str:
 # Report
 
 
-def _ms(value: float) -> str:
+def ms_text(value: float) -> str:
+    """A latency in ms for the tables: ``-`` when none, ``>drain`` when it never came."""
     if value != value:  # nan
         return "-"
     return ">drain" if value == float("inf") else f"{value:.1f}"
 
 
-def report(plan: Plan, rows: list[Row], idle: list[dict[str, Any]],
-           catch_ups: list[dict[str, Any]], nofile: int, shards: int = 1) -> None:
+def client_share(busy: float) -> str:
+    """The client processes' CPU share, flagged when the client may be the limit."""
+    return f"{busy:.0%}" + ("!" if busy >= CLIENT_BOUND else "")
+
+
+def describe_run(present: set[str], clients: int, *, shards: int = 1,
+                 nchan_storage: str = "memory", nofile: int = 0,
+                 floor: dict[str, float] | None = None) -> None:
+    """The run's header: the machine, the load, the peers and the client."""
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print()
-    print(f"Fan-out: {os.cpu_count()} CPUs; servers on 127.0.0.1; {CLIENT_PROCESSES} client "
-          f"processes (raw asyncio); events ~{EVENT_BYTES} B of JSON; open-files limit {nofile:,}")
+    print(f"Fan-out: {os.cpu_count()} CPUs, load average {load}; servers on 127.0.0.1; "
+          f"{clients} client processes (raw asyncio); events ~{EVENT_BYTES} B of JSON"
+          + (f"; open-files limit {nofile:,}" if nofile else ""))
+    storage = ("memory mode (no Redis)" if nchan_storage == "memory"
+               else "Redis-backed (nchan_redis_pass to the run's redis-server)")
     described = {
         "callhub": "callhub: 1 process on one redis-server",
         "cluster": "cluster: the same callhub process on a Redis Cluster (on a private one, "
                    "3 masters sharing these cores), same shard count",
-        "nchan": "nchan: nginx, 1 worker process, memory mode (no Redis)",
+        "nchan": f"nchan: nginx, 1 worker process, {storage}, events POSTed pipelined over "
+                 "one keep-alive connection",
         "naive": "naive: 1 uvicorn process (sse-starlette)",
     }
-    present = {r.peer for r in rows} | {one["peer"] for one in idle}
     print("; ".join(text for peer, text in described.items() if peer in present)
           + f"; CALLHUB_SHARDS={shards}")
+    if floor is not None:
+        print(f"floor of nchan's design here (bench/write_floor.py): one {FRAME_BYTES} B write "
+              f"per delivery to {floor['subscribers']:,} loopback TCP readers costs "
+              f"{floor['us_per_write']:.2f} us CPU")
+
+
+def report(plan: Plan, rows: list[Row], idle: list[dict[str, Any]],
+           catch_ups: list[dict[str, Any]], nofile: int, shards: int = 1, *,
+           clients: int = CLIENT_PROCESSES, nchan_storage: str = "memory",
+           floor: dict[str, float] | None = None) -> None:
+    present = {r.peer for r in rows} | {one["peer"] for one in idle}
+    describe_run(present, clients, shards=shards, nchan_storage=nchan_storage, nofile=nofile,
+                 floor=floor)
     print(f"burst: {plan.burst_all:,} events (all) / {plan.burst_session:,} events (session, "
           f"{SUBS_PER_SESSION} subscribers per session), deadline {plan.deadline_s:g} s; "
           f"latency: {plan.rate} events/s for {plan.rate_seconds:g} s, "
@@ -1256,27 +1353,32 @@ def report(plan: Plan, rows: list[Row], idle: list[dict[str, Any]],
         print(f"{r.peer:<8} {r.subs:>5} {r.filter:<8} {r.events:>7,} {r.deliveries:>10,} "
               f"{rate:>10} {r.publish_s:>9.2f} {r.total_s:>8.2f} {r.cpu_us:>10.2f} "
               f"{r.redis_us:>8.2f} {r.rss_kb / 1024:>7.1f} {r.hwm_kb / 1024:>7.1f} "
-              f"{r.client_busy:>6.0%}")
+              f"{client_share(r.client_busy):>6}")
     print("(deliv/s: deliveries received / time from the first publish until all were in; "
           "* = not all in by the deadline:\n the rate over the deadline. CPU us/dlv: the "
           "server process's user+sys CPU during the burst per delivery; redis us: "
-          "redis-server's.\n client: the client processes' CPU share, near 100% would be "
-          "client-bound. RSS after the burst; peak: VmHWM)")
+          "redis-server's.\n client: the client processes' CPU share (each process's "
+          f"busy time / wall time, averaged); ! = at least {CLIENT_BOUND:.0%}: the client "
+          "may be the limit. RSS after the burst; peak: VmHWM)")
     print(f"\nSteady rate: {plan.rate} events/s for {plan.rate_seconds:g} s; publish -> "
           "receive latency per delivery")
     head = (f"{'peer':<8} {'subs':>5} {'filter':<8} {'deliveries':>10} {'received':>10} "
-            f"{'p50 ms':>7} {'p99 ms':>7} {'server CPU':>10} {'CPU us/dlv':>10} {'client':>6}")
+            f"{'p50 ms':>7} {'p99 ms':>7} {'server CPU':>10} {'CPU us/dlv':>10} {'client':>6} "
+            f"{'pub lag s':>9}")
     print(head)
     print("-" * len(head))
     for r in rows:
         busy = r.lat_cpu_s / r.lat_wall_s if r.lat_wall_s else float("nan")
         per = r.lat_cpu_s * 1e6 / r.lat_received if r.lat_received else float("nan")
         print(f"{r.peer:<8} {r.subs:>5} {r.filter:<8} {r.lat_expected:>10,} "
-              f"{r.lat_received:>10,} {_ms(r.p50_ms):>7} {_ms(r.p99_ms):>7} {busy:>10.0%} "
-              f"{per:>10.2f} {r.lat_client_busy:>6.0%}")
+              f"{r.lat_received:>10,} {ms_text(r.p50_ms):>7} {ms_text(r.p99_ms):>7} "
+              f"{busy:>10.0%} {per:>10.2f} {client_share(r.lat_client_busy):>6} "
+              f"{r.lat_publish_lag_s:>9.2f}")
     print(f"(deliveries not received {plan.drain_s:g} s after the last publish count as "
           "infinitely late (>drain). server CPU: share of one core from the first publish "
-          "until all were in)")
+          "until all were in.\n pub lag: how far behind its schedule the last publish "
+          "was (nchan's publisher waits for answers only when 128 are outstanding: nchan "
+          "answers a\n POST once it has fanned it out, see the burst's publish s)")
     problems = [(r, p) for r in rows for p in r.problems]
     if problems:
         print("\nproblems seen:")
@@ -1327,15 +1429,15 @@ def report(plan: Plan, rows: list[Row], idle: list[dict[str, Any]],
             print(f"  callhub / {peer} deliveries/s, {top} subs, {label}: {ratio:.2f} "
                   f"({'meets' if ratio >= target else 'BELOW'} >= {target:g}){note}")
         verdict = "meets" if hub.p99_ms < TARGET_P99_MS else "MISSES"
-        print(f"  callhub p99, {top} subs, {label}: {_ms(hub.p99_ms)} ms "
+        print(f"  callhub p99, {top} subs, {label}: {ms_text(hub.p99_ms)} ms "
               f"({verdict} < {TARGET_P99_MS:g} ms)")
         on_cluster = by.get("cluster")
         if on_cluster is not None and hub.rate:
             ratio = on_cluster.rate / hub.rate
             print(f"  cluster / single node deliveries/s, {top} subs, {label}: {ratio:.2f} "
                   f"({'meets' if ratio >= TARGET_VS_SINGLE else 'BELOW'} >= "
-                  f"{TARGET_VS_SINGLE:g}); p99 {_ms(on_cluster.p99_ms)} ms against "
-                  f"{_ms(hub.p99_ms)} ms")
+                  f"{TARGET_VS_SINGLE:g}); p99 {ms_text(on_cluster.p99_ms)} ms against "
+                  f"{ms_text(hub.p99_ms)} ms")
     by_peer = {c["peer"]: c for c in catch_ups}
     if "cluster" in by_peer and by_peer.get("callhub", {}).get("rate"):
         ratio = by_peer["cluster"]["rate"] / by_peer["callhub"]["rate"]
@@ -1353,6 +1455,40 @@ def report(plan: Plan, rows: list[Row], idle: list[dict[str, Any]],
 # Main
 
 
+def make_peers(engines: Engines, feeds: list[RedisFeed], nchan_dir: Path | None,
+               args: argparse.Namespace) -> list[Peer]:
+    """The peers ``args`` asks for, in run order; a cluster feed is appended to ``feeds``."""
+    redis = engines.single
+    feed = feeds[0]
+    peers: list[Peer] = [CallhubPeer(feed, [redis.pid])]
+    if engines.cluster_url is not None:
+        feeds.append(RedisFeed(Settings(redis_url=engines.cluster_url, redis_cluster=True,
+                                        shards=args.shards)))
+        peers.append(CallhubPeer(feeds[-1], engines.cluster_pids, name="cluster"))
+    if nchan_dir is not None:
+        peers.append(NchanPeer(redis.url, nchan_dir, storage=args.nchan_storage,
+                               redis_pids=[redis.pid]))
+    peers.append(NaivePeer(feed, [redis.pid]))
+    peers = [peer for peer in peers if peer.name in args.peers]
+    # The same replica with other lingers, measured in the same run.
+    peers[1:1] = [CallhubPeer(feed, [redis.pid], name=f"ch-{ms}ms",
+                              env={"CALLHUB_STREAM_LINGER": f"{ms}ms"})
+                  for ms in args.linger]
+    return peers
+
+
+def write_floor(subscribers: int = 1000, events: int = 150) -> dict[str, float]:
+    """``bench.write_floor`` in a process of its own (no event loop, no client
+    processes competing): the CPU of one small write per delivery here."""
+    done = subprocess.run([sys.executable, "-m", "bench.write_floor", str(subscribers),
+                           str(events)], capture_output=True, text=True, timeout=120,
+                          check=False)
+    if done.returncode != 0:
+        raise BenchError(f"bench.write_floor failed: {done.stderr[-500:]}")
+    result: dict[str, float] = json.loads(done.stdout)
+    return result
+
+
 @dataclass
 class Engines:
     """The Redis the run's peers use: a private single node, and with
@@ -1365,27 +1501,25 @@ class Engines:
 
 async def run(plan: Plan, engines: Engines, clients: Clients, nchan_dir: Path | None,
               status: StatusLine, args: argparse.Namespace) -> int:
-    redis = engines.single
-    feed = RedisFeed(Settings(redis_url=redis.url, shards=args.shards))
+    feed = RedisFeed(Settings(redis_url=engines.single.url, shards=args.shards))
     feeds = [feed]
     profile_dir = Path(args.py_spy) if args.py_spy else None
     if profile_dir is not None:
         profile_dir.mkdir(parents=True, exist_ok=True)
     try:
         bench = Bench(plan, clients, status, profile_dir)
-        peers: list[Peer] = [CallhubPeer(feed, [redis.pid])]
-        if engines.cluster_url is not None:
-            feeds.append(RedisFeed(Settings(redis_url=engines.cluster_url, redis_cluster=True,
-                                            shards=args.shards)))
-            peers.append(CallhubPeer(feeds[-1], engines.cluster_pids, name="cluster"))
-        if nchan_dir is not None:
-            peers.append(NchanPeer(redis.url, nchan_dir))
-        peers.append(NaivePeer(feed, [redis.pid]))
-        peers = [peer for peer in peers if peer.name in args.peers]
-        # The same replica with other lingers, measured in the same run.
-        peers[1:1] = [CallhubPeer(feed, [redis.pid], name=f"ch-{ms}ms",
-                                  env={"CALLHUB_STREAM_LINGER": f"{ms}ms"})
-                      for ms in args.linger]
+        peers = make_peers(engines, feeds, nchan_dir, args)
+        if args.capacity:
+            from bench import fanout_capacity  # it imports this module
+
+            status.update("measuring the one-write-per-delivery floor ...", force=True)
+            await fanout_capacity.run(peers, clients, status, quick=args.quick,
+                                      floor=write_floor())
+            return 0
+        floor: dict[str, float] | None = None
+        if any(isinstance(peer, NchanPeer) for peer in peers) and not args.quick:
+            status.update("measuring the one-write-per-delivery floor ...", force=True)
+            floor = write_floor()
         rows: list[Row] = []
         for subs in plan.subscriber_counts:
             for all_events in (True, False):
@@ -1425,7 +1559,8 @@ async def run(plan: Plan, engines: Engines, clients: Clients, nchan_dir: Path | 
         for one in feeds:
             await one.close()
     report(plan, rows, idle, catch_ups, resource.getrlimit(resource.RLIMIT_NOFILE)[0],
-           args.shards)
+           args.shards, clients=len(clients.pids), nchan_storage=args.nchan_storage,
+           floor=floor)
     for path in bench.profiles:
         print(f"\npy-spy profile of callhub, {path.name} ({path}):")
         print("\n".join(summarize_profile(path)))
@@ -1460,11 +1595,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--linger", metavar="MS,...", default="",
                         help="also run callhub with these CALLHUB_STREAM_LINGER values "
                         "(peers ch-<ms>ms), e.g. 0 to see it without coalescing")
+    parser.add_argument("--nchan-storage", choices=NCHAN_STORAGES, default="memory",
+                        help="nchan's message store: its own shared memory (default, the "
+                        "faster here) or Redis-backed (nchan_redis_pass, as in the issue's "
+                        "reference run)")
+    parser.add_argument("--clients", type=int, default=CLIENT_PROCESSES,
+                        help=f"client processes holding the subscribers (default "
+                        f"{CLIENT_PROCESSES}; every peer gets the same)")
+    parser.add_argument("--capacity", action="store_true",
+                        help="capacity mode: at 200 events/s (all events), raise the "
+                        "subscribers step by step for callhub and nchan until p99 > 100 ms "
+                        "or a backlog (bench/fanout_capacity.py); --quick: a smoke run")
     parser.add_argument("--py-spy", metavar="DIR",
                         help="record callhub's CPU profile (py-spy, raw) per phase into DIR "
                         "and print the hottest frames (adds some overhead)")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    if args.clients < 1:
+        parser.error("--clients must be at least 1")
+    if args.capacity and args.peers is None:
+        args.peers = "callhub,nchan"
     cluster = args.cluster or args.cluster_url is not None
     if args.peers is None:
         args.peers = "callhub,cluster" if cluster else "callhub,nchan,naive"
@@ -1505,7 +1655,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "(apt-get install nginx libnginx-mod-nchan)", file=sys.stderr)
     signal.signal(signal.SIGTERM, _terminate)
     status = StatusLine(sys.stderr)
-    clients = Clients()  # forked before any event loop or connection exists
+    clients = Clients(args.clients)  # forked before any event loop or connection exists
     # maxclients: the naive app holds one Redis connection per open stream.
     local = LocalRedis(redis_server, ["--maxclients", str(max(10_000, nofile - 1000))])
     private_cluster = LocalRedisCluster(redis_server) if args.cluster and not args.cluster_url \
@@ -1542,4 +1692,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run bench.fanout's main, not __main__'s: bench.fanout_capacity imports
+    # bench.fanout, and its isinstance checks need the same classes as the peers.
+    from bench.fanout import main as _main
+
+    sys.exit(_main())
