@@ -54,7 +54,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     subscriber_buffer_bytes: int = 4 * 1024 * 1024
     # The longest a busy replica lets live events gather before writing them
     # out (0: never; an idle replica writes each event at once, docs/performance.md).
-    stream_linger_ms: int = 5
+    stream_linger_ms: int = 10
     # Open event streams per replica: at most this many per API key and per
     # client address (0: no cap). The client address is the connection's peer,
     # or, when the peer is a trusted proxy (comma list of addresses or networks,

@@ -103,7 +103,7 @@ def test_redact_url_masks_any_password(password: str) -> None:
 
 
 def test_the_stream_linger_is_a_duration_and_zero_turns_it_off() -> None:
-    assert Settings().stream_linger_ms == 5
+    assert Settings().stream_linger_ms == 10
     assert load_settings({"CALLHUB_STREAM_LINGER": "2ms"}).stream_linger_ms == 2
     assert load_settings({"CALLHUB_STREAM_LINGER": "0"}).stream_linger_ms == 0
     with pytest.raises(SettingsError, match="CALLHUB_STREAM_LINGER"):
