@@ -56,6 +56,7 @@ nchan at 200 events/s with more and more subscribers until one falls behind.
 Options: ``--peers callhub,nchan`` and ``--subs 1000`` narrow the run,
 ``--linger 0,2`` adds callhub peers run with those ``CALLHUB_STREAM_LINGER``
 values (``ch-0ms``: no coalescing under load),
+``--baseline DIR`` adds the replica of an earlier checkout as the peer ``base``,
 ``--no-idle`` and ``--no-catch-up`` skip those phases, ``--py-spy DIR`` records
 callhub's CPU profile per phase and prints its hottest frames. The full run
 takes about 6 minutes on 2 cores; ``--quick`` (50 subscribers, small bursts)
@@ -1493,6 +1494,11 @@ def make_peers(engines: Engines, feeds: list[RedisFeed], nchan_dir: Path | None,
     peers[1:1] = [CallhubPeer(feed, [redis.pid], name=f"ch-{ms}ms",
                               env={"CALLHUB_STREAM_LINGER": f"{ms}ms"})
                   for ms in args.linger]
+    if args.baseline is not None:
+        # An earlier checkout's replica (its callhub, hub and workers first on
+        # the path), fed by the same commits: a regression shows in one run.
+        peers[1:1] = [CallhubPeer(feed, [redis.pid], name="base",
+                                  env={"PYTHONPATH": str(args.baseline)})]
     return peers
 
 
@@ -1594,6 +1600,9 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="a small smoke run (< 60 s)")
+    parser.add_argument("--baseline", metavar="DIR", type=Path,
+                        help="also run the replica of an earlier checkout in DIR (e.g. "
+                             "`git worktree add DIR <rev>`), as the peer `base`")
     parser.add_argument("--peers",
                         help="which peers to run, comma-separated (default: callhub, "
                         "nchan and naive; callhub and cluster with --cluster)")
@@ -1646,6 +1655,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.linger = [int(ms) for ms in args.linger.split(",") if ms.strip()]
     except ValueError:
         parser.error("--linger takes milliseconds, e.g. 0,2")
+    if args.baseline is not None and not (args.baseline / "hub" / "app.py").is_file():
+        parser.error(f"--baseline {args.baseline}: not a callhub checkout (no hub/app.py)")
     if args.shards is None:
         args.shards = 6 if cluster else 1
     if args.shards < 1:
