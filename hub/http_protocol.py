@@ -59,15 +59,35 @@ def _head_timeout_s() -> float:
     return load_settings(os.environ).header_timeout_ms / 1000
 
 
+class _HeadWatch:
+    """A request head being read: its byte count and its timer.
+
+    Kept off the protocol's own ``__dict__``: uvicorn's protocol already sets
+    28 attributes, and CPython shares the keys of instance dicts only up to 30
+    (``SHARED_KEYS_MAX_SIZE``). Two more attributes of our own un-shared every
+    connection's dict, about 1.3 KB per connection for as long as it stays
+    open (docs/performance.md). Released once the head is complete, so an
+    open stream holds none of it.
+    """
+
+    __slots__ = ("bytes", "timer")
+
+    def __init__(self, timer: asyncio.TimerHandle) -> None:
+        self.bytes = 0
+        self.timer = timer
+
+
 class GuardedHttpProtocol(HttpToolsProtocol):
-    _head_bytes = 0
-    _head_timer: asyncio.TimerHandle | None = None
+    # The head being read, None between requests; the one attribute this
+    # subclass adds to an instance (see _HeadWatch).
+    _head: _HeadWatch | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # The cap is checked here (JSON answer, exactly the number configured);
-        # uvicorn's own check would answer plain text, one connection early.
-        self._max_connections, self.limit_concurrency = self.limit_concurrency, None
+        # The cap is checked here (JSON answer, exactly the number configured,
+        # read from the config: no attribute of our own); uvicorn's own check
+        # would answer plain text, one connection early.
+        self.limit_concurrency = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -78,17 +98,17 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        reading_head = self._head_timer is not None
-        if reading_head:
-            self._head_bytes += len(data)
+        head = self._head
+        if head is not None:
+            head.bytes += len(data)
         super().data_received(data)
-        if (reading_head and self._head_timer is not None
-                and self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing()):
+        if (head is not None and self._head is head
+                and head.bytes > MAX_HEAD_BYTES and not self.transport.is_closing()):
             self._refuse(_TOO_LARGE)
 
     def on_headers_complete(self) -> None:
         self._head_done()
-        cap = self._max_connections
+        cap = self.config.limit_concurrency
         if cap is not None and (len(self.connections) > cap or len(self.tasks) >= cap):
             self._refuse(_FULL)
             return
@@ -105,16 +125,16 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def _await_head(self) -> None:
         self._head_done()
-        self._head_bytes = 0
-        self._head_timer = self.loop.call_later(_head_timeout_s(), self._head_timed_out)
+        self._head = _HeadWatch(self.loop.call_later(_head_timeout_s(), self._head_timed_out))
 
     def _head_done(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        head = self._head
+        if head is not None:
+            head.timer.cancel()
+            self._head = None
 
     def _head_timed_out(self) -> None:
-        self._head_timer = None
+        self._head = None
         if not self.transport.is_closing():
             self.transport.close()
 
