@@ -59,6 +59,57 @@ def _head_timeout_s() -> float:
     return load_settings(os.environ).header_timeout_ms / 1000
 
 
+class _Signal:
+    """``asyncio.Event``'s ``set``/``clear``/``is_set``/``wait``, without its deque.
+
+    uvicorn gives every request an Event (the cycle's ``message_event``, which
+    ``receive()`` waits on) and every connection another (flow control's
+    "writable"). An Event allocates a ``collections.deque`` at once, and an
+    empty deque is 760 bytes (one 64-slot block), so an open stream held
+    1.5 KB of empty deques. Here the waiters are a plain list, made only
+    while someone waits; the behaviour is the Event's: ``set`` wakes every
+    waiter, a waiter woken before a ``clear`` still returns, and a waiter
+    that is cancelled (or closed) leaves the others waiting.
+    """
+
+    __slots__ = ("_value", "_waiters")
+
+    def __init__(self, value: bool = False) -> None:
+        self._value = value
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._value
+
+    def set(self) -> None:
+        if not self._value:
+            self._value = True
+            waiters, self._waiters = self._waiters, None
+            for waiter in waiters or ():
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._value = False
+
+    async def wait(self) -> bool:
+        if self._value:
+            return True
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = self._waiters
+        if waiters is None:
+            waiters = self._waiters = []
+        waiters.append(waiter)
+        try:
+            await waiter
+            return True
+        finally:
+            if self._waiters is waiters:  # still waiting for a set(): leave the list
+                waiters.remove(waiter)
+                if not waiters:
+                    self._waiters = None
+
+
 class _HeadWatch:
     """A request head being read: its byte count and its timer.
 
@@ -91,6 +142,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.flow._is_writable_event = _Signal(True)  # type: ignore[assignment]
         self._await_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -112,7 +164,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if cap is not None and (len(self.connections) > cap or len(self.tasks) >= cap):
             self._refuse(_FULL)
             return
+        existing = self.cycle
         super().on_headers_complete()
+        if self.cycle is not existing:  # a new request (not an upgrade)
+            self.cycle.message_event = _Signal()  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         if self.cycle is not None:  # None when the head was refused
