@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+from collections import deque
 from typing import Any
 
 import msgspec
@@ -128,6 +129,9 @@ class _HeadWatch:
         self.timer = timer
 
 
+_NO_PIPELINE: tuple[()] = ()  # empty and false, as uvicorn's deque is when it is empty
+
+
 class GuardedHttpProtocol(HttpToolsProtocol):
     # The head being read, None between requests; the one attribute this
     # subclass adds to an instance (see _HeadWatch).
@@ -139,6 +143,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         # read from the config: no attribute of our own); uvicorn's own check
         # would answer plain text, one connection early.
         self.limit_concurrency = None
+        # Requests pipelined behind the one in flight: rare (browsers and
+        # EventSource never pipeline), and an empty deque is 760 bytes, held
+        # for the life of every connection. Made when a request is pipelined.
+        self.pipeline = _NO_PIPELINE  # type: ignore[assignment]
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -165,6 +173,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._refuse(_FULL)
             return
         existing = self.cycle
+        if existing is not None and not existing.response_complete and not self.pipeline:
+            self.pipeline = deque()  # this request waits for the one in flight
         super().on_headers_complete()
         if self.cycle is not existing:  # a new request (not an upgrade)
             self.cycle.message_event = _Signal()  # type: ignore[assignment]
