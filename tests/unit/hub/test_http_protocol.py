@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from hub.http_protocol import IMPORT_PATH, _Signal
+from hub.http_protocol import IMPORT_PATH, GuardedHttpProtocol, _Signal
 from tests.support.polling import async_wait_until
 from tests.support.processes import free_port
 
@@ -163,7 +163,8 @@ async def test_a_client_that_stops_reading_gets_everything_once_it_reads(
     reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=2**16)
     writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
     await async_wait_until(
-        lambda: any(c.flow.write_paused for c in server.server_state.connections),
+        lambda: any(isinstance(c, GuardedHttpProtocol) and c.flow.write_paused
+                    for c in server.server_state.connections),
         what="the app to fill the socket buffers and wait on flow control")
     assert len(await _read_answer(reader)) == BIG
     writer.close()
