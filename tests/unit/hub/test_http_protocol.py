@@ -178,3 +178,33 @@ async def test_the_app_hears_of_a_client_that_went_away(port: int) -> None:
     writer.close()
     await async_wait_until(lambda: _app.disconnects > before,  # type: ignore[attr-defined]
                            what="the app's receive() to report the disconnect")
+
+
+async def test_a_kept_alive_request_in_pieces_after_a_finished_one_is_answered(
+        server: uvicorn.Server, port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert await _read_answer(reader) == b"/first"
+    (connection,) = server.server_state.connections
+    assert isinstance(connection, GuardedHttpProtocol)
+    await async_wait_until(lambda: connection.parser is None,
+                           what="the parser to go once the request was read")
+    writer.write(b"GET /sec")
+    await async_wait_until(lambda: connection.parser is not None,
+                           what="a parser for the next request's first bytes")
+    writer.write(b"ond HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert await _read_answer(reader) == b"/second"
+    writer.close()
+
+
+async def test_a_stream_holds_no_parser_and_still_hears_the_client_leave(
+        server: uvicorn.Server, port: int) -> None:
+    before = _app.disconnects  # type: ignore[attr-defined]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /wait HTTP/1.1\r\nHost: x\r\n\r\n")
+    await reader.readuntil(b"open\n")
+    (connection,) = server.server_state.connections
+    assert isinstance(connection, GuardedHttpProtocol) and connection.parser is None
+    writer.close()
+    await async_wait_until(lambda: _app.disconnects > before,  # type: ignore[attr-defined]
+                           what="the app's receive() to report the disconnect")
