@@ -209,6 +209,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self.cycle is not existing:  # a new request (not an upgrade)
             self.cycle.message_event = _Signal()  # type: ignore[assignment]
+            # The scope has the headers; this reference to them would outlive
+            # any copy the app makes (Starlette's Headers replaces the scope's
+            # list with its own) and any list the app empties once it no longer
+            # needs them (the event stream does). A fresh list takes trailers.
+            self.headers = []
 
     def on_message_complete(self) -> None:
         if self.cycle is not None:  # None when the head was refused
