@@ -39,8 +39,8 @@ from hub.store.log_tails import beyond_logs
 from hub.stream.catch_up import replay_history, replay_log, retention_check
 from hub.stream.client_watch import ClientWatch
 from hub.stream.direct_write import PendingSend
-from hub.stream.frames import RETRY, WIRE_NAMES, cursor_mark, ping, stream_reset_frame
-from hub.stream.subscriber import CLOSED_STALLED, NOT_WRITING, PING_DUE, Subscriber
+from hub.stream.frames import RETRY, WIRE_NAMES, cursor_mark, stream_reset_frame
+from hub.stream.subscriber import CLOSED_STALLED, NOT_WRITING, Subscriber
 
 log = logging.getLogger("callhub.stream")
 
@@ -220,10 +220,10 @@ async def _stream(replica: Replica, asked: StreamRequest, scope: Scope, receive:
             # Not held while live: its first history or resume chunk would stay
             # in memory for the life of the stream.
             del catch_up
-            # Live. While this task is parked in wait(), the dispatcher writes
-            # to the client directly (hub.stream.direct_write); it wakes the task for
-            # what it cannot do at once: buffered chunks, a write to finish,
-            # a ping, the end.
+            # Live. While this task is parked in wait(), the dispatcher and the
+            # watchdog (pings) write to the client directly
+            # (hub.stream.direct_write); the task is woken for what they cannot
+            # do at once: buffered chunks, a write to finish, the end.
             subscriber.sender = send
             while True:
                 chunk = subscriber.take()
@@ -234,13 +234,9 @@ async def _stream(replica: Replica, asked: StreamRequest, scope: Scope, receive:
                     break
                 woken_for = await subscriber.wait()
                 if type(woken_for) is PendingSend:
-                    await woken_for  # write_ticks was set when the dispatcher began it
+                    await woken_for  # write_ticks was set when the write began
                     subscriber.write_ticks = NOT_WRITING
                     subscriber.idle_ticks = 0
-                elif woken_for is PING_DUE and not subscriber.closed and not subscriber.pending:
-                    # The buffer is empty: everything dispatched so far that matched
-                    # was written, so the dispatcher's position is this client's too.
-                    await _write(subscriber, send, ping(dispatcher.cursor().encode()))
         except (OSError, _ClientLeft):
             pass  # a vanished client: the stream just ends
         except REDIS_ERRORS as error:
