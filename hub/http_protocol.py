@@ -77,17 +77,20 @@ class _Signal:
     ``receive()`` waits on) and every connection another (flow control's
     "writable"). An Event allocates a ``collections.deque`` at once, and an
     empty deque is 760 bytes (one 64-slot block), so an open stream held
-    1.5 KB of empty deques. Here the waiters are a plain list, made only
-    while someone waits; the behaviour is the Event's: ``set`` wakes every
-    waiter, a waiter woken before a ``clear`` still returns, and a waiter
-    that is cancelled (or closed) leaves the others waiting.
+    1.5 KB of empty deques. Here a lone waiter is held as it is (a list only
+    when there are more), and ``wait()`` hands out the waiter's future itself
+    rather than a coroutine around it: an idle stream's ``receive()`` waits
+    on one future and nothing more. The behaviour is the Event's: ``set``
+    wakes every waiter, a waiter woken before a ``clear`` still returns, and
+    a waiter that is cancelled (or abandoned) leaves the others waiting; it
+    is let go at the next ``set`` or ``wait``.
     """
 
     __slots__ = ("_value", "_waiters")
 
     def __init__(self, value: bool = False) -> None:
         self._value = value
-        self._waiters: list[asyncio.Future[None]] | None = None
+        self._waiters: asyncio.Future[bool] | list[asyncio.Future[bool]] | None = None
 
     def is_set(self) -> bool:
         return self._value
@@ -96,29 +99,26 @@ class _Signal:
         if not self._value:
             self._value = True
             waiters, self._waiters = self._waiters, None
-            for waiter in waiters or ():
-                if not waiter.done():
-                    waiter.set_result(None)
+            for waiter in waiters if isinstance(waiters, list) else (waiters,):
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(True)
 
     def clear(self) -> None:
         self._value = False
 
-    async def wait(self) -> bool:
+    def wait(self) -> asyncio.Future[bool]:
+        """A future that is done (True) once the signal is set."""
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         if self._value:
-            return True
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            waiter.set_result(True)
+            return waiter
         waiters = self._waiters
-        if waiters is None:
-            waiters = self._waiters = []
-        waiters.append(waiter)
-        try:
-            await waiter
-            return True
-        finally:
-            if self._waiters is waiters:  # still waiting for a set(): leave the list
-                waiters.remove(waiter)
-                if not waiters:
-                    self._waiters = None
+        if waiters is None or (not isinstance(waiters, list) and waiters.done()):
+            self._waiters = waiter
+        else:
+            others = waiters if isinstance(waiters, list) else [waiters]
+            self._waiters = [*(w for w in others if not w.done()), waiter]
+        return waiter
 
 
 class _HeadWatch:

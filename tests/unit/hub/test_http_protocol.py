@@ -28,7 +28,7 @@ from tests.support.processes import free_port
 
 async def test_a_signal_wakes_every_waiter_and_stays_set() -> None:
     signal = _Signal()
-    waiters = [asyncio.create_task(signal.wait()) for _ in range(3)]
+    waiters = [asyncio.ensure_future(signal.wait()) for _ in range(3)]
     await asyncio.sleep(0)
     assert not any(w.done() for w in waiters)
     signal.set()
@@ -38,7 +38,7 @@ async def test_a_signal_wakes_every_waiter_and_stays_set() -> None:
 
 async def test_a_waiter_woken_before_a_clear_still_returns() -> None:
     signal = _Signal()
-    waiter = asyncio.create_task(signal.wait())
+    waiter = asyncio.ensure_future(signal.wait())
     await asyncio.sleep(0)
     signal.set()
     signal.clear()
@@ -47,7 +47,7 @@ async def test_a_waiter_woken_before_a_clear_still_returns() -> None:
 
 async def test_a_cancelled_waiter_leaves_the_others_waiting() -> None:
     signal = _Signal()
-    gone, staying = asyncio.create_task(signal.wait()), asyncio.create_task(signal.wait())
+    gone, staying = asyncio.ensure_future(signal.wait()), asyncio.ensure_future(signal.wait())
     await asyncio.sleep(0)
     gone.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -57,14 +57,20 @@ async def test_a_cancelled_waiter_leaves_the_others_waiting() -> None:
     assert await staying
 
 
-async def test_a_signal_holds_no_list_when_nobody_waits() -> None:
+async def test_a_cancelled_waiter_is_let_go_at_the_next_set() -> None:
     signal = _Signal()
-    waiter = asyncio.create_task(signal.wait())
+    waiter = asyncio.ensure_future(signal.wait())
     await asyncio.sleep(0)
     waiter.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await waiter
+    signal.set()
     assert signal._waiters is None
+
+
+async def test_a_set_signal_is_waited_on_at_once() -> None:
+    signal = _Signal(True)
+    assert signal.wait().result() is True
 
 
 # -- the protocol, serving an app -----------------------------------------------
