@@ -15,10 +15,17 @@ not be that cheap to tie up, so this protocol
   configured connection cap (``limit_concurrency``), where uvicorn would answer
   plain text.
 
-It changes nothing else: it subclasses uvicorn's own protocol and is named to
-uvicorn by import path (``callhub serve``), so every worker process loads it,
-and reads its setting from the environment once per process, as the app
-factory does (``callhub serve`` has checked the settings before uvicorn starts).
+An event stream keeps its connection open for hours, mostly idle, so the
+protocol also holds less per connection than uvicorn's (docs/performance.md,
+"Idle subscriber memory"): its instance ``__dict__`` keeps CPython's shared
+keys, its two Events have no deque (``_Signal``), and the pipeline deque and
+the request parser exist only while they are needed.
+
+Otherwise it changes nothing: it subclasses uvicorn's own protocol and is
+named to uvicorn by import path (``callhub serve``), so every worker process
+loads it, and reads its setting from the environment once per process, as the
+app factory does (``callhub serve`` has checked the settings before uvicorn
+starts).
 """
 
 from __future__ import annotations

@@ -2,12 +2,12 @@
 
 A subscriber is what the dispatcher pushes chunks to and the stream's own task
 takes them from: a bounded buffer (a subscriber whose buffer overflows is
-closed, I5, and resumes from Redis with its cursor), the direct write for a
-task parked with nothing buffered (``hub.stream.direct_write``), and the two
-small counters the replica's one watchdog ages (``hub.stream.watchdog``), so
-no subscriber needs a timer of its own. ``EventFilter`` is what it asked for,
-plus the dialogs its key may see (``callhub.event_filter``); the dispatcher groups
-subscribers by it.
+closed, I5, and resumes from Redis with its cursor), the direct write (of a
+push, or of the watchdog's ping) while its task is parked with nothing
+buffered (``hub.stream.direct_write``), and the two small counters the
+replica's one watchdog ages (``hub.stream.watchdog``), so no subscriber needs
+a timer of its own. ``EventFilter`` is what it asked for, plus the dialogs its
+key may see (``callhub.event_filter``); the dispatcher groups subscribers by it.
 """
 
 from __future__ import annotations
