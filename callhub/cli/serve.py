@@ -18,6 +18,7 @@ from callhub.cli.listening import base_url
 from callhub.plurals import counted
 from hub.api.log_format import configure_logging
 from hub.http_protocol import IMPORT_PATH as HTTP_PROTOCOL
+from hub.quiet_server import serving_quietly
 
 
 @dataclass(frozen=True)
@@ -55,21 +56,22 @@ def serve(
     logging.getLogger("callhub.serve").info(
         "serving on %s with %s: the dashboard is at %s/, the API reference at %s/docs",
         base, counted(workers, "worker process", "worker processes"), base, base)
-    uvicorn.run(
-        "hub.app:create_app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        ssl_certfile=tls.certfile,
-        ssl_keyfile=tls.keyfile,
-        ssl_ca_certs=tls.ca_certs,
-        ssl_cert_reqs=ssl.CERT_REQUIRED if tls.require_client_cert else ssl.CERT_NONE,
-        proxy_headers=False,
-        http=HTTP_PROTOCOL,
-        limit_concurrency=max_connections or None,
-        server_header=False,
-        timeout_graceful_shutdown=5,
-        log_config=None,
-        access_log=access_log,
-    )
+    with serving_quietly():  # an idle replica wakes once a second, not ten times
+        uvicorn.run(
+            "hub.app:create_app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            ssl_certfile=tls.certfile,
+            ssl_keyfile=tls.keyfile,
+            ssl_ca_certs=tls.ca_certs,
+            ssl_cert_reqs=ssl.CERT_REQUIRED if tls.require_client_cert else ssl.CERT_NONE,
+            proxy_headers=False,
+            http=HTTP_PROTOCOL,
+            limit_concurrency=max_connections or None,
+            server_header=False,
+            timeout_graceful_shutdown=5,
+            log_config=None,
+            access_log=access_log,
+        )

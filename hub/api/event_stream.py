@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -39,8 +39,8 @@ from hub.store.log_tails import beyond_logs
 from hub.stream.catch_up import replay_history, replay_log, retention_check
 from hub.stream.client_watch import ClientWatch
 from hub.stream.direct_write import PendingSend
-from hub.stream.frames import RETRY, WIRE_NAMES, cursor_mark, ping, stream_reset_frame
-from hub.stream.subscriber import CLOSED_STALLED, NOT_WRITING, PING_DUE, Subscriber
+from hub.stream.frames import RETRY, WIRE_NAMES, cursor_mark, stream_reset_frame
+from hub.stream.subscriber import CLOSED_STALLED, NOT_WRITING, Subscriber
 
 log = logging.getLogger("callhub.stream")
 
@@ -111,12 +111,35 @@ def check_request(request: Request, replica: Replica) -> StreamRequest:
     return StreamRequest(stream_filter, resume_from, include_history, key_name)
 
 
-async def serve_event_stream(replica: Replica, scope: Scope, receive: Receive, send: Send,
-                             extra_headers: list[tuple[bytes, bytes]]) -> None:
-    """The ASGI app of ``GET /v1/calls/events``; ``extra_headers`` go on every answer."""
+def serve_event_stream(replica: Replica, scope: Scope, receive: Receive, send: Send,
+                       extra_headers: list[tuple[bytes, bytes]]) -> Awaitable[None]:
+    """The ASGI app of ``GET /v1/calls/events``; ``extra_headers`` go on every answer.
+
+    Not a coroutine function: it checks the request and returns the one
+    coroutine that answers it (the stream, or its error), so a live stream
+    holds one suspended frame here instead of two.
+    """
     request = Request(scope)
     try:
         asked = check_request(request, replica)
+    except Exception as error:  # every error is answered, as the app's handlers do
+        return _answer_error(request, error, scope, receive, send, extra_headers)
+    del request  # nothing of the request is kept for the life of the stream
+    return _stream(replica, asked, scope, receive, send, extra_headers)
+
+
+async def _answer_error(request: Request, error: Exception, scope: Scope, receive: Receive,
+                        send: Send, extra_headers: list[tuple[bytes, bytes]]) -> None:
+    response = await error_response(request, error)
+    response.raw_headers += extra_headers
+    await response(scope, receive, send)
+
+
+async def _admit(replica: Replica, asked: StreamRequest, scope: Scope, receive: Receive,
+                 send: Send, extra_headers: list[tuple[bytes, bytes]]) -> Callable[[], None] | None:
+    """The stream's quota release once it may open (and a resume cursor has been
+    reached); None if it was answered with an error."""
+    try:
         if not replica.dispatcher.ready.is_set():
             try:
                 await asyncio.wait_for(replica.dispatcher.ready.wait(), READY_TIMEOUT_S)
@@ -124,16 +147,20 @@ async def serve_event_stream(replica: Replica, scope: Scope, receive: Receive, s
                 raise ServiceUnavailable(
                     "the event stream is not connected to Redis yet") from None
         release = replica.stream_quota.open(scope, asked.key_name)
-    except Exception as error:  # every error is answered, as the app's handlers do
-        response = await error_response(request, error)
-        response.raw_headers += extra_headers
-        await response(scope, receive, send)
-        return
-    del request  # nothing of the request is kept for the life of the stream
+    except Exception as error:
+        await _answer_error(Request(scope), error, scope, receive, send, extra_headers)
+        return None
     try:
-        await _stream(replica, asked, scope, receive, send, extra_headers)
-    finally:
+        if asked.resume_from is not None and not await _reach(replica, asked.resume_from):
+            # The cursor is ahead of anything this replica's readers find: entries
+            # lost by the Redis it names (a failover), or a cursor Redis never
+            # issued. Go on from here; the client may see again what it saw beyond
+            # what this Redis still holds.
+            log.warning("a resume cursor is ahead of this replica's readers; going on from them")
+    except BaseException:  # cancelled (the replica is stopping): the stream never opened
         release()
+        raise
+    return release
 
 
 async def _reach(replica: Replica, target: Cursor) -> bool:
@@ -151,21 +178,21 @@ async def _reach(replica: Replica, target: Cursor) -> bool:
 
 async def _stream(replica: Replica, asked: StreamRequest, scope: Scope, receive: Receive,
                   send: Send, extra_headers: list[tuple[bytes, bytes]]) -> None:
+    """The stream, from its admission to its end: the one frame a live stream holds
+    (with the server's own), so nothing it no longer needs stays referenced."""
+    release = await _admit(replica, asked, scope, receive, send, extra_headers)
+    if release is None:
+        return
     dispatcher = replica.dispatcher
-    if asked.resume_from is not None and not await _reach(replica, asked.resume_from):
-        # The cursor is ahead of anything this replica's readers find: entries
-        # lost by the Redis it names (a failover), or a cursor Redis never
-        # issued. Go on from here; the client may see again what it saw beyond
-        # what this Redis still holds.
-        log.warning("a resume cursor is ahead of this replica's readers; going on from them")
     subscriber = Subscriber(asked.stream_filter, max_bytes=replica.stream_options.buffer_bytes)
     task = subscriber.task = asyncio.current_task()
-    joined = dispatcher.add(subscriber)
-    # The client leaving closes the subscriber, which wakes the live loop:
-    # one future to wait on per turn, not asyncio.wait over two, and no task
-    # of its own (hub.stream.client_watch).
-    left = ClientWatch(receive, subscriber.client_left)
+    left: ClientWatch | None = None
     try:
+        joined = dispatcher.add(subscriber)
+        # The client leaving closes the subscriber, which wakes the live loop:
+        # one future to wait on per turn, not asyncio.wait over two, and no task
+        # of its own (hub.stream.client_watch).
+        left = ClientWatch(receive, subscriber.client_left)
         try:
             # The catch-up's first reads happen before the status line goes out,
             # so a Redis that is down (or loading) is a 503 with Retry-After the
@@ -179,18 +206,24 @@ async def _stream(replica: Replica, asked: StreamRequest, scope: Scope, receive:
             response.raw_headers += extra_headers
             await response(scope, receive, send)
             return
+        del asked, joined
         try:
             await send({"type": "http.response.start", "status": 200,
                         "headers": HEADERS + extra_headers})
+            # Nothing reads the request's headers from here on (uvicorn reads
+            # only the method): a browser's are ~2 KB a stream, held for hours.
+            # Emptied in place, since the server holds the same list.
+            _forget_headers(scope)
+            del extra_headers
             await _write(subscriber, send, RETRY)
             await _catch_up(catch_up, subscriber, send)
             # Not held while live: its first history or resume chunk would stay
             # in memory for the life of the stream.
             del catch_up
-            # Live. While this task is parked in wait(), the dispatcher writes
-            # to the client directly (hub.stream.direct_write); it wakes the task for
-            # what it cannot do at once: buffered chunks, a write to finish,
-            # a ping, the end.
+            # Live. While this task is parked in wait(), the dispatcher and the
+            # watchdog (pings) write to the client directly
+            # (hub.stream.direct_write); the task is woken for what they cannot
+            # do at once: buffered chunks, a write to finish, the end.
             subscriber.sender = send
             while True:
                 chunk = subscriber.take()
@@ -201,13 +234,9 @@ async def _stream(replica: Replica, asked: StreamRequest, scope: Scope, receive:
                     break
                 woken_for = await subscriber.wait()
                 if type(woken_for) is PendingSend:
-                    await woken_for  # write_ticks was set when the dispatcher began it
+                    await woken_for  # write_ticks was set when the write began
                     subscriber.write_ticks = NOT_WRITING
                     subscriber.idle_ticks = 0
-                elif woken_for is PING_DUE and not subscriber.closed and not subscriber.pending:
-                    # The buffer is empty: everything dispatched so far that matched
-                    # was written, so the dispatcher's position is this client's too.
-                    await _write(subscriber, send, ping(dispatcher.cursor().encode()))
         except (OSError, _ClientLeft):
             pass  # a vanished client: the stream just ends
         except REDIS_ERRORS as error:
@@ -222,7 +251,15 @@ async def _stream(replica: Replica, asked: StreamRequest, scope: Scope, receive:
             raise
     finally:
         dispatcher.remove(subscriber)
-        left.cancel()
+        if left is not None:
+            left.cancel()
+        release()
+
+
+def _forget_headers(scope: Scope) -> None:
+    headers = scope.get("headers")
+    if isinstance(headers, list):
+        headers.clear()
 
 
 async def _write(subscriber: Subscriber, send: Send, data: bytes, *,

@@ -2,12 +2,12 @@
 
 A subscriber is what the dispatcher pushes chunks to and the stream's own task
 takes them from: a bounded buffer (a subscriber whose buffer overflows is
-closed, I5, and resumes from Redis with its cursor), the direct write for a
-task parked with nothing buffered (``hub.stream.direct_write``), and the two
-small counters the replica's one watchdog ages (``hub.stream.watchdog``), so
-no subscriber needs a timer of its own. ``EventFilter`` is what it asked for,
-plus the dialogs its key may see (``callhub.event_filter``); the dispatcher groups
-subscribers by it.
+closed, I5, and resumes from Redis with its cursor), the direct write (of a
+push, or of the watchdog's ping) while its task is parked with nothing
+buffered (``hub.stream.direct_write``), and the two small counters the
+replica's one watchdog ages (``hub.stream.watchdog``), so no subscriber needs
+a timer of its own. ``EventFilter`` is what it asked for, plus the dialogs its
+key may see (``callhub.event_filter``); the dispatcher groups subscribers by it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ CLOSED_SHUTDOWN: Final = "shutdown"
 CLOSED_STALLED: Final = "stalled"  # a write took longer than the write timeout
 CLOSED_LEFT: Final = "left"  # the client went away
 NOT_WRITING: Final = -1
-PING_DUE: Final = object()  # what a waiter gets when the watchdog says a ping is due
 
 
 class Subscriber:
@@ -58,17 +57,10 @@ class Subscriber:
     def push(self, chunk: bytes) -> None:
         if self.closed:
             return
-        waiter = self._waiter
-        if waiter is not None and self.sender is not None and not waiter.done():
+        if self._parked():
             # The task is parked in its live loop, so nothing is buffered and no
             # write is under way: write now instead of waking it to.
-            pending = start_send(self.sender, {"type": "http.response.body", "body": chunk,
-                                               "more_body": True})
-            if pending is None:
-                self.idle_ticks = 0
-            else:  # the client is slow: the task finishes the write, watched
-                self.write_ticks = 0
-                self._wake(pending)
+            self._write_now(chunk)
             return
         self._buffered += len(chunk)
         if self._buffered > self.max_bytes:
@@ -118,8 +110,8 @@ class Subscriber:
 
     def wait(self) -> asyncio.Future[object]:
         """A future that completes when there is something to take, on close
-        (result None), when the watchdog says a ping is due (``PING_DUE``), or
-        with a ``PendingSend`` for the task to finish."""
+        (result None), or with a ``PendingSend`` for the task to finish (a
+        push or a ping the client was too slow to take at once)."""
         # The task's loop, not asyncio.get_running_loop(): that one asks the
         # kernel for the process id on every call (a syscall per delivery).
         loop = self.task.get_loop() if self.task is not None else asyncio.get_running_loop()
@@ -130,9 +122,32 @@ class Subscriber:
             self._waiter = waiter
         return waiter
 
-    def ping_due(self) -> None:
-        """The watchdog found this stream idle for a ping interval."""
-        self._wake(PING_DUE)
+    def ping(self, frame: bytes) -> None:
+        """The watchdog found this stream idle for a ping interval: write ``frame``.
+
+        Written here, as a push is, not by waking the stream's task: with
+        thousands of idle streams a ping every interval each was most of an
+        idle replica's work (a future, a task step and a write per ping). A
+        stream that is not parked in its live loop is not idle (it is
+        catching up, or about to write what was pushed) and is left alone.
+        """
+        if self._parked() and not self.closed:
+            self._write_now(frame)
+
+    def _parked(self) -> bool:
+        """Whether the task waits in its live loop (so nothing is buffered)."""
+        waiter = self._waiter
+        return waiter is not None and self.sender is not None and not waiter.done()
+
+    def _write_now(self, chunk: bytes) -> None:
+        assert self.sender is not None
+        pending = start_send(self.sender, {"type": "http.response.body", "body": chunk,
+                                           "more_body": True})
+        if pending is None:
+            self.idle_ticks = 0
+        else:  # the client is slow: the task finishes the write, watched
+            self.write_ticks = 0
+            self._wake(pending)
 
     def _wake(self, why: object) -> None:
         waiter = self._waiter

@@ -9,8 +9,9 @@ timer for every delivery: at 1,000 subscribers and 200 events/s that is
 ticks a few times per interval and ages two small counters on each
 subscriber (``write_ticks``, ``idle_ticks``, kept by the stream around each
 write): a write older than the timeout gets its stream cut off, a stream idle
-for a ping interval is woken to send its ping. Per tick this is one pass over
-the subscribers, nothing per delivery.
+for a ping interval gets its ping, written from here (``Subscriber.ping``)
+without waking the stream's task, one frame shared by every stream pinged in
+the tick. Per tick this is one pass over the subscribers, nothing per delivery.
 
 Precision follows from the tick (a quarter of the shorter interval): a stalled
 write is cut off within one tick after the write timeout, never sooner; an
@@ -27,6 +28,7 @@ import math
 from typing import Final
 
 from hub.stream.dispatcher import Dispatcher
+from hub.stream.frames import ping
 from hub.stream.subscriber import NOT_WRITING
 
 log = logging.getLogger("callhub.stream")
@@ -51,8 +53,9 @@ class StreamWatchdog:
                 log.exception("stream watchdog tick failed")
 
     def tick(self) -> None:
-        """Age every subscriber by one tick; cut off stalled writes, wake idle streams."""
+        """Age every subscriber by one tick; cut off stalled writes, ping idle streams."""
         ping_ticks, write_ticks = self._ping_ticks, self._write_ticks
+        frame = b""
         for subscriber in self._dispatcher.subscribers():
             if subscriber.write_ticks != NOT_WRITING:
                 subscriber.write_ticks += 1
@@ -63,4 +66,8 @@ class StreamWatchdog:
             else:
                 subscriber.idle_ticks += 1
                 if subscriber.idle_ticks >= ping_ticks:
-                    subscriber.ping_due()
+                    if not frame:  # one frame for every stream pinged this tick
+                        # A parked stream has written everything dispatched to
+                        # it, so the handed-over position is its own too.
+                        frame = ping(self._dispatcher.cursor().encode())
+                    subscriber.ping(frame)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 
+from starlette.types import Message
+
 from callhub.event_filter import EventFilter
+from hub.stream.direct_write import PendingSend
 from hub.stream.dispatcher import Dispatcher
+from hub.stream.frames import ping
 from hub.stream.subscriber import (
     CLOSED_OVERFLOW,
     CLOSED_STALLED,
     NOT_WRITING,
-    PING_DUE,
     Subscriber,
 )
 from hub.stream.watchdog import StreamWatchdog
@@ -59,14 +62,57 @@ async def test_a_stream_closed_while_stuck_in_a_write_is_still_cut_off() -> None
     await asyncio.gather(subscriber.task, return_exceptions=True)
 
 
-async def test_an_idle_stream_is_woken_for_a_ping_within_the_interval() -> None:
-    _, watchdog, subscriber = watched(ping_s=2, write_timeout_s=10)
+class Client:
+    """A send that takes every write at once (``slow``: the first write waits)."""
+
+    def __init__(self, *, slow: bool = False) -> None:
+        self.bodies: list[bytes] = []
+        self.slow = slow
+
+    async def send(self, message: Message) -> None:
+        if self.slow:
+            self.slow = False
+            await asyncio.sleep(0)
+        self.bodies.append(message["body"])
+
+
+async def test_an_idle_stream_is_pinged_within_the_interval_without_waking_its_task() -> None:
+    dispatcher, watchdog, subscriber = watched(ping_s=2, write_timeout_s=10)
+    dispatcher.start_at(0, (5, 0))
+    client = Client()
+    subscriber.sender = client.send
     waiter = subscriber.wait()
     for _ in range(3):
         watchdog.tick()
-    assert not waiter.done()
+    assert client.bodies == []
     watchdog.tick()  # 4 ticks of 0.5 s: between 1.5 and 2 s idle
-    assert waiter.result() is PING_DUE
+    assert client.bodies == [ping(dispatcher.cursor().encode())]
+    assert not waiter.done() and subscriber.idle_ticks == 0
+    for _ in range(4):
+        watchdog.tick()
+    assert len(client.bodies) == 2  # and again one interval later
+
+
+async def test_a_ping_the_client_is_slow_to_take_is_finished_by_the_task_watched() -> None:
+    _, watchdog, subscriber = watched(ping_s=2, write_timeout_s=10)
+    client = Client(slow=True)
+    subscriber.sender = client.send
+    waiter = subscriber.wait()
+    for _ in range(4):
+        watchdog.tick()
+    pending = waiter.result()
+    assert type(pending) is PendingSend and subscriber.write_ticks == 0
+    await pending
+    assert client.bodies == [ping(Dispatcher(1).cursor().encode())]
+
+
+async def test_a_stream_that_is_not_parked_is_not_pinged() -> None:
+    _, watchdog, subscriber = watched(ping_s=2, write_timeout_s=10)
+    client = Client()
+    subscriber.sender = client.send  # live, but its task is busy (not in wait())
+    for _ in range(8):
+        watchdog.tick()
+    assert client.bodies == []
 
 
 async def test_writes_keep_a_stream_from_being_pinged_or_cut_off() -> None:
