@@ -50,8 +50,10 @@ differ only in the publish time they carry). Then: memory per idle subscriber
 callhub's catch-up rate for a client that resumes with Last-Event-ID after
 50,000 events. The targets of the issue are printed beside the figures.
 
-``--capacity`` is the capacity mode (``bench/fanout_capacity.py``): callhub and
-nchan at 200 events/s with more and more subscribers until one falls behind.
+``python -m bench.fanout_capacity`` is the capacity mode: callhub and nchan at
+200 events/s with more and more subscribers until one falls behind. It runs
+this module's ``main`` with its own ``Mode`` in place of the phases above
+(it imports this module; this one does not import it).
 
 Options: ``--peers callhub,nchan`` and ``--subs 1000`` narrow the run,
 ``--linger 0,2`` adds callhub peers run with those ``CALLHUB_STREAM_LINGER``
@@ -82,13 +84,13 @@ import tempfile
 import time
 from array import array
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
 from types import FrameType
-from typing import Any, Final, cast
+from typing import Any, Final, Protocol, cast
 
 import httpx
 import uvloop
@@ -1525,7 +1527,7 @@ class Engines:
 
 
 async def run(plan: Plan, engines: Engines, clients: Clients, nchan_dir: Path | None,
-              status: StatusLine, args: argparse.Namespace) -> int:
+              status: StatusLine, args: argparse.Namespace, mode: Mode | None = None) -> int:
     feed = RedisFeed(Settings(redis_url=engines.single.url, shards=args.shards))
     feeds = [feed]
     profile_dir = Path(args.py_spy) if args.py_spy else None
@@ -1534,12 +1536,9 @@ async def run(plan: Plan, engines: Engines, clients: Clients, nchan_dir: Path | 
     try:
         bench = Bench(plan, clients, status, profile_dir)
         peers = make_peers(engines, feeds, nchan_dir, args)
-        if args.capacity:
-            from bench import fanout_capacity  # it imports this module
-
+        if mode is not None:
             status.update("measuring the one-write-per-delivery floor ...", force=True)
-            await fanout_capacity.run(peers, clients, status, quick=args.quick,
-                                      floor=write_floor())
+            await mode(peers, clients, status, quick=args.quick, floor=write_floor())
             return 0
         floor: dict[str, float] | None = None
         if any(isinstance(peer, NchanPeer) for peer in peers) and not args.quick:
@@ -1597,8 +1596,20 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+class Mode(Protocol):
+    """A measurement run in place of the standard phases, on the same peers and
+    clients (``bench.fanout_capacity.run``)."""
+
+    def __call__(self, peers: Sequence[Peer], clients: Clients, status: StatusLine, *,
+                 quick: bool, floor: dict[str, float] | None) -> Awaitable[object]: ...
+
+
+def main(argv: Sequence[str] | None = None, *, mode: Mode | None = None,
+         description: str | None = None) -> int:
+    """The bench's command line; ``mode`` (default: the standard phases) and
+    ``description`` come from a module that runs its own measurement here."""
+    parser = argparse.ArgumentParser(
+        description=description or (__doc__.splitlines()[0] if __doc__ else None))
     parser.add_argument("--quick", action="store_true", help="a small smoke run (< 60 s)")
     parser.add_argument("--baseline", metavar="DIR", type=Path,
                         help="also run the replica of an earlier checkout in DIR (e.g. "
@@ -1630,10 +1641,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=CLIENT_PROCESSES,
                         help=f"client processes holding the subscribers (default "
                         f"{CLIENT_PROCESSES}; every peer gets the same)")
-    parser.add_argument("--capacity", action="store_true",
-                        help="capacity mode: at 200 events/s (all events), raise the "
-                        "subscribers step by step for callhub and nchan until p99 > 100 ms "
-                        "or a backlog (bench/fanout_capacity.py); --quick: a smoke run")
     parser.add_argument("--py-spy", metavar="DIR",
                         help="record callhub's CPU profile (py-spy, raw) per phase into DIR "
                         "and print the hottest frames (adds some overhead)")
@@ -1641,7 +1648,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = QUICK if args.quick else FULL
     if args.clients < 1:
         parser.error("--clients must be at least 1")
-    if args.capacity and args.peers is None:
+    if mode is not None and args.peers is None:
         args.peers = "callhub,nchan"
     cluster = args.cluster or args.cluster_url is not None
     if args.peers is None:
@@ -1704,7 +1711,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 return runner.run(run(plan, engines, clients,
                                       Path(workdir.name) if has_nchan and "nchan" in args.peers
-                                      else None, status, args))
+                                      else None, status, args, mode))
             finally:
                 runner.run(clients.stop())
     except BenchError as error:
@@ -1722,8 +1729,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run bench.fanout's main, not __main__'s: bench.fanout_capacity imports
-    # bench.fanout, and its isinstance checks need the same classes as the peers.
-    from bench.fanout import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

@@ -1,6 +1,7 @@
 """Capacity mode of the fan-out bench: the most subscribers a peer keeps up with.
 
-``python -m bench.fanout --capacity [--quick]``. At a fixed 200 events/s to
+``python -m bench.fanout_capacity [--quick]``, with ``bench.fanout``'s other
+options (``--clients``, ``--nchan-storage``, ``--linger``, ...). At a fixed 200 events/s to
 all-events subscribers, callhub and nchan are stepped through growing
 subscriber counts in the same run (each step: both peers, one after the other,
 on a fresh server). A step is the latency phase of ``bench.fanout``
@@ -24,11 +25,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from bench import fanout
 from bench.fanout import (
     FULL,
     QUICK,
@@ -221,3 +224,11 @@ def _limit(name: str, results: Sequence[Step]) -> str:
     capacity is higher than the last step it was given)."""
     high = bracket(results, name)[1]
     return "+" if high is None else f" (not with {high:,})"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return fanout.main(argv, mode=run, description=__doc__.splitlines()[0] if __doc__ else None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
