@@ -7,7 +7,7 @@ VENV ?= .venv
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system demo test lint bench-ingest bench-read-api bench-fanout bench-worker bench-cluster \
+.PHONY: setup system demo test lint bench-ingest bench-read-api bench-fanout bench-capacity nchan bench-worker bench-cluster \
 	bench-forward bench-export test-compose
 
 setup: system $(VENV)/.installed
@@ -80,8 +80,14 @@ bench-read-api: setup
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk; }
 	$(VENV)/bin/python -m bench.read_api
 
-bench-fanout: setup
+nchan: setup
 	@command -v nginx >/dev/null && [ -e /usr/share/nginx/modules-available/mod-nchan.conf ] \
 	  || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install \
 	    -y -qq nginx libnginx-mod-nchan; }
+
+bench-fanout: nchan
 	$(VENV)/bin/python -m bench.fanout
+
+# The capacity mode: the most subscribers callhub and nchan keep up with at 200 events/s.
+bench-capacity: nchan
+	$(VENV)/bin/python -m bench.fanout_capacity
