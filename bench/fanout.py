@@ -1499,8 +1499,11 @@ def make_peers(engines: Engines, feeds: list[RedisFeed], nchan_dir: Path | None,
     if args.baseline is not None:
         # An earlier checkout's replica (its callhub, hub and workers first on
         # the path), fed by the same commits: a regression shows in one run.
+        # PYTHONSAFEPATH: `python -m` would put the working directory (this
+        # checkout) first on the path, ahead of PYTHONPATH.
         peers[1:1] = [CallhubPeer(feed, [redis.pid], name="base",
-                                  env={"PYTHONPATH": str(args.baseline)})]
+                                  env={"PYTHONPATH": str(args.baseline.resolve()),
+                                       "PYTHONSAFEPATH": "1"})]
     return peers
 
 
