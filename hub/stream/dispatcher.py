@@ -16,10 +16,17 @@ backlog is spread over the shards, and without this each shard's share would be
 a write per subscriber of its own (at 1,000 subscribers on 6 shards that took
 the steady-rate p99 from 23 ms to 115 ms, ``bench/fanout.py --shards``).
 
-A busy replica lingers: when the last hand-over took a large share of the
-time since it began (``BUSY_SHARE``), the next one waits
-``CALLHUB_STREAM_LINGER``, so the events arriving meanwhile go out in the
-same chunks. At a moderate steady rate every event would otherwise arrive
+A busy replica lingers: when hand-overs took a large share of the replica's
+recent time (``BUSY_SHARE`` of about the last ``DUTY_WINDOW_S``), the next one
+waits ``CALLHUB_STREAM_LINGER``, so the events arriving meanwhile go out in the
+same chunks. The share is a decaying sum of hand-over costs, not the last
+hand-over against the gap before the next event: that gap is short whenever
+events happen to come close together (half of them at 200 events/s from a
+Poisson source, and every other one when the linger is a multiple of a steady
+interval), so a replica at 20% CPU lingered on most events. Once lingering,
+it goes on until the share falls below half of ``BUSY_SHARE``: lingering
+itself lowers the share, and without the margin the replica would switch at
+every window. At a moderate steady rate every event would otherwise arrive
 alone and cost a write per subscriber; lingering makes batches grow with
 load, so the cost per delivery falls toward the burst figure, while an idle
 replica (the last hand-over long ago) still writes a lone event at once
@@ -41,6 +48,7 @@ needs a timer of its own.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Iterable, Sequence
 from typing import Final
@@ -58,9 +66,10 @@ from hub.stream.subscriber import (
     Subscriber,
 )
 
-# A hand-over that took this share of the time since the previous one began
-# means the replica is busy: the next one lingers.
+# Hand-overs that took this share of the replica's time over about the last
+# DUTY_WINDOW_S mean it is busy: the next one lingers (until half this share).
 BUSY_SHARE: Final = 0.25
+DUTY_WINDOW_S: Final = 0.1
 
 
 class FilterGroup:
@@ -90,9 +99,11 @@ class Dispatcher:
         self._pending: dict[FilterGroup, list[bytes]] = {}
         self._flush_due = False
         self._flush_timer: asyncio.TimerHandle | None = None
-        # The last hand-over: when it began and how long it took (perf_counter).
-        self._flush_began = 0.0
-        self._flush_cost = 0.0
+        # The share of the replica's time spent in hand-overs, decaying over
+        # DUTY_WINDOW_S, as of _duty_at (perf_counter); and whether it lingers.
+        self._duty = 0.0
+        self._duty_at = 0.0
+        self._lingering = False
         self.lingered = 0  # hand-overs that waited for more events
         self.ready = asyncio.Event()
         self._groups: dict[tuple[object, ...], FilterGroup] = {}
@@ -218,14 +229,14 @@ class Dispatcher:
 
     def _linger(self) -> float:
         """How long the hand-over now due waits: 0 unless the replica is busy."""
-        cost = self._flush_cost
-        if not self.linger_s or not cost:
+        if not self.linger_s:
             return 0.0
-        since = time.perf_counter() - self._flush_began
+        duty = self._duty * math.exp((self._duty_at - time.perf_counter()) / DUTY_WINDOW_S)
         # Busy: wait the whole linger. A shorter wait would only add latency,
         # since an event joins only if it arrives within the wait, and at a
-        # steady rate the next one is about ``since`` away.
-        return 0.0 if cost < BUSY_SHARE * since else self.linger_s
+        # steady rate the next one is a whole interval away.
+        self._lingering = duty >= (BUSY_SHARE / 2 if self._lingering else BUSY_SHARE)
+        return self.linger_s if self._lingering else 0.0
 
     def route(self, shard: int, entries: Sequence[Entry]) -> None:
         """Build each entry's frame once and add it to the matching groups' chunks."""
@@ -268,8 +279,10 @@ class Dispatcher:
                 for subscriber in group.members:
                     subscriber.push(chunk)
                 self.deliveries += len(frames) * len(group.members)
-            self._flush_cost = time.perf_counter() - began
-            self._flush_began = began
+            ended = time.perf_counter()
+            self._duty = (self._duty * math.exp((self._duty_at - ended) / DUTY_WINDOW_S)
+                          + (ended - began) / DUTY_WINDOW_S)
+            self._duty_at = ended
         self.positions[:] = self._routed
         if self._reach_waiters:
             for target, arrived in self._reach_waiters:

@@ -8,7 +8,7 @@ import time
 
 from callhub.cursor import Cursor
 from callhub.event_filter import EventFilter
-from hub.stream.dispatcher import Dispatcher
+from hub.stream.dispatcher import DUTY_WINDOW_S, Dispatcher
 from hub.stream.subscriber import CLOSED_OVERFLOW, Subscriber
 from tests.support.polling import async_wait_until
 
@@ -167,19 +167,22 @@ async def test_a_subscriber_joining_before_the_flush_gets_only_what_follows() ->
 
 
 class SlowSubscriber(CountingSubscriber):
-    """Takes ``cost_s`` per push: what a replica writing to many clients spends."""
+    """Takes ``cost_s`` per push: what a replica writing to many clients spends
+    (30 ms: more than a quarter of the 100 ms the busy share is taken over)."""
 
-    cost_s = 0.02
+    cost_s = 0.03
 
     def push(self, chunk: bytes) -> None:
         time.sleep(self.cost_s)
         super().push(chunk)
 
 
-def lingering(linger_s: float) -> tuple[Dispatcher, CountingSubscriber]:
+def lingering(linger_s: float, cost_s: float = SlowSubscriber.cost_s,
+              ) -> tuple[Dispatcher, CountingSubscriber]:
     dispatcher = Dispatcher(1, linger_s=linger_s)
     dispatcher.start_at(0, (1, 0))
     slow = SlowSubscriber(EventFilter(), max_bytes=1 << 20)
+    slow.cost_s = cost_s
     dispatcher.add(slow)
     return dispatcher, slow
 
@@ -192,7 +195,7 @@ async def test_an_idle_replica_writes_a_lone_event_at_the_end_of_the_turn() -> N
 
 
 async def test_a_busy_replica_lets_the_next_events_gather_into_one_chunk() -> None:
-    """The last hand-over took all the time since it began: the next one waits
+    """Hand-overs took over a quarter of the last 100 ms: the next one waits
     the linger, and what arrives meanwhile joins it."""
     dispatcher, slow = lingering(0.05)
     loop = asyncio.get_running_loop()
@@ -208,6 +211,34 @@ async def test_a_busy_replica_lets_the_next_events_gather_into_one_chunk() -> No
     assert slow.pushed[1].count(b"event: ") == 2
     assert dispatcher.cursor().positions == ((4, 0),)
     assert dispatcher.lingered == 1
+
+
+async def test_events_close_together_on_a_lightly_loaded_replica_go_out_at_once() -> None:
+    """A 5 ms hand-over followed at once by the next event is not a busy
+    replica (a share of 5% of its time), however short the gap."""
+    dispatcher, slow = lingering(0.05, cost_s=0.005)
+    loop = asyncio.get_running_loop()
+    for n in (2, 3, 4):
+        dispatcher.dispatch_soon(0, [entry(n, "a")], loop)
+        await asyncio.sleep(0)
+        assert len(slow.pushed) == n - 1
+    assert dispatcher.lingered == 0
+
+
+async def test_a_replica_that_was_busy_writes_at_once_again_when_idle() -> None:
+    dispatcher, slow = lingering(0.05)
+    loop = asyncio.get_running_loop()
+    dispatcher.dispatch_soon(0, [entry(2, "a")], loop)
+    await asyncio.sleep(0)
+    dispatcher.dispatch_soon(0, [entry(3, "a")], loop)
+    assert dispatcher.lingered == 1
+    await async_wait_until(lambda: len(slow.pushed) == 2, what="the lingered hand-over")
+    # Quiet for a few windows: the busy share decays below half the threshold
+    # (the time passing is the condition here, not a wait for one).
+    await asyncio.sleep(DUTY_WINDOW_S * 4)
+    dispatcher.dispatch_soon(0, [entry(4, "a")], loop)
+    await asyncio.sleep(0)
+    assert len(slow.pushed) == 3 and dispatcher.lingered == 1
 
 
 async def test_no_linger_when_it_is_set_to_zero() -> None:
