@@ -883,6 +883,13 @@ http {{
     location = /sub {{
       nchan_subscriber eventsource;
       nchan_channel_id $arg_id;
+      # The heartbeat callhub sends (a comment every CALLHUB_PING_INTERVAL,
+      # 15 s): nchan sends none by default, which would make its idle CPU 0
+      # by doing less.
+      nchan_eventsource_ping_interval 15;
+      nchan_eventsource_ping_comment "ping";
+      nchan_eventsource_ping_event "";
+      nchan_eventsource_ping_data "";
       {use_redis}
     }}
     location = /nchan_status {{ nchan_stub_status; }}
