@@ -216,22 +216,32 @@ async def test_a_busy_replica_lets_the_next_events_gather_into_one_chunk() -> No
 async def test_events_close_together_on_a_lightly_loaded_replica_go_out_at_once() -> None:
     """A 5 ms hand-over followed at once by the next event is not a busy
     replica (a share of 5% of its time), however short the gap."""
-    dispatcher, slow = lingering(0.05, cost_s=0.005)
+    await each_goes_out_in_its_own_turn(*lingering(0.05, cost_s=0.005), events=3)
+
+
+async def each_goes_out_in_its_own_turn(dispatcher: Dispatcher, slow: CountingSubscriber, *,
+                                        events: int) -> None:
     loop = asyncio.get_running_loop()
-    for n in (2, 3, 4):
+    for n in range(2, 2 + events):
         dispatcher.dispatch_soon(0, [entry(n, "a")], loop)
         await asyncio.sleep(0)
         assert len(slow.pushed) == n - 1
     assert dispatcher.lingered == 0
 
 
-async def test_a_replica_that_was_busy_writes_at_once_again_when_idle() -> None:
+def busy_then_lingering() -> tuple[Dispatcher, CountingSubscriber]:
+    """A slow hand-over of entry 2, then entry 3 routed and left to linger."""
     dispatcher, slow = lingering(0.05)
     loop = asyncio.get_running_loop()
-    dispatcher.dispatch_soon(0, [entry(2, "a")], loop)
-    await asyncio.sleep(0)
+    dispatcher.dispatch(0, [entry(2, "a")])
     dispatcher.dispatch_soon(0, [entry(3, "a")], loop)
-    assert dispatcher.lingered == 1
+    assert len(slow.pushed) == 1 and dispatcher.lingered == 1
+    return dispatcher, slow
+
+
+async def test_a_replica_that_was_busy_writes_at_once_again_when_idle() -> None:
+    dispatcher, slow = busy_then_lingering()
+    loop = asyncio.get_running_loop()
     await async_wait_until(lambda: len(slow.pushed) == 2, what="the lingered hand-over")
     # Quiet for a few windows: the busy share decays below half the threshold
     # (the time passing is the condition here, not a wait for one).
@@ -242,23 +252,13 @@ async def test_a_replica_that_was_busy_writes_at_once_again_when_idle() -> None:
 
 
 async def test_no_linger_when_it_is_set_to_zero() -> None:
-    dispatcher, slow = lingering(0.0)
-    loop = asyncio.get_running_loop()
-    for n in (2, 3):
-        dispatcher.dispatch_soon(0, [entry(n, "a")], loop)
-        await asyncio.sleep(0)
-        assert len(slow.pushed) == n - 1
-    assert dispatcher.lingered == 0
+    await each_goes_out_in_its_own_turn(*lingering(0.0), events=2)
 
 
 async def test_a_subscriber_joining_during_a_linger_gets_only_what_follows() -> None:
     """The I4 seam holds with a lingering hand-over: joining hands it over now."""
-    dispatcher, slow = lingering(0.05)
+    dispatcher, slow = busy_then_lingering()
     loop = asyncio.get_running_loop()
-    dispatcher.dispatch_soon(0, [entry(2, "a")], loop)
-    await asyncio.sleep(0)
-    dispatcher.dispatch_soon(0, [entry(3, "a")], loop)
-    assert dispatcher.lingered == 1
     late = subscriber()
     assert dispatcher.add(late).positions == ((3, 0),)
     assert len(slow.pushed) == 2
