@@ -198,7 +198,10 @@ def test_the_dashboard_renews_its_stream_tokens_without_losing_or_repeating_an_e
         # Each source (main and feed alike) got each event at most once, and the two
         # streams between them every event exactly twice: resumed, never replayed.
         sources: list[dict[str, Any]] = browser.execute_script("return window.__sources")
-        assert len(sources) >= 2 + 2 * 4, [s["url"] for s in sources]  # renewed, not reused
+        # Renewed, not reused: at least the two first streams, the four renewals
+        # waited for above and the two reconnects after the outage (more renewals
+        # happen only if the later steps take longer than a token's life).
+        assert len(sources) >= 2 + 4 + 2, [s["url"] for s in sources]
         for source in sources:
             repeated = [i for i, n in Counter(source["ids"]).items() if n > 1]
             assert repeated == [], source["url"]
@@ -211,7 +214,7 @@ def test_the_dashboard_renews_its_stream_tokens_without_losing_or_repeating_an_e
         assert all("include_history=true" in u for u in urls[:2]), urls
         assert all("token=" in u and "api_key" not in u for u in urls), urls
         resumed = [s["url"] for s in sources if s["deliveredBefore"] >= 2 * first_batch]
-        assert len(resumed) >= 2 * 4 and all(
+        assert len(resumed) >= 4 + 2 and all(
             "last_event_id=" in u and "include_history" not in u for u in resumed), urls
 
         # A renewal swaps sources between two events: the page never showed it as a drop.
