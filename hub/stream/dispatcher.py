@@ -231,12 +231,16 @@ class Dispatcher:
         """How long the hand-over now due waits: 0 unless the replica is busy."""
         if not self.linger_s:
             return 0.0
-        duty = self._duty * math.exp((self._duty_at - time.perf_counter()) / DUTY_WINDOW_S)
+        duty = self._busy_share(time.perf_counter())
         # Busy: wait the whole linger. A shorter wait would only add latency,
         # since an event joins only if it arrives within the wait, and at a
         # steady rate the next one is a whole interval away.
         self._lingering = duty >= (BUSY_SHARE / 2 if self._lingering else BUSY_SHARE)
         return self.linger_s if self._lingering else 0.0
+
+    def _busy_share(self, now: float) -> float:
+        """The share of the time up to ``now`` spent in hand-overs, decayed."""
+        return self._duty * math.exp((self._duty_at - now) / DUTY_WINDOW_S)
 
     def route(self, shard: int, entries: Sequence[Entry]) -> None:
         """Build each entry's frame once and add it to the matching groups' chunks."""
@@ -280,8 +284,7 @@ class Dispatcher:
                     subscriber.push(chunk)
                 self.deliveries += len(frames) * len(group.members)
             ended = time.perf_counter()
-            self._duty = (self._duty * math.exp((self._duty_at - ended) / DUTY_WINDOW_S)
-                          + (ended - began) / DUTY_WINDOW_S)
+            self._duty = self._busy_share(ended) + (ended - began) / DUTY_WINDOW_S
             self._duty_at = ended
         self.positions[:] = self._routed
         if self._reach_waiters:

@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from callhub.cursor import Cursor
 from callhub.event_filter import EventFilter
+from hub.stream import dispatcher as dispatcher_module
 from hub.stream.dispatcher import DUTY_WINDOW_S, Dispatcher
 from hub.stream.subscriber import CLOSED_OVERFLOW, Subscriber
 from tests.support.polling import async_wait_until
@@ -239,13 +242,23 @@ def busy_then_lingering() -> tuple[Dispatcher, CountingSubscriber]:
     return dispatcher, slow
 
 
-async def test_a_replica_that_was_busy_writes_at_once_again_when_idle() -> None:
+class _TenWindowsLater:
+    """The clock the dispatcher reads, ten busy-share windows on: a quiet spell
+    without waiting one out."""
+
+    @staticmethod
+    def perf_counter() -> float:
+        return time.perf_counter() + 10 * DUTY_WINDOW_S
+
+
+async def test_a_replica_that_was_busy_writes_at_once_again_when_idle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     dispatcher, slow = busy_then_lingering()
     loop = asyncio.get_running_loop()
     await async_wait_until(lambda: len(slow.pushed) == 2, what="the lingered hand-over")
-    # Quiet for a few windows: the busy share decays below half the threshold
-    # (the time passing is the condition here, not a wait for one).
-    await asyncio.sleep(DUTY_WINDOW_S * 4)
+    # Quiet for ten windows: the busy share decays below half the threshold.
+    monkeypatch.setattr(dispatcher_module, "time", _TenWindowsLater)
     dispatcher.dispatch_soon(0, [entry(4, "a")], loop)
     await asyncio.sleep(0)
     assert len(slow.pushed) == 3 and dispatcher.lingered == 1
